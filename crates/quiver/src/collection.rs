@@ -1,0 +1,1879 @@
+//! A collection: its write path, the in-memory index kept in step with
+//! SQLite, snapshots, open-time recovery, search and maintenance.
+//!
+//! The protocol (DESIGN §3): a mutation is one SQLite transaction that
+//! stamps every row it touches with the collection's next sequence number;
+//! only after the commit is the change applied to the in-memory index.
+//! `applied_seq` is the sequence the index reflects. A snapshot records the
+//! `applied_seq` it contains, so opening = load snapshot + replay the rows
+//! and tombstones stamped after it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::error::{Error, Result, SqlContext};
+#[cfg(feature = "usearch")]
+use crate::index::HnswIndex;
+use crate::index::{self, FlatIndex};
+use crate::record::{self, check_record, check_vector, Record};
+use crate::snapshot;
+use crate::store::{unix_now, Inner, Progress};
+
+/// Largest `k` a search accepts.
+pub const MAX_K: usize = 100_000;
+
+/// Compact rebuilds the index once removed vectors hold this share of its slots.
+pub const COMPACT_THRESHOLD: f64 = 0.2;
+
+/// Rows are applied to the index in chunks of this size during replay and rebuild.
+const CHUNK: usize = 4096;
+
+/// What a search returns besides ids and distances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    /// The record's text.
+    pub text: bool,
+    /// The record's metadata.
+    pub metadata: bool,
+    /// The record's full-precision vector.
+    pub vector: bool,
+}
+
+/// Parameters of a search. Defaults: no `ef` override, approximate, ids only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Hits wanted: 1..=[`MAX_K`].
+    pub k: usize,
+    /// HNSW candidate list size for this query (collection default if `None`).
+    pub ef: Option<usize>,
+    /// Brute force over every vector: exact, slower.
+    pub exact: bool,
+    /// Fields to return with each hit.
+    pub include: Include,
+}
+
+impl SearchOptions {
+    /// Top `k`, approximate, ids and distances only.
+    pub fn new(k: usize) -> Self {
+        SearchOptions {
+            k,
+            ef: None,
+            exact: false,
+            include: Include::default(),
+        }
+    }
+
+    /// Set the per-query `ef`.
+    pub fn ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Search exactly.
+    pub fn exact(mut self, exact: bool) -> Self {
+        self.exact = exact;
+        self
+    }
+
+    /// Choose the fields returned with each hit.
+    pub fn include(mut self, include: Include) -> Self {
+        self.include = include;
+        self
+    }
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Record id.
+    pub id: String,
+    /// Distance to the query (lower is closer).
+    pub distance: f32,
+    /// Text, if asked for and present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Metadata, if asked for and present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Vector, if asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a search was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Plan {
+    /// HNSW graph search with this candidate list size.
+    Hnsw {
+        /// The ef used.
+        ef: usize,
+    },
+    /// Brute force over every vector.
+    Exact,
+}
+
+/// Hits, closest first, and the plan that produced them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    /// At most k hits.
+    pub hits: Vec<Hit>,
+    /// How they were found.
+    pub plan: Plan,
+}
+
+/// Where an index came from when its collection was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexSource {
+    /// Created empty with the collection.
+    Created,
+    /// Loaded from the snapshot, then the tail replayed.
+    Snapshot,
+    /// Rebuilt from SQLite (no usable snapshot, or a repair/alter/compact).
+    Rebuilt,
+}
+
+/// How the index of a collection was last loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// Source of the index.
+    pub source: IndexSource,
+    /// Why a snapshot was not used, for rebuilds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Changes replayed on top of the snapshot.
+    pub tail_replayed: u64,
+    /// Wall time of the load, in milliseconds.
+    pub millis: f64,
+}
+
+/// What SQLite records about a collection's snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    /// The sequence number the snapshot includes.
+    pub applied_seq: u64,
+    /// File length.
+    pub bytes: u64,
+    /// Vectors in it.
+    pub vectors: u64,
+    /// blake3 of the file.
+    pub digest: String,
+    /// usearch version that wrote it.
+    pub usearch_version: String,
+    /// Unix time it was written.
+    pub written_at: i64,
+}
+
+/// The in-memory index of a collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexInfo {
+    /// `"hnsw"` (usearch) or `"flat"` (exact only).
+    pub kind: &'static str,
+    /// Vectors present.
+    pub vectors: u64,
+    /// Slots held by removed vectors until a rebuild.
+    pub deleted_slots: u64,
+    /// Reserved slots.
+    pub capacity: u64,
+    /// Bytes of memory the index uses.
+    pub memory_bytes: u64,
+}
+
+/// Everything about a collection, from [`Collection::info`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionInfo {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: CollectionConfig,
+    /// Records in SQLite.
+    pub count: u64,
+    /// Last committed sequence number.
+    pub seq: u64,
+    /// Sequence the in-memory index reflects.
+    pub applied_seq: u64,
+    /// The snapshot, if one is recorded.
+    pub snapshot: Option<SnapshotInfo>,
+    /// Changes (record versions and tombstones) after the snapshot: what
+    /// the next open will replay.
+    pub tail: u64,
+    /// The in-memory index.
+    pub index: IndexInfo,
+    /// How the index was loaded by this process.
+    pub load: LoadReport,
+    /// The last automatic snapshot failure, if the latest attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_error: Option<String>,
+}
+
+/// Outcome of [`Collection::verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Records in SQLite.
+    pub records: u64,
+    /// Vectors in the index.
+    pub indexed: u64,
+    /// Vectors compared between SQLite and the index.
+    pub vectors_checked: u64,
+    /// Records searched for by their own vector.
+    pub reachability_checked: u64,
+    /// Every problem found; empty means the collection is sound.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Outcome of [`Collection::compact`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompactReport {
+    /// Whether the index was rebuilt.
+    pub rebuilt: bool,
+    /// Removed-vector slots before.
+    pub deleted_slots_before: u64,
+    /// Bytes of the store's files before.
+    pub bytes_before: u64,
+    /// Bytes after.
+    pub bytes_after: u64,
+}
+
+/// Index settings that [`Collection::alter`] may change; `None` keeps a setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alter {
+    /// New metric.
+    pub metric: Option<Metric>,
+    /// New scalar kind.
+    pub scalar: Option<Scalar>,
+    /// New connectivity (M).
+    pub connectivity: Option<usize>,
+    /// New ef_construction.
+    pub expansion_add: Option<usize>,
+    /// New default ef.
+    pub expansion_search: Option<usize>,
+}
+
+/// A handle to a collection. Cheap to clone, `Send + Sync`, methods on `&self`.
+#[derive(Clone)]
+pub struct Collection {
+    store: Arc<Inner>,
+    state: Arc<CollState>,
+}
+
+/// The indexes of a collection; swapped whole on rebuild.
+struct Indexes {
+    #[cfg(feature = "usearch")]
+    hnsw: HnswIndex,
+    /// With usearch: built on the first exact search, then kept in step.
+    /// Without: always present, it is the index.
+    flat: Option<FlatIndex>,
+}
+
+pub(crate) struct CollState {
+    pub(crate) cid: i64,
+    pub(crate) name: String,
+    config: RwLock<CollectionConfig>,
+    dropped: AtomicBool,
+    indexes: RwLock<Indexes>,
+    /// `flat` is built lazily under this lock so two exact searches do not both build it.
+    flat_build: Mutex<()>,
+    applied_seq: AtomicI64,
+    /// Changes applied but not in the snapshot.
+    pending: AtomicU64,
+    pending_since: Mutex<Option<Instant>>,
+    load: Mutex<LoadReport>,
+    snapshot_error: Mutex<Option<String>>,
+    /// Serialises read-only refreshes.
+    refresh: Mutex<()>,
+}
+
+pub(crate) fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
+    // Columns 2..=8: dimension, metric, scalar, connectivity, expansion_add, expansion_search, model.
+    let metric: String = r.get(3)?;
+    let scalar: String = r.get(4)?;
+    let build = || -> Result<CollectionConfig> {
+        Ok(CollectionConfig {
+            dimension: r.get::<_, i64>(2).during("read config")? as usize,
+            metric: metric.parse()?,
+            scalar: scalar.parse()?,
+            connectivity: r.get::<_, i64>(5).during("read config")? as usize,
+            expansion_add: r.get::<_, i64>(6).during("read config")? as usize,
+            expansion_search: r.get::<_, i64>(7).during("read config")? as usize,
+            model: r.get(8).during("read config")?,
+        })
+    };
+    Ok(build())
+}
+
+const COLLECTION_ROW: &str =
+    "SELECT cid, name, dimension, metric, scalar, connectivity, expansion_add,
+        expansion_search, model, seq, pruned_seq FROM collections";
+
+struct CollectionRow {
+    cid: i64,
+    config: CollectionConfig,
+    seq: i64,
+    pruned_seq: i64,
+}
+
+fn read_collection(
+    conn: &Connection,
+    where_: &str,
+    arg: &dyn rusqlite::ToSql,
+) -> Result<Option<CollectionRow>> {
+    let row = conn
+        .query_row(&format!("{COLLECTION_ROW} WHERE {where_}"), [arg], |r| {
+            Ok((r.get(0)?, config_from_row(r)?, r.get(9)?, r.get(10)?))
+        })
+        .optional()
+        .during("read collection")?;
+    match row {
+        None => Ok(None),
+        Some((cid, config, seq, pruned_seq)) => Ok(Some(CollectionRow {
+            cid,
+            config: config?,
+            seq,
+            pruned_seq,
+        })),
+    }
+}
+
+struct SnapshotRow {
+    info: SnapshotInfo,
+    options: String,
+}
+
+fn read_snapshot_row(conn: &Connection, cid: i64) -> Result<Option<SnapshotRow>> {
+    conn.query_row(
+        "SELECT digest, length, vectors, options, usearch_version, applied_seq, written_at
+         FROM snapshots WHERE cid = ?1",
+        [cid],
+        |r| {
+            Ok(SnapshotRow {
+                info: SnapshotInfo {
+                    digest: r.get(0)?,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                    vectors: r.get::<_, i64>(2)? as u64,
+                    usearch_version: r.get(4)?,
+                    applied_seq: r.get::<_, i64>(5)? as u64,
+                    written_at: r.get(6)?,
+                },
+                options: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .during("read snapshot record")
+}
+
+/// The options string stamped on a snapshot: what must match for it to be used.
+fn options_stamp(config: &CollectionConfig) -> String {
+    format!(
+        "dim={} metric={} scalar={} connectivity={}",
+        config.dimension, config.metric, config.scalar, config.connectivity
+    )
+}
+
+fn begin_read(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN DEFERRED")
+        .during("begin read transaction")
+}
+
+fn end_read(conn: &Connection) -> Result<()> {
+    conn.execute_batch("COMMIT").during("end read transaction")
+}
+
+impl Indexes {
+    fn empty(config: &CollectionConfig, expected: usize, name: &str) -> Result<Self> {
+        Ok(Indexes {
+            #[cfg(feature = "usearch")]
+            hnsw: HnswIndex::new(config, expected)
+                .map_err(|m| index_err(name, "create index", m))?,
+            flat: if cfg!(feature = "usearch") {
+                let _ = (expected, name);
+                None
+            } else {
+                Some(FlatIndex::new(config.dimension, config.metric))
+            },
+        })
+    }
+
+    fn len(&self) -> usize {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.len()
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            self.flat.as_ref().map_or(0, FlatIndex::len)
+        }
+    }
+
+    fn slots(&self) -> usize {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.slots()
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            self.len()
+        }
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.contains(key)
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            self.flat.as_ref().is_some_and(|f| f.contains(key))
+        }
+    }
+
+    /// Make room for `additional` adds. Needs `&mut`: usearch's reserve
+    /// must not overlap any other call.
+    fn grow(&mut self, additional: usize, name: &str) -> Result<()> {
+        #[cfg(feature = "usearch")]
+        self.hnsw
+            .grow(additional)
+            .map_err(|m| index_err(name, "reserve capacity", m))?;
+        if let Some(f) = self.flat.as_mut() {
+            f.reserve(additional);
+        }
+        let _ = name;
+        Ok(())
+    }
+
+    fn info(&self) -> IndexInfo {
+        #[cfg(feature = "usearch")]
+        {
+            IndexInfo {
+                kind: "hnsw",
+                vectors: self.hnsw.len() as u64,
+                deleted_slots: self.hnsw.deleted() as u64,
+                capacity: self.hnsw.capacity() as u64,
+                memory_bytes: self.hnsw.memory_bytes() as u64,
+            }
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            let n = self.len() as u64;
+            IndexInfo {
+                kind: "flat",
+                vectors: n,
+                deleted_slots: 0,
+                capacity: n,
+                memory_bytes: n
+                    * 4
+                    * self.flat.as_ref().map_or(0, |f| {
+                        f.get(f.keys().first().copied().unwrap_or(0))
+                            .map_or(0, |v| v.len())
+                    }) as u64,
+            }
+        }
+    }
+}
+
+fn index_err(collection: &str, operation: &str, message: String) -> Error {
+    Error::Index {
+        collection: collection.into(),
+        operation: operation.into(),
+        message,
+    }
+}
+
+/// Apply removals and upserts to the indexes. Grows capacity first under
+/// the write lock, then adds under the read lock so searches go on.
+fn apply(
+    lock: &RwLock<Indexes>,
+    name: &str,
+    upserts: &[(u64, Vec<f32>)],
+    removes: &[u64],
+) -> Result<()> {
+    {
+        let mut w = lock.write().unwrap_or_else(|p| p.into_inner());
+        #[cfg(feature = "usearch")]
+        let needs = w.hnsw.needs_growth(upserts.len());
+        #[cfg(not(feature = "usearch"))]
+        let needs = true;
+        if needs {
+            w.grow(upserts.len(), name)?;
+        }
+        // The flat index needs `&mut`; it is small work next to HNSW inserts.
+        if let Some(f) = w.flat.as_mut() {
+            for k in removes {
+                f.remove(*k);
+            }
+            for (k, v) in upserts {
+                f.add(*k, v);
+            }
+        }
+    }
+    #[cfg(feature = "usearch")]
+    {
+        let r = lock.read().unwrap_or_else(|p| p.into_inner());
+        for k in removes {
+            r.hnsw
+                .remove(*k)
+                .map_err(|m| index_err(name, "remove", m))?;
+        }
+        for (k, v) in upserts {
+            r.hnsw
+                .upsert(*k, v)
+                .map_err(|m| index_err(name, "add", m))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replay every change stamped after `after` onto `lock`'s indexes.
+/// Returns the number of changes applied.
+fn replay(
+    conn: &Connection,
+    store: &Inner,
+    name: &str,
+    cid: i64,
+    dim: usize,
+    after: i64,
+    lock: &RwLock<Indexes>,
+) -> Result<u64> {
+    let total: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                  + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+            params![cid, after],
+            |r| r.get(0),
+        )
+        .during("count tail")?;
+    let mut done = 0u64;
+    let removes: Vec<u64> = conn
+        .prepare_cached("SELECT key FROM tombstones WHERE cid = ?1 AND seq > ?2")
+        .during("read tombstones")?
+        .query_map(params![cid, after], |r| r.get::<_, i64>(0))
+        .during("read tombstones")?
+        .map(|k| k.map(|k| k as u64))
+        .collect::<rusqlite::Result<_>>()
+        .during("read tombstones")?;
+    apply(lock, name, &[], &removes)?;
+    done += removes.len() as u64;
+    stream_records(conn, name, cid, dim, Some(after), |chunk| {
+        apply(lock, name, chunk, &[])?;
+        done += chunk.len() as u64;
+        report(store, name, "replay", done, total as u64);
+        Ok(())
+    })?;
+    Ok(done)
+}
+
+/// Feed `(key, vector)` rows of a collection, optionally only those stamped
+/// after a sequence, in chunks.
+fn stream_records(
+    conn: &Connection,
+    name: &str,
+    cid: i64,
+    dim: usize,
+    after: Option<i64>,
+    mut f: impl FnMut(&[(u64, Vec<f32>)]) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key, vector FROM records WHERE cid = ?1 AND seq > ?2 ORDER BY key")
+        .during("read records")?;
+    let mut rows = stmt
+        .query(params![cid, after.unwrap_or(-1)])
+        .during("read records")?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(row) = rows.next().during("read records")? {
+        let key: i64 = row.get(0).during("read records")?;
+        let blob = row
+            .get_ref(1)
+            .during("read records")?
+            .as_blob()
+            .unwrap_or(&[]);
+        let v = record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
+            collection: name.into(),
+            reason: format!(
+                "record key {key} has a vector of {} bytes, expected {}",
+                blob.len(),
+                dim * 4
+            ),
+        })?;
+        chunk.push((key as u64, v));
+        if chunk.len() == CHUNK {
+            f(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        f(&chunk)?;
+    }
+    Ok(())
+}
+
+fn report(store: &Inner, name: &str, phase: &'static str, done: u64, total: u64) {
+    if let Some(p) = &store.options.progress {
+        p(&Progress {
+            collection: name.into(),
+            phase,
+            done,
+            total,
+        });
+    }
+}
+
+/// Build indexes from every record in SQLite.
+fn rebuild(
+    conn: &Connection,
+    store: &Inner,
+    name: &str,
+    cid: i64,
+    config: &CollectionConfig,
+) -> Result<Indexes> {
+    let total: i64 = conn
+        .query_row("SELECT count(*) FROM records WHERE cid = ?1", [cid], |r| {
+            r.get(0)
+        })
+        .during("count records")?;
+    let lock = RwLock::new(Indexes::empty(config, total as usize, name)?);
+    let mut done = 0u64;
+    report(store, name, "rebuild", 0, total as u64);
+    stream_records(conn, name, cid, config.dimension, None, |chunk| {
+        apply(&lock, name, chunk, &[])?;
+        done += chunk.len() as u64;
+        report(store, name, "rebuild", done, total as u64);
+        Ok(())
+    })?;
+    Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Load indexes from the snapshot if it is usable; else `Err(reason)`.
+#[cfg(feature = "usearch")]
+fn load_snapshot(
+    store: &Inner,
+    conn: &Connection,
+    cid: i64,
+    config: &CollectionConfig,
+) -> Result<(Indexes, i64), String> {
+    let dir = store.dir.as_ref().ok_or("in-memory store")?;
+    let row = read_snapshot_row(conn, cid)
+        .map_err(|e| e.to_string())?
+        .ok_or("no snapshot recorded")?;
+    if row.options != options_stamp(config) {
+        return Err(format!(
+            "snapshot options {:?} differ from the collection's",
+            row.options
+        ));
+    }
+    let bytes = snapshot::read_checked(dir, cid, row.info.bytes, &row.info.digest)?;
+    let hnsw = HnswIndex::load(config, &bytes)?;
+    if hnsw.len() as u64 != row.info.vectors {
+        return Err(format!(
+            "snapshot holds {} vectors, {} recorded",
+            hnsw.len(),
+            row.info.vectors
+        ));
+    }
+    Ok((Indexes { hnsw, flat: None }, row.info.applied_seq as i64))
+}
+
+#[cfg(not(feature = "usearch"))]
+fn load_snapshot(
+    _: &Inner,
+    _: &Connection,
+    _: i64,
+    _: &CollectionConfig,
+) -> Result<(Indexes, i64), String> {
+    Err("built without usearch: the exact index loads from SQLite".into())
+}
+
+/// Load a collection's indexes: snapshot + tail, else rebuild.
+/// Returns the indexes, the sequence they reflect, the report, and the
+/// number of changes not covered by a snapshot.
+fn load_indexes(
+    store: &Inner,
+    conn: &Connection,
+    name: &str,
+    row: &CollectionRow,
+) -> Result<(Indexes, LoadReport, u64)> {
+    let started = Instant::now();
+    let (indexes, report, pending) = match load_snapshot(store, conn, row.cid, &row.config) {
+        Ok((indexes, applied)) => {
+            let lock = RwLock::new(indexes);
+            let n = replay(
+                conn,
+                store,
+                name,
+                row.cid,
+                row.config.dimension,
+                applied,
+                &lock,
+            )?;
+            let report = LoadReport {
+                source: IndexSource::Snapshot,
+                reason: None,
+                tail_replayed: n,
+                millis: 0.0,
+            };
+            (
+                lock.into_inner().unwrap_or_else(|p| p.into_inner()),
+                report,
+                n,
+            )
+        }
+        Err(reason) => {
+            let indexes = rebuild(conn, store, name, row.cid, &row.config)?;
+            let pending = indexes.len() as u64;
+            let report = LoadReport {
+                source: IndexSource::Rebuilt,
+                reason: Some(reason),
+                tail_replayed: 0,
+                millis: 0.0,
+            };
+            (indexes, report, pending)
+        }
+    };
+    Ok((
+        indexes,
+        LoadReport {
+            millis: started.elapsed().as_secs_f64() * 1e3,
+            ..report
+        },
+        pending,
+    ))
+}
+
+impl CollState {
+    fn new(
+        cid: i64,
+        name: &str,
+        config: CollectionConfig,
+        indexes: Indexes,
+        applied: i64,
+        load: LoadReport,
+    ) -> Arc<Self> {
+        Arc::new(CollState {
+            cid,
+            name: name.into(),
+            config: RwLock::new(config),
+            dropped: AtomicBool::new(false),
+            indexes: RwLock::new(indexes),
+            flat_build: Mutex::new(()),
+            applied_seq: AtomicI64::new(applied),
+            pending: AtomicU64::new(0),
+            pending_since: Mutex::new(None),
+            load: Mutex::new(load),
+            snapshot_error: Mutex::new(None),
+            refresh: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn new_empty(cid: i64, name: &str, config: CollectionConfig) -> Result<Arc<Self>> {
+        let indexes = Indexes::empty(&config, 0, name)?;
+        let load = LoadReport {
+            source: IndexSource::Created,
+            reason: None,
+            tail_replayed: 0,
+            millis: 0.0,
+        };
+        Ok(CollState::new(cid, name, config, indexes, 0, load))
+    }
+
+    /// Load a collection by name (its index from snapshot + tail, or rebuilt).
+    pub(crate) fn load(store: &Inner, name: &str) -> Result<Option<Arc<Self>>> {
+        if store.is_read_only() {
+            let state = store.read(|conn| {
+                begin_read(conn)?;
+                let Some(row) = read_collection(conn, "name = ?1", &name)? else {
+                    return Ok(None);
+                };
+                let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
+                end_read(conn)?;
+                Ok(Some(CollState::new(
+                    row.cid, name, row.config, indexes, row.seq, load,
+                )))
+            })?;
+            if let Some(s) = &state {
+                store.register(s.clone());
+            }
+            return Ok(state);
+        }
+        // Writable: hold the writer so no write slips between reading the
+        // tail and registering the state.
+        let mut conn = store.writer("open collection")?;
+        if let Some(s) = store.loaded(name) {
+            return Ok(Some(s));
+        }
+        let Some(row) = read_collection(&conn, "name = ?1", &name)? else {
+            return Ok(None);
+        };
+        let (indexes, load, pending) = load_indexes(store, &conn, name, &row)?;
+        let rebuilt = load.source == IndexSource::Rebuilt;
+        let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
+        state.add_pending(pending);
+        if rebuilt {
+            // Write a fresh snapshot now so the next open is fast.
+            state.snapshot(store, &mut conn)?;
+        }
+        store.register(state.clone());
+        Ok(Some(state))
+    }
+
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+
+    fn config(&self) -> CollectionConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn add_pending(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.pending.fetch_add(n, Ordering::SeqCst);
+        self.pending_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// Write a snapshot of the index and record it. The caller holds the
+    /// writer connection, so no write runs meanwhile.
+    fn snapshot(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let Some(dir) = &store.dir else {
+            return Ok(());
+        };
+        if !cfg!(feature = "usearch") {
+            return Ok(());
+        }
+        let applied = self.applied_seq.load(Ordering::SeqCst);
+        let config = self.config();
+        #[cfg(feature = "usearch")]
+        let (bytes, vectors) = {
+            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let bytes = ix
+                .hnsw
+                .to_bytes()
+                .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
+            (bytes, ix.hnsw.len())
+        };
+        #[cfg(not(feature = "usearch"))]
+        let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
+        snapshot::write_atomic(dir, self.cid, &bytes)?;
+        let tx = conn.transaction().during("begin snapshot record")?;
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots
+                 (cid, digest, length, vectors, options, usearch_version, applied_seq, written_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                self.cid,
+                snapshot::digest(&bytes),
+                bytes.len() as i64,
+                vectors as i64,
+                options_stamp(&config),
+                index::engine_version(),
+                applied,
+                unix_now()
+            ],
+        )
+        .during("record snapshot")?;
+        tx.execute(
+            "DELETE FROM tombstones WHERE cid = ?1 AND seq <= ?2",
+            params![self.cid, applied],
+        )
+        .during("prune tombstones")?;
+        tx.execute(
+            "UPDATE collections SET pruned_seq = max(pruned_seq, ?2) WHERE cid = ?1",
+            params![self.cid, applied],
+        )
+        .during("record pruning")?;
+        tx.commit().during("commit snapshot record")?;
+        self.pending.store(0, Ordering::SeqCst);
+        *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .snapshot_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// Snapshot if at least `min` changes are pending (and at least one).
+    pub(crate) fn snapshot_if(&self, store: &Inner, min: u64) -> Result<()> {
+        let mut conn = store.writer("snapshot")?;
+        if self.dropped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if self.pending.load(Ordering::SeqCst) >= min.max(1) {
+            self.snapshot(store, &mut conn)?;
+        }
+        Ok(())
+    }
+
+    /// After a write: snapshot when the tail has grown past the threshold.
+    /// The threshold grows with the collection (a quarter of its slots), so
+    /// the bytes written by snapshots stay proportional to the bytes ingested.
+    fn maybe_snapshot(&self, store: &Inner, conn: &mut Connection) {
+        let pending = self.pending.load(Ordering::SeqCst);
+        if pending == 0 {
+            return;
+        }
+        let slots = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .slots() as u64;
+        let by_count = pending >= store.options.snapshot_every_changes.max(slots / 4);
+        let by_age = self
+            .pending_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed().as_secs() >= store.options.snapshot_every_secs);
+        if by_count || by_age {
+            // The write itself is committed; a failed snapshot only means a
+            // longer replay later. Keep the error for `info`.
+            if let Err(e) = self.snapshot(store, conn) {
+                *self
+                    .snapshot_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Replace the indexes with a rebuild from SQLite and snapshot them.
+    fn rebuild_now(&self, store: &Inner, conn: &mut Connection, reason: &str) -> Result<()> {
+        let started = Instant::now();
+        let config = self.config();
+        let seq: i64 = conn
+            .query_row(
+                "SELECT seq FROM collections WHERE cid = ?1",
+                [self.cid],
+                |r| r.get(0),
+            )
+            .during("read sequence")?;
+        let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
+        let pending = fresh.len() as u64;
+        *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.applied_seq.store(seq, Ordering::SeqCst);
+        *self.load.lock().unwrap_or_else(|p| p.into_inner()) = LoadReport {
+            source: IndexSource::Rebuilt,
+            reason: Some(reason.into()),
+            tail_replayed: 0,
+            millis: started.elapsed().as_secs_f64() * 1e3,
+        };
+        self.pending.store(0, Ordering::SeqCst);
+        self.add_pending(pending.max(1));
+        self.snapshot(store, conn)
+    }
+}
+
+impl Collection {
+    pub(crate) fn new(store: Arc<Inner>, state: Arc<CollState>) -> Self {
+        Collection { store, state }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The collection's settings.
+    pub fn config(&self) -> CollectionConfig {
+        self.state.config()
+    }
+
+    fn alive(&self) -> Result<()> {
+        if self.state.dropped.load(Ordering::SeqCst) {
+            return Err(Error::Dropped {
+                name: self.state.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Insert or replace records, in one transaction. Returns the sequence
+    /// number the batch committed as. Within a batch, a later record with the
+    /// same id wins. Every record is validated before anything is written.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`], [`Error::InvalidVector`], [`Error::InvalidId`],
+    /// [`Error::InvalidMetadata`] (nothing written); [`Error::ReadOnly`];
+    /// SQLite, I/O and index failures.
+    pub fn upsert(&self, records: &[Record]) -> Result<u64> {
+        let config = self.config();
+        for r in records {
+            check_record(&config, &self.state.name, r)?;
+        }
+        // Last occurrence of an id wins.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            last.insert(r.id.as_str(), i);
+        }
+        let metadata: Vec<Option<String>> = records
+            .iter()
+            .map(|r| r.metadata.as_ref().map(|m| m.to_string()))
+            .collect();
+        let mut conn = self.store.writer("upsert")?;
+        self.alive()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .during("begin upsert")?;
+        let seq = next_seq(&tx, self.state.cid)?;
+        let mut applied = Vec::with_capacity(last.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO records (cid, id, vector, text, metadata, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (cid, id) DO UPDATE SET vector = excluded.vector, text = excluded.text,
+                         metadata = excluded.metadata, seq = excluded.seq
+                     RETURNING key",
+                )
+                .during("prepare upsert")?;
+            for (i, r) in records.iter().enumerate() {
+                if last.get(r.id.as_str()) != Some(&i) {
+                    continue;
+                }
+                let key: i64 = stmt
+                    .query_row(
+                        params![
+                            self.state.cid,
+                            r.id,
+                            record::encode(&r.vector),
+                            r.text,
+                            metadata[i],
+                            seq
+                        ],
+                        |row| row.get(0),
+                    )
+                    .during("upsert record")?;
+                applied.push((key as u64, r.vector.clone()));
+            }
+        }
+        tx.commit().during("commit upsert")?;
+        self.after_commit(&mut conn, seq, &applied, &[])?;
+        Ok(seq as u64)
+    }
+
+    /// Delete records by id, in one transaction. Returns how many existed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`], [`Error::ReadOnly`], SQLite and index failures.
+    pub fn delete<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize> {
+        for id in ids {
+            record::check_id(id.as_ref())?;
+        }
+        let mut conn = self.store.writer("delete")?;
+        self.alive()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .during("begin delete")?;
+        let seq = next_seq(&tx, self.state.cid)?;
+        let mut removed = Vec::new();
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
+                .during("prepare delete")?;
+            let mut tomb = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO tombstones (cid, key, seq) VALUES (?1, ?2, ?3)",
+                )
+                .during("prepare tombstone")?;
+            for id in ids {
+                let key: Option<i64> = del
+                    .query_row(params![self.state.cid, id.as_ref()], |r| r.get(0))
+                    .optional()
+                    .during("delete record")?;
+                if let Some(key) = key {
+                    tomb.execute(params![self.state.cid, key, seq])
+                        .during("write tombstone")?;
+                    removed.push(key as u64);
+                }
+            }
+        }
+        if removed.is_empty() {
+            // Nothing changed: do not spend a sequence number.
+            tx.rollback().during("roll back empty delete")?;
+            return Ok(0);
+        }
+        tx.commit().during("commit delete")?;
+        self.after_commit(&mut conn, seq, &[], &removed)?;
+        Ok(removed.len())
+    }
+
+    /// Apply a committed change to the index; on failure, rebuild it from
+    /// SQLite (the commit stands either way).
+    fn after_commit(
+        &self,
+        conn: &mut Connection,
+        seq: i64,
+        upserts: &[(u64, Vec<f32>)],
+        removes: &[u64],
+    ) -> Result<()> {
+        let st = &self.state;
+        if let Err(e) = apply(&st.indexes, &st.name, upserts, removes) {
+            st.rebuild_now(&self.store, conn, &format!("applying a change failed: {e}"))?;
+            return Ok(());
+        }
+        st.applied_seq.store(seq, Ordering::SeqCst);
+        st.add_pending((upserts.len() + removes.len()) as u64);
+        st.maybe_snapshot(&self.store, conn);
+        Ok(())
+    }
+
+    /// Look up one record.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`], SQLite failures, [`Error::Corrupt`].
+    pub fn get(&self, id: &str) -> Result<Option<Record>> {
+        record::check_id(id)?;
+        self.alive()?;
+        let dim = self.config().dimension;
+        let name = &self.state.name;
+        self.store.read(|conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT id, vector, text, metadata FROM records WHERE cid = ?1 AND id = ?2",
+                )
+                .during("prepare get")?
+                .query_row(params![self.state.cid, id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .optional()
+                .during("get record")?;
+            let Some((id, blob, text, meta)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(Record {
+                vector: decode_vector(name, &id, &blob, dim)?,
+                metadata: parse_metadata(name, &id, meta)?,
+                id,
+                text,
+            }))
+        })
+    }
+
+    /// Number of records.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn count(&self) -> Result<u64> {
+        self.alive()?;
+        self.store.read(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM records WHERE cid = ?1")
+                .during("prepare count")?
+                .query_row([self.state.cid], |r| r.get::<_, i64>(0))
+                .during("count records")
+                .map(|n| n as u64)
+        })
+    }
+
+    /// The `k` nearest records to `query`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSearch`] for k outside 1..=[`MAX_K`] or ef = 0;
+    /// [`Error::DimensionMismatch`], [`Error::InvalidVector`]; SQLite and index failures.
+    pub fn search(&self, query: &[f32], options: &SearchOptions) -> Result<SearchResult> {
+        let config = self.config();
+        if options.k == 0 || options.k > MAX_K {
+            return Err(Error::InvalidSearch {
+                reason: format!("k must be 1..={MAX_K}, got {}", options.k),
+            });
+        }
+        if options.ef == Some(0) || options.ef.is_some_and(|ef| ef > 100_000) {
+            return Err(Error::InvalidSearch {
+                reason: "ef must be 1..=100000".into(),
+            });
+        }
+        check_vector(&config, &self.state.name, None, query)?;
+        self.alive()?;
+        if self.store.is_read_only() {
+            self.refresh()?;
+        }
+        let exact = options.exact || !cfg!(feature = "usearch");
+        let (found, plan) = if exact {
+            (self.exact_search(query, options.k)?, Plan::Exact)
+        } else {
+            self.hnsw_search(query, options, &config)?
+        };
+        let hits = self.resolve(&found, options.include, config.dimension)?;
+        Ok(SearchResult { hits, plan })
+    }
+
+    #[cfg(feature = "usearch")]
+    fn hnsw_search(
+        &self,
+        query: &[f32],
+        options: &SearchOptions,
+        config: &CollectionConfig,
+    ) -> Result<(Vec<(u64, f32)>, Plan)> {
+        let ef = options.ef.unwrap_or(config.expansion_search);
+        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+        let found = ix
+            .hnsw
+            .search(query, options.k, Some(ef))
+            .map_err(|m| index_err(&self.state.name, "search", m))?;
+        Ok((
+            found,
+            Plan::Hnsw {
+                ef: ef.max(options.k),
+            },
+        ))
+    }
+
+    #[cfg(not(feature = "usearch"))]
+    fn hnsw_search(
+        &self,
+        _: &[f32],
+        _: &SearchOptions,
+        _: &CollectionConfig,
+    ) -> Result<(Vec<(u64, f32)>, Plan)> {
+        unreachable!("without usearch every search is exact")
+    }
+
+    fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        self.ensure_flat()?;
+        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+        Ok(ix
+            .flat
+            .as_ref()
+            .map(|f| f.search(query, k))
+            .unwrap_or_default())
+    }
+
+    /// Build the exact index from SQLite if it is not there yet. Holds the
+    /// writer (when writable) so no change lands between the scan and the
+    /// swap-in; later changes are applied to it by `apply`.
+    fn ensure_flat(&self) -> Result<()> {
+        if self
+            .state
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .flat
+            .is_some()
+        {
+            return Ok(());
+        }
+        let _building = self
+            .state
+            .flat_build
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self
+            .state
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .flat
+            .is_some()
+        {
+            return Ok(());
+        }
+        let config = self.config();
+        let build = |conn: &Connection| -> Result<FlatIndex> {
+            let mut flat = FlatIndex::new(config.dimension, config.metric);
+            stream_records(
+                conn,
+                &self.state.name,
+                self.state.cid,
+                config.dimension,
+                None,
+                |chunk| {
+                    flat.reserve(chunk.len());
+                    for (k, v) in chunk {
+                        flat.add(*k, v);
+                    }
+                    Ok(())
+                },
+            )?;
+            Ok(flat)
+        };
+        if self.store.is_read_only() {
+            let _r = self.state.refresh.lock().unwrap_or_else(|p| p.into_inner());
+            // Build at exactly the sequence the HNSW index reflects.
+            let flat = self.store.read(|conn| {
+                begin_read(conn)?;
+                let seq: i64 = conn
+                    .query_row(
+                        "SELECT seq FROM collections WHERE cid = ?1",
+                        [self.state.cid],
+                        |r| r.get(0),
+                    )
+                    .during("read sequence")?;
+                if seq != self.state.applied_seq.load(Ordering::SeqCst) {
+                    end_read(conn)?;
+                    return Ok(None);
+                }
+                let flat = build(conn)?;
+                end_read(conn)?;
+                Ok(Some(flat))
+            })?;
+            match flat {
+                Some(f) => {
+                    self.state
+                        .indexes
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .flat = Some(f)
+                }
+                None => {
+                    drop(_r);
+                    self.refresh()?;
+                    return self.ensure_flat_after_refresh(build);
+                }
+            }
+            return Ok(());
+        }
+        let conn = self.store.writer("exact search")?;
+        let flat = build(&conn)?;
+        self.state
+            .indexes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .flat = Some(flat);
+        Ok(())
+    }
+
+    fn ensure_flat_after_refresh(
+        &self,
+        build: impl Fn(&Connection) -> Result<FlatIndex>,
+    ) -> Result<()> {
+        // A writer moved on between our refresh and the scan: build from a
+        // consistent read and replay to it by refreshing once more.
+        let _r = self.state.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let flat = self.store.read(|conn| {
+            begin_read(conn)?;
+            let f = build(conn)?;
+            let seq: i64 = conn
+                .query_row(
+                    "SELECT seq FROM collections WHERE cid = ?1",
+                    [self.state.cid],
+                    |r| r.get(0),
+                )
+                .during("read sequence")?;
+            end_read(conn)?;
+            Ok((f, seq))
+        })?;
+        if flat.1 == self.state.applied_seq.load(Ordering::SeqCst) {
+            self.state
+                .indexes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .flat = Some(flat.0);
+            Ok(())
+        } else {
+            Err(Error::arg(
+                "the store is changing too fast for an exact search from a read-only handle; retry",
+            ))
+        }
+    }
+
+    /// Turn index keys into hits, skipping keys deleted meanwhile.
+    fn resolve(&self, found: &[(u64, f32)], include: Include, dim: usize) -> Result<Vec<Hit>> {
+        let name = &self.state.name;
+        let sql = format!(
+            "SELECT id, {}, {}, {} FROM records WHERE key = ?1 AND cid = ?2",
+            if include.text { "text" } else { "NULL" },
+            if include.metadata { "metadata" } else { "NULL" },
+            if include.vector { "vector" } else { "NULL" },
+        );
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).during("prepare hit lookup")?;
+            let mut hits = Vec::with_capacity(found.len());
+            for &(key, distance) in found {
+                let row = stmt
+                    .query_row(params![key as i64, self.state.cid], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .during("look up hit")?;
+                let Some((id, text, meta, blob)) = row else {
+                    continue;
+                };
+                let vector = match blob {
+                    Some(b) => Some(decode_vector(name, &id, &b, dim)?),
+                    None => None,
+                };
+                let metadata = parse_metadata(name, &id, meta)?;
+                hits.push(Hit {
+                    id,
+                    distance,
+                    text,
+                    metadata,
+                    vector,
+                });
+            }
+            Ok(hits)
+        })
+    }
+
+    /// For a read-only handle: catch up with changes committed by the
+    /// writer since this process loaded the index. A writable handle is
+    /// always current, and this does nothing.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`] if the writer dropped the collection; SQLite failures.
+    pub fn refresh(&self) -> Result<()> {
+        if !self.store.is_read_only() {
+            return Ok(());
+        }
+        let st = &self.state;
+        let _r = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.read(|conn| {
+            begin_read(conn)?;
+            let Some(row) = read_collection(conn, "cid = ?1", &st.cid)? else {
+                st.mark_dropped();
+                end_read(conn)?;
+                return Err(Error::Dropped {
+                    name: st.name.clone(),
+                });
+            };
+            let applied = st.applied_seq.load(Ordering::SeqCst);
+            if row.seq == applied && row.config == st.config() {
+                return end_read(conn);
+            }
+            if row.pruned_seq > applied || row.config != st.config() {
+                // Tombstones we would need are gone, or the index settings
+                // changed: load afresh.
+                let (indexes, load, _) = load_indexes(&self.store, conn, &st.name, &row)?;
+                *st.indexes.write().unwrap_or_else(|p| p.into_inner()) = indexes;
+                *st.config.write().unwrap_or_else(|p| p.into_inner()) = row.config.clone();
+                *st.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+            } else {
+                replay(
+                    conn,
+                    &self.store,
+                    &st.name,
+                    st.cid,
+                    row.config.dimension,
+                    applied,
+                    &st.indexes,
+                )?;
+            }
+            st.applied_seq.store(row.seq, Ordering::SeqCst);
+            end_read(conn)
+        })
+    }
+
+    /// Snapshot the index now if it has changes not in the snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], I/O and SQLite failures.
+    pub fn flush(&self) -> Result<()> {
+        self.alive()?;
+        self.state.snapshot_if(&self.store, 1)
+    }
+
+    /// Everything about the collection: counts, sequence numbers, the
+    /// snapshot, the tail, the index and how it was loaded.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn info(&self) -> Result<CollectionInfo> {
+        self.alive()?;
+        let st = &self.state;
+        let (count, seq, snapshot, tail) = self.store.read(|conn| {
+            begin_read(conn)?;
+            let (count, seq): (i64, i64) = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM records WHERE cid = ?1), seq FROM collections WHERE cid = ?1",
+                    [st.cid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .during("read collection info")?;
+            let snapshot = read_snapshot_row(conn, st.cid)?.map(|r| r.info);
+            let after = snapshot.as_ref().map_or(-1, |s| s.applied_seq as i64);
+            let tail: i64 = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                          + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+                    params![st.cid, after],
+                    |r| r.get(0),
+                )
+                .during("count tail")?;
+            end_read(conn)?;
+            Ok((count as u64, seq as u64, snapshot, tail as u64))
+        })?;
+        Ok(CollectionInfo {
+            name: st.name.clone(),
+            config: st.config(),
+            count,
+            seq,
+            applied_seq: st.applied_seq.load(Ordering::SeqCst) as u64,
+            snapshot,
+            tail,
+            index: st.indexes.read().unwrap_or_else(|p| p.into_inner()).info(),
+            load: st.load.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            snapshot_error: st
+                .snapshot_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        })
+    }
+
+    /// Check that the index agrees with SQLite: same key set, vectors equal
+    /// (within the index's precision), every record found by a search for
+    /// its own vector (a sample), the snapshot file matching its record,
+    /// and SQLite's own `quick_check`. Changes nothing.
+    ///
+    /// # Errors
+    /// SQLite failures (a damaged store is a report, not an error).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.alive()?;
+        if self.store.is_read_only() {
+            self.refresh()?;
+        }
+        let config = self.config();
+        let st = &self.state;
+        // Hold the writer (if any) so the index and SQLite hold still.
+        let _writer = if self.store.is_read_only() {
+            None
+        } else {
+            Some(self.store.writer("verify")?)
+        };
+        let _refresh = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems = Vec::new();
+        let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+        let mut read = |conn: &Connection| -> Result<(u64, u64, u64)> {
+            let quick: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .during("sqlite quick_check")?;
+            if quick != "ok" {
+                problems.push(format!("sqlite quick_check: {quick}"));
+            }
+            let seq: i64 = conn
+                .query_row(
+                    "SELECT seq FROM collections WHERE cid = ?1",
+                    [st.cid],
+                    |r| r.get(0),
+                )
+                .during("read sequence")?;
+            let applied = st.applied_seq.load(Ordering::SeqCst);
+            if seq != applied {
+                problems.push(format!(
+                    "index reflects sequence {applied}, database is at {seq}"
+                ));
+            }
+            let total: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM records WHERE cid = ?1",
+                    [st.cid],
+                    |r| r.get(0),
+                )
+                .during("count records")?;
+            // Reachability is a search per record: sample about 1,000.
+            let stride = (total as u64 / 1000).max(1);
+            let (mut records, mut checked, mut searched, mut missing) = (0u64, 0u64, 0u64, 0u64);
+            stream_records(conn, &st.name, st.cid, config.dimension, None, |chunk| {
+                for (key, v) in chunk {
+                    records += 1;
+                    if !ix.contains(*key) {
+                        missing += 1;
+                        if missing <= 5 {
+                            problems.push(format!("record key {key} is missing from the index"));
+                        }
+                        continue;
+                    }
+                    checked += check_index_vector(&ix, &config, *key, v, &mut problems);
+                    if records % stride == 0 {
+                        searched += 1;
+                        check_reachable(&ix, &config, *key, v, &mut problems);
+                    }
+                }
+                Ok(())
+            })?;
+            if missing > 5 {
+                problems.push(format!(
+                    "{missing} records in all are missing from the index"
+                ));
+            }
+            if ix.len() as u64 != records {
+                problems.push(format!(
+                    "index holds {} vectors, database {} records",
+                    ix.len(),
+                    records
+                ));
+            }
+            if let Some(dir) = &self.store.dir {
+                if let Some(row) = read_snapshot_row(conn, st.cid)? {
+                    if let Err(why) =
+                        snapshot::read_checked(dir, st.cid, row.info.bytes, &row.info.digest)
+                    {
+                        problems.push(format!(
+                            "snapshot unusable ({why}); the next open rebuilds, or run repair"
+                        ));
+                    }
+                }
+            }
+            Ok((records, checked, searched))
+        };
+        let (records, checked, searched) = match &_writer {
+            Some(conn) => read(conn)?,
+            None => self.store.read(|conn| {
+                begin_read(conn)?;
+                let out = read(conn);
+                end_read(conn)?;
+                out
+            })?,
+        };
+        Ok(VerifyReport {
+            records,
+            indexed: ix.len() as u64,
+            vectors_checked: checked,
+            reachability_checked: searched,
+            problems,
+        })
+    }
+
+    /// Rebuild the index from SQLite and write a fresh snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], SQLite, I/O and index failures.
+    pub fn repair(&self) -> Result<CollectionInfo> {
+        self.alive()?;
+        let mut conn = self.store.writer("repair")?;
+        self.state.rebuild_now(&self.store, &mut conn, "repair")?;
+        drop(conn);
+        self.info()
+    }
+
+    /// Reclaim the space of deleted records: rebuild the index when removed
+    /// vectors hold at least [`COMPACT_THRESHOLD`] of its slots (or always
+    /// with `force`), then VACUUM SQLite. usearch's own `compact` frees nothing.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], SQLite, I/O and index failures.
+    pub fn compact(&self, force: bool) -> Result<CompactReport> {
+        self.alive()?;
+        let mut conn = self.store.writer("compact")?;
+        let bytes_before = self.store_bytes();
+        let (deleted, slots) = {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            (ix.slots() - ix.len(), ix.slots())
+        };
+        let rebuilt = force || (slots > 0 && deleted as f64 / slots as f64 >= COMPACT_THRESHOLD);
+        if rebuilt {
+            self.state.rebuild_now(&self.store, &mut conn, "compact")?;
+        } else if self.state.pending.load(Ordering::SeqCst) > 0 {
+            self.state.snapshot(&self.store, &mut conn)?;
+        }
+        if self.store.dir.is_some() {
+            conn.execute_batch("VACUUM").during("vacuum")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .during("checkpoint")?;
+        }
+        drop(conn);
+        Ok(CompactReport {
+            rebuilt,
+            deleted_slots_before: deleted as u64,
+            bytes_before,
+            bytes_after: self.store_bytes(),
+        })
+    }
+
+    /// Bytes of the store's database files plus this collection's snapshot.
+    fn store_bytes(&self) -> u64 {
+        let Some(dir) = &self.store.dir else {
+            return 0;
+        };
+        let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+        let db = crate::store::DB_FILE;
+        size(dir.join(db))
+            + size(dir.join(format!("{db}-wal")))
+            + size(snapshot::path(dir, self.state.cid))
+    }
+
+    /// Change index settings (not the dimension): updates the collection and
+    /// rebuilds its index from SQLite.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (nothing changed), [`Error::ReadOnly`],
+    /// SQLite, I/O and index failures.
+    pub fn alter(&self, change: &Alter) -> Result<CollectionInfo> {
+        self.alive()?;
+        let mut next = self.config();
+        next.metric = change.metric.unwrap_or(next.metric);
+        next.scalar = change.scalar.unwrap_or(next.scalar);
+        next.connectivity = change.connectivity.unwrap_or(next.connectivity);
+        next.expansion_add = change.expansion_add.unwrap_or(next.expansion_add);
+        next.expansion_search = change.expansion_search.unwrap_or(next.expansion_search);
+        next.validate()?;
+        let mut conn = self.store.writer("alter")?;
+        if next.metric == Metric::Cos && self.config().metric != Metric::Cos {
+            // Zero vectors were fine under the old metric; cos cannot take them.
+            let zero = zero_vector_id(&conn, self.state.cid, next.dimension)?;
+            if let Some(id) = zero {
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "record {id:?} has a zero vector, which the cos metric cannot take"
+                    ),
+                });
+            }
+        }
+        conn.execute(
+            "UPDATE collections SET metric = ?2, scalar = ?3, connectivity = ?4, expansion_add = ?5,
+                    expansion_search = ?6 WHERE cid = ?1",
+            params![
+                self.state.cid,
+                next.metric.as_str(),
+                next.scalar.as_str(),
+                next.connectivity as i64,
+                next.expansion_add as i64,
+                next.expansion_search as i64
+            ],
+        )
+        .during("update collection settings")?;
+        *self.state.config.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.state.rebuild_now(&self.store, &mut conn, "alter")?;
+        drop(conn);
+        self.info()
+    }
+}
+
+fn zero_vector_id(conn: &Connection, cid: i64, dim: usize) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM records WHERE cid = ?1 AND vector = zeroblob(?2) LIMIT 1",
+        params![cid, (dim * 4) as i64],
+        |r| r.get(0),
+    )
+    .optional()
+    .during("look for zero vectors")
+}
+
+fn next_seq(tx: &rusqlite::Transaction<'_>, cid: i64) -> Result<i64> {
+    let seq: i64 = tx
+        .query_row(
+            "UPDATE collections SET seq = seq + 1 WHERE cid = ?1 RETURNING seq",
+            [cid],
+            |r| r.get(0),
+        )
+        .during("advance sequence")?;
+    Ok(seq)
+}
+
+fn decode_vector(collection: &str, id: &str, blob: &[u8], dim: usize) -> Result<Vec<f32>> {
+    record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
+        collection: collection.into(),
+        reason: format!(
+            "record {id:?} has a vector of {} bytes, expected {}",
+            blob.len(),
+            dim * 4
+        ),
+    })
+}
+
+fn parse_metadata(collection: &str, id: &str, text: Option<String>) -> Result<Option<Value>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| Error::Corrupt {
+            collection: collection.into(),
+            reason: format!("record {id:?} has unreadable metadata: {e}"),
+        })
+    })
+    .transpose()
+}
+
+/// Compare the index's copy of a vector with SQLite's; returns 1 if compared.
+fn check_index_vector(
+    ix: &Indexes,
+    config: &CollectionConfig,
+    key: u64,
+    v: &[f32],
+    problems: &mut Vec<String>,
+) -> u64 {
+    #[cfg(feature = "usearch")]
+    {
+        if config.scalar == Scalar::B1 {
+            return 0;
+        }
+        match ix.hnsw.get(key) {
+            Ok(Some(got)) => {
+                let same = match config.scalar {
+                    Scalar::F32 if config.metric != Metric::Cos => got == v,
+                    // Quantised (or normalised) copies: compare directions.
+                    _ => index::exact::distance(Metric::Cos, &got, v) <= 0.01,
+                };
+                if !same && problems.len() < 20 {
+                    problems.push(format!(
+                        "record key {key}: index vector differs from the database"
+                    ));
+                }
+            }
+            Ok(None) => problems.push(format!("record key {key}: index has no vector")),
+            Err(e) => problems.push(format!(
+                "record key {key}: reading its index vector failed: {e}"
+            )),
+        }
+        1
+    }
+    #[cfg(not(feature = "usearch"))]
+    {
+        let _ = config;
+        match ix.flat.as_ref().and_then(|f| f.get(key)) {
+            Some(got) if got == v => {}
+            _ => problems.push(format!(
+                "record key {key}: index vector differs from the database"
+            )),
+        }
+        1
+    }
+}
+
+/// A record must come back when searching for its own vector, unless ten
+/// others are at least as close (duplicates).
+fn check_reachable(
+    ix: &Indexes,
+    config: &CollectionConfig,
+    key: u64,
+    v: &[f32],
+    problems: &mut Vec<String>,
+) {
+    #[cfg(feature = "usearch")]
+    {
+        let ef = config.expansion_search.max(128);
+        let Ok(hits) = ix.hnsw.search(v, 10, Some(ef)) else {
+            problems.push(format!("record key {key}: search failed"));
+            return;
+        };
+        if hits.iter().any(|h| h.0 == key) {
+            return;
+        }
+        let own = ix.hnsw.get(key).ok().flatten().map_or(0.0, |stored| {
+            index::exact::distance(config.metric, v, &stored)
+        });
+        let crowded = hits.len() == 10 && hits.last().is_some_and(|h| h.1 <= own + 1e-4);
+        if !crowded {
+            problems.push(format!(
+                "record key {key} is not reachable by a search for its own vector"
+            ));
+        }
+    }
+    #[cfg(not(feature = "usearch"))]
+    {
+        let _ = (ix, config, key, v, problems);
+    }
+}

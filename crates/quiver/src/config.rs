@@ -1,0 +1,224 @@
+//! Collection configuration: dimension, metric, index scalar kind, HNSW settings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest dimension accepted. Generous (text models top out near 4k), but it
+/// keeps a typo from allocating gigabytes.
+pub const MAX_DIMENSION: usize = 65_536;
+
+/// Distance function. Lower distances are closer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Cosine distance, `1 - cos(a, b)`. Vectors must have a non-zero norm.
+    Cos,
+    /// Inner-product distance, `1 - a·b`.
+    Ip,
+    /// Squared Euclidean distance.
+    L2,
+    /// Hamming distance over sign bits; only with [`Scalar::B1`].
+    Hamming,
+}
+
+/// How the index stores vector components. SQLite always keeps full f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scalar {
+    /// 32-bit float.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 8-bit integer; usearch normalises these, so only with cosine.
+    I8,
+    /// One bit per component (the sign); only with hamming.
+    B1,
+}
+
+macro_rules! names {
+    ($ty:ty, $what:literal, $($variant:path => $name:literal),+) => {
+        impl $ty {
+            /// The lower-case name used on the command line and in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($variant => $name),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s.to_ascii_lowercase().as_str() {
+                    $($name => Ok($variant),)+
+                    _ => Err(Error::InvalidConfig {
+                        reason: format!(concat!("unknown ", $what, " {:?} (expected one of: {})"), s, [$($name),+].join(", ")),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+names!(Metric, "metric", Metric::Cos => "cos", Metric::Ip => "ip", Metric::L2 => "l2", Metric::Hamming => "hamming");
+names!(Scalar, "scalar kind", Scalar::F32 => "f32", Scalar::F16 => "f16", Scalar::Bf16 => "bf16", Scalar::I8 => "i8", Scalar::B1 => "b1");
+
+/// Settings of a collection. Build one with [`CollectionConfig::new`] and
+/// adjust the public fields.
+///
+/// Defaults: metric `cos`, scalar `f32`, connectivity (M) 16,
+/// expansion_add 128, expansion_search 64, no model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    /// Number of f32 components in every vector.
+    pub dimension: usize,
+    /// Distance function.
+    pub metric: Metric,
+    /// Index storage kind.
+    pub scalar: Scalar,
+    /// HNSW connectivity (M): edges per node.
+    pub connectivity: usize,
+    /// HNSW candidate list size while inserting (ef_construction).
+    pub expansion_add: usize,
+    /// Default HNSW candidate list size while searching (ef); per-query `ef` overrides it.
+    pub expansion_search: usize,
+    /// Name of the embedding model that produced the vectors, if any.
+    pub model: Option<String>,
+}
+
+impl CollectionConfig {
+    /// A config of the given dimension with every other setting at its default.
+    pub fn new(dimension: usize) -> Self {
+        CollectionConfig {
+            dimension,
+            metric: Metric::Cos,
+            scalar: Scalar::F32,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            model: None,
+        }
+    }
+
+    /// Check the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
+        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+            return bad(format!(
+                "dimension must be 1..={MAX_DIMENSION}, got {}",
+                self.dimension
+            ));
+        }
+        if !(2..=1024).contains(&self.connectivity) {
+            return bad(format!(
+                "connectivity must be 2..=1024, got {}",
+                self.connectivity
+            ));
+        }
+        for (name, value) in [
+            ("expansion_add", self.expansion_add),
+            ("expansion_search", self.expansion_search),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return bad(format!("{name} must be 1..=100000, got {value}"));
+            }
+        }
+        match (self.metric, self.scalar) {
+            (Metric::Hamming, Scalar::B1) => {}
+            (Metric::Hamming, s) => return bad(format!("metric hamming needs scalar b1, not {s}")),
+            (m, Scalar::B1) => return bad(format!("scalar b1 needs metric hamming, not {m}")),
+            (Metric::Cos, Scalar::I8) => {}
+            (m, Scalar::I8) => {
+                return bad(format!(
+                    "scalar i8 is only meaningful with metric cos (the index normalises i8 vectors), not {m}"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(model) = &self.model {
+            if model.is_empty() || model.len() > 512 {
+                return bad("model name must be 1..=512 bytes".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check a collection name against `[A-Za-z0-9_-]{1,64}`.
+///
+/// # Errors
+/// [`Error::InvalidName`].
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.chars().take(80).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in [Metric::Cos, Metric::Ip, Metric::L2, Metric::Hamming] {
+            assert_eq!(m.as_str().parse::<Metric>().unwrap(), m);
+        }
+        for s in [
+            Scalar::F32,
+            Scalar::F16,
+            Scalar::Bf16,
+            Scalar::I8,
+            Scalar::B1,
+        ] {
+            assert_eq!(s.as_str().parse::<Scalar>().unwrap(), s);
+        }
+        assert!("cosine".parse::<Metric>().is_err());
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(CollectionConfig::new(384).validate().is_ok());
+        assert!(CollectionConfig::new(0).validate().is_err());
+        let mut c = CollectionConfig::new(8);
+        c.scalar = Scalar::I8;
+        c.metric = Metric::L2;
+        assert!(c.validate().is_err());
+        c.metric = Metric::Cos;
+        assert!(c.validate().is_ok());
+        c.scalar = Scalar::B1;
+        assert!(c.validate().is_err());
+        c.metric = Metric::Hamming;
+        assert!(c.validate().is_ok());
+        c.connectivity = 1;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn collection_names() {
+        for ok in ["a", "docs_v2", "A-b_9", &"x".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "a b", "é", &"x".repeat(65), "a.b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

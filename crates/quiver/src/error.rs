@@ -1,0 +1,223 @@
+//! The one error type of the crate.
+//!
+//! Variants name the operation, the collection and the path involved, so a
+//! message read alone says what went wrong. Library internals (rusqlite,
+//! usearch exceptions, `std::io`) never appear in the public API: they are
+//! turned into strings here.
+
+use std::path::PathBuf;
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Quiver.
+///
+/// [`Error::is_bad_input`] tells errors caused by the caller's input (which
+/// leave the store unchanged) from failures of the machine or the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A collection name outside `[A-Za-z0-9_-]{1,64}`.
+    #[error("invalid collection name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 _ -")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// No collection of that name.
+    #[error("no collection named {name:?}")]
+    NoSuchCollection {
+        /// The name asked for.
+        name: String,
+    },
+    /// `create` of a name that exists.
+    #[error("collection {name:?} already exists")]
+    CollectionExists {
+        /// The name.
+        name: String,
+    },
+    /// An invalid collection configuration (dimension, metric/scalar pair, HNSW settings).
+    #[error("invalid collection config: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record id that is empty or longer than 512 bytes.
+    #[error("invalid record id {id:?}: {reason}")]
+    InvalidId {
+        /// The id (cut to 80 characters).
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A vector of the wrong dimension.
+    #[error("collection {collection:?} has dimension {expected}, got a vector of {got}{}", record_suffix(.id))]
+    DimensionMismatch {
+        /// Collection name.
+        collection: String,
+        /// The collection's dimension.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+        /// The record the vector belongs to, if any.
+        id: Option<String>,
+    },
+    /// A vector with NaN/inf, or a zero vector under the cosine metric.
+    #[error("invalid vector{}: {reason}", record_suffix(.id))]
+    InvalidVector {
+        /// The record the vector belongs to, if any.
+        id: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Metadata that is not a JSON object.
+    #[error("invalid metadata for record {id:?}: {reason}")]
+    InvalidMetadata {
+        /// The record.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Search parameters out of range (k = 0, absurd k, ef = 0).
+    #[error("invalid search parameter: {reason}")]
+    InvalidSearch {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Any other invalid argument.
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The path exists but is not a Quiver store.
+    #[error("{} is not a quiver store: {reason}", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Another process holds the writer lock.
+    #[error("store {} is locked by pid {pid} (one writer at a time; open it read-only to read beside it)", path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// The process holding the lock, as written in `LOCK` (0 when unknown).
+        pid: u32,
+    },
+    /// A write on a store opened read-only.
+    #[error("store is open read-only: {operation} is not allowed")]
+    ReadOnly {
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// The handle refers to a collection that has since been dropped.
+    #[error("collection {name:?} was dropped")]
+    Dropped {
+        /// Collection name.
+        name: String,
+    },
+    /// An SQLite failure.
+    #[error("sqlite error during {operation}: {message}")]
+    Sqlite {
+        /// What was being done.
+        operation: String,
+        /// SQLite's message.
+        message: String,
+    },
+    /// A file-system failure.
+    #[error("i/o error during {operation} on {}: {message}", path.display())]
+    Io {
+        /// What was being done.
+        operation: String,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS message.
+        message: String,
+    },
+    /// A failure inside the vector index.
+    #[error("index error in collection {collection:?} during {operation}: {message}")]
+    Index {
+        /// Collection name.
+        collection: String,
+        /// What was being done.
+        operation: String,
+        /// The index's message.
+        message: String,
+    },
+    /// Stored data that cannot be read back (a bad vector blob, bad JSON).
+    #[error("corrupt data in collection {collection:?}: {reason}")]
+    Corrupt {
+        /// Collection name.
+        collection: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn record_suffix(id: &Option<String>) -> String {
+    match id {
+        Some(id) => format!(" (record {id:?})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// True when the error was caused by the caller's input: the store was
+    /// left exactly as it was, and the CLI exits with code 2.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName { .. }
+                | Error::NoSuchCollection { .. }
+                | Error::CollectionExists { .. }
+                | Error::InvalidConfig { .. }
+                | Error::InvalidId { .. }
+                | Error::DimensionMismatch { .. }
+                | Error::InvalidVector { .. }
+                | Error::InvalidMetadata { .. }
+                | Error::InvalidSearch { .. }
+                | Error::InvalidArgument { .. }
+                | Error::NotAStore { .. }
+                | Error::Locked { .. }
+                | Error::ReadOnly { .. }
+                | Error::Dropped { .. }
+        )
+    }
+
+    pub(crate) fn sqlite(operation: impl Into<String>, err: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            operation: operation.into(),
+            message: err.to_string(),
+        }
+    }
+
+    pub(crate) fn io(
+        operation: impl Into<String>,
+        path: impl Into<PathBuf>,
+        err: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            operation: operation.into(),
+            path: path.into(),
+            message: err.to_string(),
+        }
+    }
+
+    pub(crate) fn arg(reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Attach an operation name to an SQLite result.
+pub(crate) trait SqlContext<T> {
+    fn during(self, operation: &str) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for std::result::Result<T, rusqlite::Error> {
+    fn during(self, operation: &str) -> Result<T> {
+        self.map_err(|e| Error::sqlite(operation, e))
+    }
+}

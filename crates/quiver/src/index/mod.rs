@@ -1,0 +1,24 @@
+//! Vector indexes. Only this module touches usearch.
+//!
+//! - [`exact::FlatIndex`]: pure-Rust brute force, always available.
+//! - `hnsw::HnswIndex` (feature `usearch`): the approximate HNSW index.
+
+pub(crate) mod exact;
+#[cfg(feature = "usearch")]
+pub(crate) mod hnsw;
+
+pub(crate) use exact::FlatIndex;
+#[cfg(feature = "usearch")]
+pub(crate) use hnsw::HnswIndex;
+
+/// Version string of the index library, stamped on snapshots.
+pub(crate) fn engine_version() -> &'static str {
+    #[cfg(feature = "usearch")]
+    {
+        hnsw::version()
+    }
+    #[cfg(not(feature = "usearch"))]
+    {
+        "none"
+    }
+}

@@ -1,0 +1,49 @@
+//! Quiver: an embedded vector store. SQLite is the source of truth; a
+//! usearch HNSW index is a derived, persisted cache of it.
+//!
+//! A [`Store`] is a directory holding named [`Collection`]s of
+//! [`Record`]s (a string id, a vector, optional text and JSON metadata).
+//! Every write is one SQLite transaction; the index follows the commit and
+//! is snapshotted atomically, so after a crash the next open serves exactly
+//! the committed state without a full rebuild.
+//!
+//! ```
+//! use quiver::{CollectionConfig, Include, Record, SearchOptions, Store};
+//!
+//! let store = Store::open_in_memory()?;
+//! let notes = store.create_collection("notes", &CollectionConfig::new(2))?;
+//! notes.upsert(&[
+//!     Record::new("n1", vec![1.0, 0.0]).with_text("east"),
+//!     Record::new("n2", vec![0.0, 1.0]).with_text("north"),
+//! ])?;
+//! let opts = SearchOptions::new(1).include(Include { text: true, ..Default::default() });
+//! let top = notes.search(&[0.8, 0.2], &opts)?;
+//! assert_eq!(top.hits[0].text.as_deref(), Some("east"));
+//! # Ok::<(), quiver::Error>(())
+//! ```
+
+mod collection;
+mod config;
+mod error;
+mod index;
+mod lock;
+mod record;
+mod schema;
+mod snapshot;
+mod store;
+
+pub use collection::{
+    Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexInfo, IndexSource,
+    LoadReport, Plan, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
+    MAX_K,
+};
+pub use config::{validate_name, CollectionConfig, Metric, Scalar, MAX_DIMENSION};
+pub use error::{Error, Result};
+pub use record::{Record, MAX_ID_BYTES};
+pub use store::{CollectionSummary, Progress, ProgressFn, Store, StoreOptions, DB_FILE};
+
+/// Exact distance between two vectors under `metric`, as the index defines
+/// it (cos = 1 − cosine similarity, l2 = squared Euclidean).
+pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    index::exact::distance(metric, a, b)
+}

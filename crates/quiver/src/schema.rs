@@ -1,0 +1,127 @@
+//! The SQLite schema and its migrations. Only this module and `store` write DDL.
+//!
+//! `PRAGMA application_id` marks a file as a Quiver store; `PRAGMA
+//! user_version` is the schema version. Each migration moves the schema one
+//! version up inside the caller's transaction.
+
+use rusqlite::Connection;
+
+use crate::error::{Result, SqlContext};
+
+/// `application_id` of a Quiver database: "QVR1" in ASCII.
+pub const APPLICATION_ID: i32 = 0x5156_5231;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Version 1.
+///
+/// - `collections.seq` is the collection's change sequence: every committed
+///   mutation takes the next value and stamps it on the rows it touched.
+/// - `records.key` is the usearch key. `AUTOINCREMENT` means a key is never
+///   reused, so a tombstone can never be mistaken for a later record.
+/// - `tombstones` keep deleted keys with their stamp until a snapshot that
+///   includes the delete makes them unnecessary; `collections.pruned_seq`
+///   says up to where they were pruned, so a reader that has seen less than
+///   that knows it must reload instead of replaying.
+/// - `snapshots` describes the one snapshot file of a collection.
+const V1: &str = "
+CREATE TABLE collections (
+    cid              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name             TEXT NOT NULL UNIQUE,
+    dimension        INTEGER NOT NULL,
+    metric           TEXT NOT NULL,
+    scalar           TEXT NOT NULL,
+    connectivity     INTEGER NOT NULL,
+    expansion_add    INTEGER NOT NULL,
+    expansion_search INTEGER NOT NULL,
+    model            TEXT,
+    seq              INTEGER NOT NULL DEFAULT 0,
+    pruned_seq       INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL
+);
+CREATE TABLE records (
+    key      INTEGER PRIMARY KEY AUTOINCREMENT,
+    cid      INTEGER NOT NULL REFERENCES collections(cid),
+    id       TEXT NOT NULL,
+    vector   BLOB NOT NULL,
+    text     TEXT,
+    metadata TEXT,
+    seq      INTEGER NOT NULL,
+    UNIQUE (cid, id)
+);
+CREATE INDEX records_by_seq ON records (cid, seq);
+CREATE TABLE tombstones (
+    cid INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (cid, key)
+) WITHOUT ROWID;
+CREATE INDEX tombstones_by_seq ON tombstones (cid, seq);
+CREATE TABLE snapshots (
+    cid             INTEGER PRIMARY KEY,
+    digest          TEXT NOT NULL,
+    length          INTEGER NOT NULL,
+    vectors         INTEGER NOT NULL,
+    options         TEXT NOT NULL,
+    usearch_version TEXT NOT NULL,
+    applied_seq     INTEGER NOT NULL,
+    written_at      INTEGER NOT NULL
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Create or upgrade the schema of a writable connection.
+///
+/// # Errors
+/// SQLite failures.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .during("begin schema migration")?;
+    let version: i32 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .during("read schema version")?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .during(&format!("migrate schema to version {}", i + 1))?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .during("stamp schema version")?;
+    tx.commit().during("commit schema migration")
+}
+
+/// What a database file says about itself: (`application_id`, `user_version`).
+pub(crate) fn identify(conn: &Connection) -> Result<(i32, i32)> {
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .during("read application id")?;
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .during("read schema version")?;
+    Ok((app, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(identify(&conn).unwrap(), (APPLICATION_ID, SCHEMA_VERSION));
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(n >= 4);
+    }
+}
