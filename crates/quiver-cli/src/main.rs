@@ -1,1 +1,217 @@
-fn main() {}
+//! `quiver`: the command line of the Quiver vector store.
+//!
+//! Exit codes: 0 ok (a closed pipe counts as ok), 1 internal failure or
+//! `verify` found damage, 2 bad input or usage, with a one-line message.
+
+mod commands;
+mod demo;
+mod import;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Failure;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "quiver",
+    version,
+    about = "An embedded vector store: SQLite truth, usearch speed."
+)]
+pub(crate) struct Cli {
+    /// Store directory [default: $QUIVER_STORE, else ./quiver-store].
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Print JSON even on a terminal.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a collection.
+    Create(CreateArgs),
+    /// List collections.
+    List,
+    /// Show a collection: counts, settings, snapshot, tail, index.
+    Info { name: String },
+    /// Drop a collection and everything in it.
+    Drop { name: String },
+    /// Import records from a JSON Lines file; each batch is one transaction.
+    Import(ImportArgs),
+    /// Insert or replace one record.
+    Upsert(UpsertArgs),
+    /// Print records by id, one JSON line each.
+    Get {
+        name: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete records by id (one transaction).
+    Delete {
+        name: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Count records.
+    Count { name: String },
+    /// Nearest-neighbour search; one JSON line per query.
+    Search(SearchArgs),
+    /// Check that the index agrees with the database; exit 1 on damage.
+    Verify { name: String },
+    /// Rebuild the index from the database and snapshot it.
+    Repair { name: String },
+    /// Reclaim space of deleted records (index rebuild past a threshold, SQLite VACUUM).
+    Compact {
+        name: String,
+        /// Rebuild the index even below the threshold.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change index settings; rebuilds the index from the database.
+    Alter(AlterArgs),
+    /// Snapshot the index now.
+    Flush { name: String },
+    /// Build a store from the bundled sample, search it, print recall and timings.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CreateArgs {
+    pub name: String,
+    /// Vector dimension.
+    #[arg(long)]
+    pub dim: usize,
+    /// Distance: cos, ip, l2 (or hamming with b1).
+    #[arg(long, default_value = "cos")]
+    pub metric: String,
+    /// Index storage: f32, f16, bf16, i8, b1. The database always keeps f32.
+    #[arg(long, default_value = "f32")]
+    pub scalar: String,
+    /// HNSW edges per node (M).
+    #[arg(long, default_value_t = 16)]
+    pub connectivity: usize,
+    /// HNSW ef at insert time.
+    #[arg(long, default_value_t = 128)]
+    pub expansion_add: usize,
+    /// Default HNSW ef at search time.
+    #[arg(long, default_value_t = 64)]
+    pub expansion_search: usize,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ImportArgs {
+    pub name: String,
+    /// JSON Lines: {"id": .., "vector": [..]?, "text": ..?, "metadata": {..}?}.
+    pub file: PathBuf,
+    /// Raw little-endian f32 file (lines × dim); row i is the vector of line i.
+    #[arg(long, value_name = "FILE.f32")]
+    pub vectors: Option<PathBuf>,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Print {"committed": N} on stdout after each committed batch.
+    #[arg(long)]
+    pub report_commits: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UpsertArgs {
+    pub name: String,
+    #[arg(long)]
+    pub id: String,
+    /// The vector as a JSON array.
+    #[arg(long)]
+    pub vector: String,
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SearchArgs {
+    pub name: String,
+    /// One query vector as a JSON array.
+    #[arg(long, conflicts_with = "queries", required_unless_present = "queries")]
+    pub vector: Option<String>,
+    /// Raw little-endian f32 file of query vectors (N × dim).
+    #[arg(long, value_name = "FILE.f32")]
+    pub queries: Option<PathBuf>,
+    /// Hits per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// HNSW candidate list size for these queries.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Brute force: exact results.
+    #[arg(long)]
+    pub exact: bool,
+    /// Fields to add to each hit: text, metadata, vector (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AlterArgs {
+    pub name: String,
+    #[arg(long)]
+    pub metric: Option<String>,
+    #[arg(long)]
+    pub scalar: Option<String>,
+    #[arg(long)]
+    pub connectivity: Option<usize>,
+    #[arg(long)]
+    pub expansion_add: Option<usize>,
+    #[arg(long)]
+    pub expansion_search: Option<usize>,
+}
+
+impl Cli {
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.store
+            .clone()
+            .or_else(|| std::env::var_os("QUIVER_STORE").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("quiver-store"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's first line, without its "error: " prefix.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            eprintln!("quiver: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match commands::run(&cli) {
+        Ok(code) => code,
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Input(msg)) => {
+            eprintln!("quiver: {}", one_line(&msg));
+            ExitCode::from(2)
+        }
+        Err(Failure::Internal(msg)) => {
+            eprintln!("quiver: {}", one_line(&msg));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn one_line(msg: &str) -> String {
+    msg.replace(['\n', '\r'], " ")
+}

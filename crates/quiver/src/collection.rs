@@ -1005,6 +1005,15 @@ impl Collection {
         Ok(())
     }
 
+    /// Check a record against this collection (id, dimension, finite
+    /// values, metadata shape) without writing anything.
+    ///
+    /// # Errors
+    /// As the validation errors of [`Collection::upsert`].
+    pub fn validate(&self, record: &Record) -> Result<()> {
+        check_record(&self.config(), &self.state.name, record)
+    }
+
     /// Insert or replace records, in one transaction. Returns the sequence
     /// number the batch committed as. Within a batch, a later record with the
     /// same id wins. Every record is validated before anything is written.

@@ -1,0 +1,117 @@
+//! Output helpers and the CLI's error type.
+
+use std::io::{IsTerminal, Write};
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input or usage: exit 2.
+    Input(String),
+    /// Anything else: exit 1.
+    Internal(String),
+    /// Our reader went away: exit 0, like `head` expects.
+    BrokenPipe,
+}
+
+impl From<quiver::Error> for Failure {
+    fn from(e: quiver::Error) -> Self {
+        if e.is_bad_input() {
+            Failure::Input(e.to_string())
+        } else {
+            Failure::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Internal(format!("writing output: {e}"))
+        }
+    }
+}
+
+pub(crate) type CliResult<T> = Result<T, Failure>;
+
+pub(crate) fn input<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(Failure::Input(msg.into()))
+}
+
+/// Buffered stdout; flush errors become [`Failure`]s.
+pub(crate) struct Out {
+    inner: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    pub(crate) human: bool,
+}
+
+impl Out {
+    pub(crate) fn new(force_json: bool) -> Out {
+        let stdout = std::io::stdout();
+        let human = !force_json && stdout.is_terminal();
+        Out {
+            inner: std::io::BufWriter::new(stdout.lock()),
+            human,
+        }
+    }
+
+    /// One JSON value on its own line.
+    pub(crate) fn json(&mut self, value: &impl serde::Serialize) -> CliResult<()> {
+        serde_json::to_writer(&mut self.inner, value)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        self.inner.write_all(b"\n")?;
+        Ok(())
+    }
+
+    pub(crate) fn line(&mut self, text: &str) -> CliResult<()> {
+        self.inner.write_all(text.as_bytes())?;
+        self.inner.write_all(b"\n")?;
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self) -> CliResult<()> {
+        self.inner.flush()?;
+        Ok(())
+    }
+}
+
+/// Left-aligned table with a header row.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let fmt_row = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = fmt_row(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        out.push('\n');
+        out.push_str(&fmt_row(r.clone()));
+    }
+    out
+}
+
+/// A progress bar on a terminal's stderr; hidden otherwise.
+pub(crate) fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
