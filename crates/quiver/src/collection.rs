@@ -676,14 +676,7 @@ fn load_snapshot(
         ));
     }
     let bytes = snapshot::read_checked(dir, cid, row.info.bytes, &row.info.digest)?;
-    let hnsw = HnswIndex::load(config, &bytes)?;
-    if hnsw.len() as u64 != row.info.vectors {
-        return Err(format!(
-            "snapshot holds {} vectors, {} recorded",
-            hnsw.len(),
-            row.info.vectors
-        ));
-    }
+    let hnsw = HnswIndex::load(config, &bytes, row.info.vectors as usize)?;
     Ok((Indexes { hnsw, flat: None }, row.info.applied_seq as i64))
 }
 

@@ -77,6 +77,10 @@ const MIGRATIONS: &[&str] = &[V1];
 /// # Errors
 /// SQLite failures.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    // Opening an up-to-date store must not write a byte.
+    if identify(conn)? == (APPLICATION_ID, SCHEMA_VERSION) {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .during("begin schema migration")?;
