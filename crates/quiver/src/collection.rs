@@ -296,6 +296,11 @@ pub(crate) struct CollState {
     snapshot_error: Mutex<Option<String>>,
     /// Serialises read-only refreshes.
     refresh: Mutex<()>,
+    /// Held exclusively by a delete from before its commit until its keys
+    /// are out of the index. A search whose hits vanished from SQLite
+    /// (deleted between the index search and the lookup) retries holding
+    /// it shared, which sees one consistent state.
+    delete_gate: RwLock<()>,
 }
 
 pub(crate) fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
@@ -768,6 +773,7 @@ impl CollState {
             load: Mutex::new(load),
             snapshot_error: Mutex::new(None),
             refresh: Mutex::new(()),
+            delete_gate: RwLock::new(()),
         })
     }
 
@@ -1080,6 +1086,11 @@ impl Collection {
         }
         let mut conn = self.store.writer("delete")?;
         self.alive()?;
+        let _gate = self
+            .state
+            .delete_gate
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .during("begin delete")?;
@@ -1211,12 +1222,25 @@ impl Collection {
             self.refresh()?;
         }
         let exact = options.exact || !cfg!(feature = "usearch");
-        let (found, plan) = if exact {
-            (self.exact_search(query, options.k)?, Plan::Exact)
-        } else {
-            self.hnsw_search(query, options, &config)?
+        let attempt = || -> Result<(Vec<Hit>, bool, Plan)> {
+            let (found, plan) = if exact {
+                (self.exact_search(query, options.k)?, Plan::Exact)
+            } else {
+                self.hnsw_search(query, options, &config)?
+            };
+            let hits = self.resolve(&found, options.include, config.dimension)?;
+            let complete = hits.len() == found.len();
+            Ok((hits, complete, plan))
         };
-        let hits = self.resolve(&found, options.include, config.dimension)?;
+        let (mut hits, complete, mut plan) = attempt()?;
+        if !complete {
+            let _gate = self
+                .state
+                .delete_gate
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            (hits, _, plan) = attempt()?;
+        }
         Ok(SearchResult { hits, plan })
     }
 

@@ -1,0 +1,125 @@
+//! Many threads searching while one writes; read-only handles beside a
+//! writer; a second writer refused.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::Rng;
+use quiver::{CollectionConfig, Error, Record, SearchOptions, Store};
+
+const DIM: usize = 12;
+
+#[test]
+fn searches_run_while_one_thread_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store
+        .create_collection("c", &CollectionConfig::new(DIM))
+        .unwrap();
+    let mut rng = Rng::new(1);
+    coll.upsert(&common::records(&mut rng, 2000, DIM, "base"))
+        .unwrap();
+    let done = AtomicBool::new(false);
+    let searches = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // More searchers than the machine has cores, each with a different ef.
+        for t in 0..6u64 {
+            let (coll, done, searches) = (&coll, &done, &searches);
+            s.spawn(move || {
+                let mut rng = Rng::new(100 + t);
+                while !done.load(Ordering::Relaxed) {
+                    let q = rng.vector(DIM);
+                    let opts = SearchOptions::new(10)
+                        .ef([16, 64, 200][t as usize % 3])
+                        .exact(t == 5);
+                    let r = coll.search(&q, &opts).unwrap();
+                    // Base records are never deleted, so 10 always exist.
+                    assert_eq!(r.hits.len(), 10, "plan {:?}", r.plan);
+                    assert!(r
+                        .hits
+                        .windows(2)
+                        .all(|w| w[0].distance <= w[1].distance + 1e-6));
+                    searches.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let mut rng = Rng::new(2);
+        for round in 0..40 {
+            let batch: Vec<Record> = (0..50)
+                .map(|i| Record::new(format!("w{}", (round * 50 + i) % 700), rng.vector(DIM)))
+                .collect();
+            coll.upsert(&batch).unwrap();
+            let dels: Vec<String> = (0..10).map(|_| format!("w{}", rng.below(700))).collect();
+            coll.delete(&dels).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert!(searches.load(Ordering::Relaxed) > 50);
+    let report = coll.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn read_only_handle_follows_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store
+        .create_collection("c", &CollectionConfig::new(DIM))
+        .unwrap();
+    let mut rng = Rng::new(5);
+    coll.upsert(&common::records(&mut rng, 100, DIM, "a"))
+        .unwrap();
+    coll.flush().unwrap();
+
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert!(reader.is_read_only());
+    let rcoll = reader.get_collection("c").unwrap();
+    assert_eq!(rcoll.count().unwrap(), 100);
+    assert!(matches!(
+        rcoll.upsert(&[Record::new("x", rng.vector(DIM))]),
+        Err(Error::ReadOnly { .. })
+    ));
+
+    // New writes, then a snapshot that prunes the tombstones the reader
+    // would need: the reader must still converge to the writer's state.
+    let v = rng.vector(DIM);
+    coll.upsert(&[Record::new("fresh", v.clone())]).unwrap();
+    coll.delete(&["a1", "a2"]).unwrap();
+    let hits = rcoll.search(&v, &SearchOptions::new(1)).unwrap().hits;
+    assert_eq!(hits[0].id, "fresh");
+    coll.delete(&["a3"]).unwrap();
+    coll.flush().unwrap();
+    for id in ["a1", "a2", "a3"] {
+        let q = coll.get("a4").unwrap().unwrap().vector;
+        let hits = rcoll.search(&q, &SearchOptions::new(100)).unwrap().hits;
+        assert!(hits.iter().all(|h| h.id != id), "{id} still found");
+        assert_eq!(hits.len(), 98);
+    }
+    assert!(rcoll.verify().unwrap().ok());
+    // Dropped by the writer: the reader's handle says so.
+    store.drop_collection("c").unwrap();
+    assert!(matches!(
+        rcoll.search(&v, &SearchOptions::new(1)),
+        Err(Error::Dropped { .. })
+    ));
+}
+
+#[test]
+fn second_writer_in_process_is_refused_with_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(e @ Error::Locked { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("locked by pid {}", std::process::id())),
+                "{msg}"
+            );
+            assert!(e.is_bad_input());
+        }
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+    // Readers are welcome.
+    Store::open_read_only(dir.path()).unwrap();
+}

@@ -1,0 +1,257 @@
+//! Snapshot faults: every damaged, missing or mismatched snapshot leads to a
+//! rebuild from SQLite with nothing lost, and the next open is fast again.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{assert_contents, Rng};
+use quiver::{CollectionConfig, IndexSource, Record, SearchOptions, Store, StoreOptions};
+
+const DIM: usize = 16;
+
+/// A store with 400 snapshotted records plus an un-snapshotted tail of
+/// upserts and deletes. Returns the model of its contents.
+fn build(dir: &Path) -> BTreeMap<String, Vec<f32>> {
+    let keep_tail = StoreOptions {
+        close_snapshot_min_changes: u64::MAX,
+        ..StoreOptions::default()
+    };
+    let mut rng = Rng::new(3);
+    let mut model = BTreeMap::new();
+    let store = Store::open_with(dir, keep_tail).unwrap();
+    let coll = store
+        .create_collection("docs", &CollectionConfig::new(DIM))
+        .unwrap();
+    let base = common::records(&mut rng, 400, DIM, "d");
+    coll.upsert(&base).unwrap();
+    coll.flush().unwrap();
+    // The tail: replaced, new and deleted records after the snapshot.
+    let tail: Vec<Record> = (0..30)
+        .map(|i| Record::new(format!("d{}", i * 7), rng.vector(DIM)))
+        .collect();
+    coll.upsert(&tail).unwrap();
+    coll.upsert(&common::records(&mut rng, 25, DIM, "new"))
+        .unwrap();
+    let gone: Vec<String> = (0..12).map(|i| format!("d{}", 300 + i)).collect();
+    coll.delete(&gone).unwrap();
+    for r in coll_all(&coll, 400, "d")
+        .into_iter()
+        .chain(coll_all(&coll, 25, "new"))
+    {
+        model.insert(r.id, r.vector);
+    }
+    assert!(coll.info().unwrap().tail > 0);
+    drop(coll);
+    drop(store);
+    model
+}
+
+fn coll_all(coll: &quiver::Collection, n: usize, prefix: &str) -> Vec<Record> {
+    (0..n)
+        .filter_map(|i| coll.get(&format!("{prefix}{i}")).unwrap())
+        .collect()
+}
+
+fn snapshot_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "usearch"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+fn sql(dir: &Path, stmt: &str) {
+    let conn = rusqlite::Connection::open(dir.join(quiver::DB_FILE)).unwrap();
+    conn.execute_batch(stmt).unwrap();
+}
+
+/// Reopen after a fault: rebuilt, nothing lost, sound; the next open uses the fresh snapshot.
+fn check_recovers(dir: &Path, model: &BTreeMap<String, Vec<f32>>, why: &str) {
+    {
+        let store = Store::open(dir).unwrap();
+        let coll = store.get_collection("docs").unwrap();
+        let info = coll.info().unwrap();
+        assert_eq!(
+            info.load.source,
+            IndexSource::Rebuilt,
+            "{why}: {:?}",
+            info.load
+        );
+        assert_contents(&coll, model);
+        let report = coll.verify().unwrap();
+        assert!(report.ok(), "{why}: {:?}", report.problems);
+        let q = &model.values().next().unwrap().clone();
+        assert_eq!(
+            coll.search(q, &SearchOptions::new(10)).unwrap().hits.len(),
+            10
+        );
+        store.close().unwrap();
+    }
+    let store = Store::open(dir).unwrap();
+    let coll = store.get_collection("docs").unwrap();
+    let info = coll.info().unwrap();
+    assert_eq!(
+        info.load.source,
+        IndexSource::Snapshot,
+        "{why}: second open"
+    );
+    assert_eq!(info.load.tail_replayed, 0, "{why}");
+    assert_contents(&coll, model);
+}
+
+fn with_fault(why: &str, fault: impl FnOnce(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = build(dir.path());
+    fault(dir.path());
+    check_recovers(dir.path(), &model, why);
+}
+
+#[test]
+fn clean_reopen_replays_only_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = build(dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store.get_collection("docs").unwrap();
+    let info = coll.info().unwrap();
+    assert_eq!(info.load.source, IndexSource::Snapshot);
+    // 30 replaced + 25 new + 12 tombstones.
+    assert_eq!(info.load.tail_replayed, 67);
+    assert_eq!(info.tail, 67);
+    assert_contents(&coll, &model);
+    assert!(coll.verify().unwrap().ok());
+}
+
+#[test]
+fn truncated_snapshot() {
+    with_fault("truncated", |dir| {
+        let f = snapshot_file(dir);
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    });
+}
+
+#[test]
+fn bit_flipped_snapshot() {
+    for at in [0.0, 0.001, 0.5, 0.999] {
+        with_fault(&format!("bit flip at {at}"), |dir| {
+            let f = snapshot_file(dir);
+            let mut bytes = std::fs::read(&f).unwrap();
+            let i = ((bytes.len() - 1) as f64 * at) as usize;
+            bytes[i] ^= 0x10;
+            std::fs::write(&f, bytes).unwrap();
+        });
+    }
+}
+
+#[test]
+fn zero_length_snapshot() {
+    with_fault("zero length", |dir| {
+        std::fs::write(snapshot_file(dir), b"").unwrap();
+    });
+}
+
+#[test]
+fn deleted_snapshot() {
+    with_fault("deleted", |dir| {
+        std::fs::remove_file(snapshot_file(dir)).unwrap()
+    });
+}
+
+#[test]
+fn missing_index_directory() {
+    with_fault("no index dir", |dir| {
+        std::fs::remove_dir_all(dir.join("index")).unwrap()
+    });
+}
+
+#[test]
+fn trailing_garbage() {
+    with_fault("trailing garbage", |dir| {
+        let f = snapshot_file(dir);
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes.extend_from_slice(b"garbage");
+        std::fs::write(&f, bytes).unwrap();
+    });
+}
+
+#[test]
+fn options_recorded_differently() {
+    // As after a crash between an `alter` and its snapshot.
+    with_fault("options mismatch", |dir| {
+        sql(
+            dir,
+            "UPDATE snapshots SET options = 'dim=16 metric=cos scalar=f16 connectivity=16'",
+        );
+    });
+}
+
+/// A well-formed snapshot of another collection, with a record that matches
+/// it byte for byte: only the header/option checks can catch it.
+fn foreign(why: &str, config: CollectionConfig) {
+    with_fault(why, |dir| {
+        let other = tempfile::tempdir().unwrap();
+        let store = Store::open(other.path()).unwrap();
+        let coll = store.create_collection("other", &config).unwrap();
+        let mut rng = Rng::new(9);
+        coll.upsert(&common::records(&mut rng, 413, config.dimension, "o"))
+            .unwrap();
+        coll.flush().unwrap();
+        drop(coll);
+        store.close().unwrap();
+        let src = snapshot_file(other.path());
+        let bytes = std::fs::read(&src).unwrap();
+        std::fs::write(snapshot_file(dir), &bytes).unwrap();
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        sql(
+            dir,
+            &format!(
+                "UPDATE snapshots SET digest = '{digest}', length = {}, vectors = 413",
+                bytes.len()
+            ),
+        );
+    });
+}
+
+#[test]
+fn foreign_snapshot_other_connectivity() {
+    let mut c = CollectionConfig::new(DIM);
+    c.connectivity = 8;
+    foreign("connectivity 8", c);
+}
+
+#[test]
+fn foreign_snapshot_other_dimension() {
+    foreign("dimension 17", CollectionConfig::new(DIM + 1));
+}
+
+#[test]
+fn foreign_snapshot_other_scalar() {
+    let mut c = CollectionConfig::new(DIM);
+    c.scalar = quiver::Scalar::F16;
+    foreign("scalar f16", c);
+}
+
+#[test]
+fn read_only_open_survives_a_damaged_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = build(dir.path());
+    std::fs::write(snapshot_file(dir.path()), b"not a snapshot").unwrap();
+    let before = std::fs::read(snapshot_file(dir.path())).unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let coll = store.get_collection("docs").unwrap();
+    assert_eq!(coll.info().unwrap().load.source, IndexSource::Rebuilt);
+    assert_contents(&coll, &model);
+    drop(coll);
+    drop(store);
+    // Read-only never writes, not even a repaired snapshot.
+    assert_eq!(std::fs::read(snapshot_file(dir.path())).unwrap(), before);
+}
