@@ -79,6 +79,8 @@ pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<
             out,
         )?;
     }
+    // A bulk load ends with a snapshot, so the next open replays nothing.
+    coll.flush()?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if out.human {

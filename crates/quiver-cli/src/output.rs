@@ -57,8 +57,10 @@ impl Out {
 
     /// One JSON value on its own line.
     pub(crate) fn json(&mut self, value: &impl serde::Serialize) -> CliResult<()> {
-        serde_json::to_writer(&mut self.inner, value)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut self.inner, value).map_err(|e| match e.io_error_kind() {
+            Some(kind) => Failure::from(std::io::Error::from(kind)),
+            None => Failure::Internal(e.to_string()),
+        })?;
         self.inner.write_all(b"\n")?;
         Ok(())
     }

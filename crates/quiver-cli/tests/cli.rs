@@ -1,0 +1,533 @@
+//! The real `quiver` binary, end to end, in temporary stores.
+
+mod common;
+
+use common::{json_vector, ok, quiver, store_bytes, Rng};
+use serde_json::Value;
+
+const DIM: usize = 8;
+
+/// A store with collection "c" holding 300 records imported from JSONL.
+fn populated() -> (tempfile::TempDir, std::path::PathBuf, Vec<Vec<f32>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["create", "c", "--dim", &DIM.to_string()]);
+    let mut rng = Rng(11);
+    let vectors: Vec<Vec<f32>> = (0..300).map(|_| rng.vector(DIM)).collect();
+    let lines: Vec<String> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                r#"{{"id": "r{i}", "vector": {}, "text": "record {i}", "metadata": {{"n": {i}}}}}"#,
+                json_vector(v)
+            )
+        })
+        .collect();
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = ok(
+        &store,
+        &["import", "c", file.to_str().unwrap(), "--batch", "64"],
+    );
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["imported"], 300);
+    assert_eq!(summary["batches"], 5);
+    (dir, store, vectors)
+}
+
+fn lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn full_round_trip() {
+    let (dir, store, vectors) = populated();
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "300");
+
+    // get: found and missing ids, in order.
+    let got = lines(&ok(&store, &["get", "c", "r7", "nope"]));
+    assert_eq!(got[0]["id"], "r7");
+    assert_eq!(got[0]["text"], "record 7");
+    assert_eq!(got[0]["metadata"]["n"], 7);
+    let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
+    assert_eq!(v, vectors[7]);
+    assert_eq!(got[1]["missing"], true);
+
+    // search by vector: the record itself comes first.
+    let out = ok(
+        &store,
+        &[
+            "search",
+            "c",
+            "--vector",
+            &json_vector(&vectors[42]),
+            "-k",
+            "5",
+            "--include",
+            "text,metadata",
+        ],
+    );
+    let r = &lines(&out)[0];
+    assert_eq!(r["plan"], "hnsw");
+    assert_eq!(r["hits"].as_array().unwrap().len(), 5);
+    assert_eq!(r["hits"][0]["id"], "r42");
+    assert_eq!(r["hits"][0]["text"], "record 42");
+    assert!(r["hits"][0]["distance"].as_f64().unwrap() < 1e-5);
+
+    // search --queries: one line per query, exact and approximate agree here.
+    let qfile = dir.path().join("q.f32");
+    let raw: Vec<u8> = vectors[..20]
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(&qfile, raw).unwrap();
+    let approx = lines(&ok(
+        &store,
+        &[
+            "search",
+            "c",
+            "--queries",
+            qfile.to_str().unwrap(),
+            "-k",
+            "3",
+            "--ef",
+            "128",
+        ],
+    ));
+    let exact = lines(&ok(
+        &store,
+        &[
+            "search",
+            "c",
+            "--queries",
+            qfile.to_str().unwrap(),
+            "-k",
+            "3",
+            "--exact",
+        ],
+    ));
+    assert_eq!(approx.len(), 20);
+    assert_eq!(exact[0]["plan"], "exact");
+    for (i, (a, e)) in approx.iter().zip(&exact).enumerate() {
+        assert_eq!(e["hits"][0]["id"], format!("r{i}"));
+        assert_eq!(a["hits"][0]["id"], e["hits"][0]["id"]);
+    }
+
+    // upsert replaces, delete removes.
+    let nv = vec![0.5f32; DIM];
+    ok(
+        &store,
+        &[
+            "upsert",
+            "c",
+            "--id",
+            "r1",
+            "--vector",
+            &json_vector(&nv),
+            "--metadata",
+            r#"{"k": "v"}"#,
+        ],
+    );
+    let got = lines(&ok(&store, &["get", "c", "r1"]));
+    assert_eq!(got[0]["metadata"]["k"], "v");
+    assert!(
+        got[0].get("text").is_none(),
+        "upsert replaces the whole record"
+    );
+    let out = ok(&store, &["delete", "c", "r2", "r3", "nope"]);
+    assert_eq!(lines(&out)[0]["deleted"], 2);
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "298");
+
+    // info: a clean reopen loads the snapshot and replays the short tail.
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "c", "--json"])).unwrap();
+    assert_eq!(info["count"], 298);
+    assert_eq!(info["load"]["source"], "snapshot");
+    assert_eq!(info["snapshot"]["applied_seq"], 5);
+    assert_eq!(
+        info["tail"], 3,
+        "one upsert + two tombstones after the snapshot"
+    );
+    assert_eq!(info["load"]["tail_replayed"], 3);
+    ok(&store, &["flush", "c"]);
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "c", "--json"])).unwrap();
+    assert_eq!(info["tail"], 0);
+    assert_eq!(info["snapshot"]["applied_seq"], info["seq"]);
+
+    let v: Value = serde_json::from_str(&ok(&store, &["verify", "c", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+
+    // compact: forced rebuild reclaims the retired nodes.
+    let c: Value = serde_json::from_str(&ok(&store, &["compact", "c", "--force"])).unwrap();
+    assert_eq!(c["rebuilt"], true);
+    assert!(c["deleted_slots_before"].as_u64().unwrap() >= 3);
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "c", "--json"])).unwrap();
+    assert_eq!(info["index"]["deleted_slots"], 0);
+
+    // alter: new index settings, same records.
+    ok(
+        &store,
+        &["alter", "c", "--scalar", "f16", "--connectivity", "8"],
+    );
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "c", "--json"])).unwrap();
+    assert_eq!(info["config"]["scalar"], "f16");
+    assert_eq!(info["config"]["connectivity"], 8);
+    assert_eq!(info["load"]["source"], "snapshot");
+    assert_eq!(info["index"]["vectors"], 298);
+    let v: Value = serde_json::from_str(&ok(&store, &["verify", "c", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+
+    let list = lines(&ok(&store, &["list", "--json"]));
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["name"], "c");
+    ok(&store, &["drop", "c"]);
+    assert!(ok(&store, &["list", "--json"]).is_empty());
+    assert!(
+        std::fs::read_dir(store.join("index"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "snapshot removed"
+    );
+}
+
+/// DESIGN §8 through the CLI: exit 2, one line naming the problem, store unchanged.
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let (dir, store, _) = populated();
+    let d = dir.path();
+    let write = |name: &str, text: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let v8 = json_vector(&[1.0; DIM]);
+    let bad_json = write(
+        "bad.jsonl",
+        b"{\"id\": \"a\", \"vector\": [1,2,3,4,5,6,7,8]}\n{\"id\": \"b\", \"vector\": [1,2\n",
+    );
+    let bad_dim = write(
+        "dim.jsonl",
+        b"{\"id\": \"a\", \"vector\": [1,2,3,4,5,6,7,8]}\n{\"id\": \"b\", \"vector\": [1,2,3]}\n",
+    );
+    let bad_utf8 = write(
+        "utf8.jsonl",
+        b"{\"id\": \"\xff\xfe\", \"vector\": [1,2,3,4,5,6,7,8]}\n",
+    );
+    let no_vec = write("novec.jsonl", b"{\"id\": \"a\"}\n");
+    let meta_arr = write(
+        "meta.jsonl",
+        b"{\"id\": \"a\", \"vector\": [1,2,3,4,5,6,7,8], \"metadata\": [1]}\n",
+    );
+    let unknown = write(
+        "unknown.jsonl",
+        b"{\"id\": \"a\", \"vector\": [1,2,3,4,5,6,7,8], \"metdata\": {}}\n",
+    );
+    let num_id = write(
+        "numid.jsonl",
+        b"{\"id\": 5, \"vector\": [1,2,3,4,5,6,7,8]}\n",
+    );
+    let two = write("two.jsonl", b"{\"id\": \"a\"}\n{\"id\": \"b\"}\n");
+    let short_vecs = write("short.f32", &1.0f32.to_le_bytes().repeat(DIM));
+    let odd = write("odd.f32", &[0u8; 10]);
+    let huge = format!("[1e39{}]", ",1".repeat(DIM - 1));
+    let long_id = "x".repeat(513);
+    let long_name = "n".repeat(65);
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "malformed JSON line",
+            vec!["import", "c", &bad_json],
+            "bad.jsonl:2",
+        ),
+        (
+            "wrong dimension in file",
+            vec!["import", "c", &bad_dim],
+            "dimension 8",
+        ),
+        ("invalid UTF-8", vec!["import", "c", &bad_utf8], "UTF-8"),
+        (
+            "line without vector",
+            vec!["import", "c", &no_vec],
+            "no \"vector\"",
+        ),
+        (
+            "metadata not an object",
+            vec!["import", "c", &meta_arr],
+            "metadata",
+        ),
+        ("unknown field", vec!["import", "c", &unknown], "metdata"),
+        (
+            "numeric id",
+            vec!["import", "c", &num_id],
+            "must be a string",
+        ),
+        (
+            "too few vectors",
+            vec!["import", "c", &two, "--vectors", &short_vecs],
+            "short.f32",
+        ),
+        (
+            "batch 0",
+            vec!["import", "c", &bad_json, "--batch", "0"],
+            "--batch",
+        ),
+        (
+            "missing file",
+            vec!["import", "c", "/nonexistent.jsonl"],
+            "cannot open",
+        ),
+        (
+            "wrong dimension",
+            vec!["upsert", "c", "--id", "z", "--vector", "[1,2]"],
+            "got a vector of 2",
+        ),
+        (
+            "vector not JSON",
+            vec!["upsert", "c", "--id", "z", "--vector", "[1,"],
+            "--vector",
+        ),
+        (
+            "overflow to inf",
+            vec!["upsert", "c", "--id", "z", "--vector", &huge],
+            "finite",
+        ),
+        (
+            "empty id",
+            vec!["upsert", "c", "--id", "", "--vector", &v8],
+            "empty",
+        ),
+        (
+            "oversize id",
+            vec!["upsert", "c", "--id", &long_id, "--vector", &v8],
+            "512 bytes",
+        ),
+        (
+            "metadata not JSON",
+            vec![
+                "upsert",
+                "c",
+                "--id",
+                "z",
+                "--vector",
+                &v8,
+                "--metadata",
+                "{",
+            ],
+            "--metadata",
+        ),
+        (
+            "metadata not object",
+            vec![
+                "upsert",
+                "c",
+                "--id",
+                "z",
+                "--vector",
+                &v8,
+                "--metadata",
+                "3",
+            ],
+            "JSON object",
+        ),
+        (
+            "k = 0",
+            vec!["search", "c", "--vector", &v8, "-k", "0"],
+            "-k",
+        ),
+        (
+            "absurd k",
+            vec!["search", "c", "--vector", &v8, "-k", "1000000000"],
+            "-k",
+        ),
+        (
+            "ef = 0",
+            vec!["search", "c", "--vector", &v8, "--ef", "0"],
+            "ef",
+        ),
+        (
+            "query dimension",
+            vec!["search", "c", "--vector", "[1,2,3]"],
+            "dimension 8",
+        ),
+        (
+            "queries file size",
+            vec!["search", "c", "--queries", &odd],
+            "not a whole number",
+        ),
+        (
+            "unknown include",
+            vec!["search", "c", "--vector", &v8, "--include", "colour"],
+            "colour",
+        ),
+        (
+            "unknown collection",
+            vec!["count", "nope"],
+            "no collection named",
+        ),
+        (
+            "unknown collection write",
+            vec!["upsert", "nope", "--id", "z", "--vector", &v8],
+            "no collection named",
+        ),
+        (
+            "path traversal name",
+            vec!["create", "../x", "--dim", "4"],
+            "invalid collection name",
+        ),
+        (
+            "slash name",
+            vec!["count", "a/b"],
+            "invalid collection name",
+        ),
+        (
+            "empty name",
+            vec!["create", "", "--dim", "4"],
+            "invalid collection name",
+        ),
+        (
+            "65-char name",
+            vec!["create", &long_name, "--dim", "4"],
+            "invalid collection name",
+        ),
+        (
+            "existing collection",
+            vec!["create", "c", "--dim", "4"],
+            "already exists",
+        ),
+        (
+            "unknown metric",
+            vec!["create", "z", "--dim", "4", "--metric", "cosine"],
+            "unknown metric",
+        ),
+        (
+            "zero dimension",
+            vec!["create", "z", "--dim", "0"],
+            "dimension",
+        ),
+        ("alter nothing", vec!["alter", "c"], "nothing to change"),
+        (
+            "alter bad scalar",
+            vec!["alter", "c", "--scalar", "f8"],
+            "unknown scalar",
+        ),
+        ("unknown subcommand", vec!["frobnicate"], "frobnicate"),
+        ("missing argument", vec!["create", "z"], "--dim"),
+    ];
+    let before = store_bytes(&store);
+    for (what, args, needle) in cases {
+        let out = quiver(&store, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{what}: one line, got {stderr:?}"
+        );
+        assert!(stderr.starts_with("quiver: "), "{what}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{what}: {stderr:?} should mention {needle:?}"
+        );
+        assert!(store_bytes(&store) == before, "{what}: store changed");
+    }
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "300");
+}
+
+#[test]
+fn no_store_is_exit_2_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("absent");
+    for args in [
+        vec!["count", "c"],
+        vec!["list"],
+        vec!["upsert", "c", "--id", "a", "--vector", "[1]"],
+    ] {
+        let out = quiver(&store, &args);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no quiver store"));
+    }
+    assert!(!store.exists());
+    // A directory holding something else is not taken over.
+    std::fs::write(dir.path().join("file.txt"), "x").unwrap();
+    let out = quiver(dir.path(), &["create", "c", "--dim", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a quiver store"));
+}
+
+#[test]
+fn second_writer_process_is_refused_at_once() {
+    let (_dir, store, _) = populated();
+    let holder = quiver::Store::open(&store).unwrap();
+    let started = std::time::Instant::now();
+    let out = quiver(
+        &store,
+        &[
+            "upsert",
+            "c",
+            "--id",
+            "z",
+            "--vector",
+            &json_vector(&[1.0; DIM]),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("locked by pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once, not after a wait"
+    );
+    // Readers work beside the writer.
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "300");
+    drop(holder);
+    ok(
+        &store,
+        &[
+            "upsert",
+            "c",
+            "--id",
+            "z",
+            "--vector",
+            &json_vector(&[1.0; DIM]),
+        ],
+    );
+}
+
+#[test]
+fn demo_runs_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["demo"]);
+    assert!(out.contains("recall@10"), "{out}");
+    assert!(out.contains("verify   ok"), "{out}");
+    // Recall at ef 128 on the bundled sample.
+    let line = out.lines().find(|l| l.contains("ef 128")).unwrap();
+    let recall: f64 = line
+        .split("recall@10 ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(recall >= 0.99, "{line}");
+}
+
+#[test]
+fn closed_pipe_is_success() {
+    let (_dir, store, _) = populated();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["--store", store.to_str().unwrap(), "get", "c"])
+        .args((0..300).map(|i| format!("r{i}")))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert!(child.wait().unwrap().success());
+}

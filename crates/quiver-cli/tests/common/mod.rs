@@ -1,0 +1,84 @@
+//! Running the real `quiver` binary in temporary directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quiver"))
+}
+
+/// Run `quiver --store DIR ARGS...` to completion.
+pub fn quiver(store: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run quiver")
+}
+
+pub fn ok(store: &Path, args: &[&str]) -> String {
+    let out = quiver(store, args);
+    assert!(
+        out.status.success(),
+        "quiver {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// splitmix64.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.f32()).collect()
+    }
+}
+
+pub fn json_vector(v: &[f32]) -> String {
+    serde_json::to_string(v).unwrap()
+}
+
+/// Bytes of every file of a store except `LOCK` (which holds the last
+/// writer's pid) and SQLite's `-shm` index, by relative path.
+pub fn store_bytes(store: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![store.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.strip_prefix(store).unwrap().display().to_string();
+            let bytes = std::fs::read(&p).unwrap();
+            // An empty WAL is what a reader leaves when there was none.
+            if name == "LOCK"
+                || name.ends_with("-shm")
+                || (name.ends_with("-wal") && bytes.is_empty())
+            {
+                continue;
+            }
+            out.push((name, bytes));
+        }
+    }
+    out.sort();
+    out
+}
