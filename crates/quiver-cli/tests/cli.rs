@@ -1,5 +1,7 @@
 //! The real `quiver` binary, end to end, in temporary stores.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 mod common;
 
 use common::{json_vector, ok, quiver, store_bytes, Rng};

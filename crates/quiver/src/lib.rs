@@ -42,6 +42,11 @@ pub use error::{Error, Result};
 pub use record::{Record, MAX_ID_BYTES};
 pub use store::{CollectionSummary, Progress, ProgressFn, Store, StoreOptions, DB_FILE};
 
+/// The README's Rust example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// Exact distance between two vectors under `metric`, as the index defines
 /// it (cos = 1 − cosine similarity, l2 = squared Euclidean).
 pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {

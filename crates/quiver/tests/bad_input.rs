@@ -1,5 +1,7 @@
 //! DESIGN §8: every bad input is a typed error and leaves the store as it was.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 mod common;
 
 use quiver::{CollectionConfig, Error, Metric, Record, Scalar, SearchOptions, Store};

@@ -1,6 +1,8 @@
 //! Many threads searching while one writes; read-only handles beside a
 //! writer; a second writer refused.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

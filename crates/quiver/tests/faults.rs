@@ -1,6 +1,10 @@
 //! Snapshot faults: every damaged, missing or mismatched snapshot leads to a
 //! rebuild from SQLite with nothing lost, and the next open is fast again.
 
+// Snapshots exist only with the usearch index.
+#![cfg(feature = "usearch")]
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -21,6 +21,8 @@ pub(crate) struct FlatIndex {
 /// Scans this large or larger are split across threads.
 const PARALLEL_SCAN: usize = 20_000;
 
+// Some accessors serve only the build without usearch, where this is the index.
+#[cfg_attr(feature = "usearch", allow(dead_code))]
 impl FlatIndex {
     pub(crate) fn new(dim: usize, metric: Metric) -> Self {
         FlatIndex {

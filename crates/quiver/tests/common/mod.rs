@@ -35,6 +35,7 @@ impl Rng {
     /// Points around a few centres: realistic structure for HNSW.
     pub fn clustered(&mut self, dim: usize, centres: &[Vec<f32>]) -> Vec<f32> {
         let c = &centres[self.below(centres.len() as u64) as usize];
+        assert_eq!(c.len(), dim);
         c.iter().map(|x| x + 0.3 * self.f32()).collect()
     }
 }
