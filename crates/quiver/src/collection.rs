@@ -1084,13 +1084,15 @@ impl Collection {
         for id in ids {
             record::check_id(id.as_ref())?;
         }
-        let mut conn = self.store.writer("delete")?;
-        self.alive()?;
+        // Gate before writer: a search retrying under the gate may need the
+        // writer (to build the exact index), so this order cannot deadlock.
         let _gate = self
             .state
             .delete_gate
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.store.writer("delete")?;
+        self.alive()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .during("begin delete")?;
