@@ -356,6 +356,7 @@ fn read_collection(
 
 struct SnapshotRow {
     info: SnapshotInfo,
+    #[cfg_attr(not(feature = "usearch"), allow(dead_code))]
     options: String,
 }
 
@@ -491,6 +492,7 @@ impl Indexes {
     }
 }
 
+#[cfg_attr(not(feature = "usearch"), allow(dead_code))]
 fn index_err(collection: &str, operation: &str, message: String) -> Error {
     Error::Index {
         collection: collection.into(),
