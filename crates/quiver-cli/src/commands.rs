@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use quiver::{
-    Alter, CollectionConfig, Include, Plan, Progress, Record, SearchOptions, Store, StoreOptions,
+    Alter, CollectionConfig, Filter, Fusion, Include, Progress, Record, SearchOptions, Store,
+    StoreOptions,
 };
 use serde::Serialize;
 
@@ -101,10 +102,16 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
             store.close()?;
             ExitCode::SUCCESS
         }
-        Command::Get { name, ids } => {
+        Command::Get(a) => {
+            let filter = parse_filter(a.filter.as_deref())?;
             let store = open_read(cli)?;
-            let coll = store.get_collection(name)?;
-            for id in ids {
+            let coll = store.get_collection(&a.name)?;
+            if a.ids.is_empty() {
+                for r in coll.scan(filter.as_ref(), a.after.as_deref(), a.limit)? {
+                    out.json(&r)?;
+                }
+            }
+            for id in &a.ids {
                 match coll.get(id)? {
                     Some(r) => out.json(&r)?,
                     None => out.json(&serde_json::json!({"id": id, "missing": true}))?,
@@ -112,18 +119,34 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Command::Delete { name, ids } => {
+        Command::Delete { name, ids, filter } => {
+            let filter = parse_filter(filter.as_deref())?;
             let store = open_write(cli, false)?;
-            let n = store.get_collection(name)?.delete(ids)?;
+            let coll = store.get_collection(name)?;
+            let n = match &filter {
+                Some(f) => coll.delete_where(f)?,
+                None => coll.delete(ids)?,
+            };
             out.json(&serde_json::json!({"deleted": n}))?;
             out.flush()?;
             store.close()?;
             ExitCode::SUCCESS
         }
-        Command::Count { name } => {
+        Command::Count { name, filter } => {
+            let filter = parse_filter(filter.as_deref())?;
             let store = open_read(cli)?;
-            let n = store.get_collection(name)?.count()?;
+            let coll = store.get_collection(name)?;
+            let n = match &filter {
+                Some(f) => coll.count_where(f)?,
+                None => coll.count()?,
+            };
             out.line(&n.to_string())?;
+            ExitCode::SUCCESS
+        }
+        Command::IndexField { name, field } => {
+            let store = open_write(cli, false)?;
+            let added = store.get_collection(name)?.index_field(field)?;
+            out.json(&serde_json::json!({"indexed": field, "created": added}))?;
             ExitCode::SUCCESS
         }
         Command::Search(a) => {
@@ -221,6 +244,12 @@ fn human_info(info: &quiver::CollectionInfo) -> String {
         "tail:            {} changes after the snapshot",
         info.tail
     ));
+    if !info.indexed_fields.is_empty() {
+        lines.push(format!(
+            "indexed fields:  {}",
+            info.indexed_fields.join(", ")
+        ));
+    }
     lines.push(format!(
         "index:           {} · {} vectors · {} free slots · capacity {} · {:.1} MiB",
         info.index.kind,
@@ -250,6 +279,46 @@ struct SearchLine<'a> {
     plan: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ef: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matches: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    took_us: Option<f64>,
+}
+
+fn parse_filter(text: Option<&str>) -> CliResult<Option<Filter>> {
+    Ok(match text {
+        Some(t) => Some(t.parse::<Filter>()?),
+        None => None,
+    })
+}
+
+/// Query texts: one `{"text": ..}` object (or a bare JSON string) per line.
+fn read_query_texts(path: &Path) -> CliResult<Vec<String>> {
+    let body = match std::fs::read_to_string(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return input(format!(
+                "--query-texts: cannot read {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (i, line) in body.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), i + 1);
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => return input(format!("{at}: {e}")),
+        };
+        match v.get("text").and_then(|t| t.as_str()).or(v.as_str()) {
+            Some(t) => out.push(t.to_string()),
+            None => return input(format!("{at}: expected {{\"text\": \"...\"}}")),
+        }
+    }
+    Ok(out)
 }
 
 fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
@@ -268,34 +337,69 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
     }
     let mut opts = SearchOptions::new(a.k).exact(a.exact).include(include);
     opts.ef = a.ef;
+    opts.filter = parse_filter(a.filter.as_deref())?;
     // Check what needs no store first, so bad flags fail fast.
     if a.k == 0 || a.k > quiver::MAX_K {
         return input(format!("-k must be 1..={}, got {}", quiver::MAX_K, a.k));
     }
+    let fusion = Fusion {
+        rrf_k: a.rrf_k,
+        vector_weight: a.vector_weight,
+        keyword_weight: a.keyword_weight,
+        ..Fusion::default()
+    };
+    let has_vectors = a.vector.is_some() || a.queries.is_some();
+    let has_texts = a.text.is_some() || a.query_texts.is_some();
+    match a.mode.as_str() {
+        "vector" if has_texts => {
+            return input("--text/--query-texts need --mode keyword or hybrid (embedding text into a query vector needs a model)")
+        }
+        "vector" if !has_vectors => return input("give --vector or --queries"),
+        "keyword" if !has_texts => return input("--mode keyword needs --text or --query-texts"),
+        "keyword" if has_vectors => return input("--mode keyword takes no --vector/--queries"),
+        "hybrid" if !(has_vectors && has_texts) => {
+            return input("--mode hybrid needs a vector (--vector/--queries) and a text (--text/--query-texts)")
+        }
+        _ => {}
+    }
+    let texts = match (&a.text, &a.query_texts) {
+        (Some(t), _) => vec![t.clone()],
+        (None, Some(p)) => read_query_texts(p)?,
+        (None, None) => Vec::new(),
+    };
     let store = open_read(cli)?;
     let coll = store.get_collection(&a.name)?;
     let dim = coll.config().dimension;
-    let mut emit = |q: &[f32]| -> CliResult<()> {
-        let r = coll.search(q, &opts)?;
-        let (plan, ef) = match r.plan {
-            Plan::Hnsw { ef } => ("hnsw", Some(ef)),
-            Plan::Exact => ("exact", None),
+    let vectors: Vec<Vec<f32>> = match (&a.vector, &a.queries) {
+        (Some(v), _) => vec![parse_vector("--vector", v)?],
+        (None, Some(path)) => read_f32_rows(path, dim, "--queries")?
+            .chunks_exact(dim)
+            .map(<[f32]>::to_vec)
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    if a.mode == "hybrid" && vectors.len() != texts.len() {
+        return input(format!(
+            "--mode hybrid: {} query vectors but {} query texts (they pair up line by line)",
+            vectors.len(),
+            texts.len()
+        ));
+    }
+    let queries = vectors.len().max(texts.len());
+    for i in 0..queries {
+        let started = std::time::Instant::now();
+        let r = match a.mode.as_str() {
+            "keyword" => coll.search_text(&texts[i], &opts)?,
+            "hybrid" => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
+            _ => coll.search(&vectors[i], &opts)?,
         };
         out.json(&SearchLine {
             hits: &r.hits,
-            plan,
-            ef,
-        })
-    };
-    match (&a.vector, &a.queries) {
-        (Some(v), _) => emit(&parse_vector("--vector", v)?)?,
-        (None, Some(path)) => {
-            let queries = read_f32_rows(path, dim, "--queries")?;
-            for q in queries.chunks_exact(dim) {
-                emit(q)?;
-            }
-        }
-        (None, None) => return input("give --vector or --queries"),
+            plan: r.plan.name(),
+            ef: r.plan.ef(),
+            matches: r.plan.matches(),
+            took_us: a.timings.then(|| started.elapsed().as_secs_f64() * 1e6),
+        })?;
     }
     Ok(())
 }
@@ -361,7 +465,15 @@ fn open_read(cli: &Cli) -> CliResult<Store> {
     if !dir.join(quiver::DB_FILE).is_file() {
         return Err(no_store(&dir));
     }
-    Ok(Store::open_read_only_with(&dir, store_options())?)
+    match Store::open_read_only_with(&dir, store_options()) {
+        // A store from an older build: migrate it once (needs the writer
+        // lock, so not beside a live writer), then read.
+        Err(quiver::Error::OldSchema { .. }) => {
+            Store::open_with(&dir, store_options())?.close()?;
+            Ok(Store::open_read_only_with(&dir, store_options())?)
+        }
+        other => Ok(other?),
+    }
 }
 
 fn no_store(dir: &Path) -> Failure {

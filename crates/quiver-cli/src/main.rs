@@ -46,20 +46,25 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Insert or replace one record.
     Upsert(UpsertArgs),
-    /// Print records by id, one JSON line each.
-    Get {
-        name: String,
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
-    /// Delete records by id (one transaction).
+    /// Print records by id, or those matching --filter; one JSON line each.
+    Get(GetArgs),
+    /// Delete records by id or by --filter (one transaction); prints how many.
     Delete {
         name: String,
-        #[arg(required = true)]
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
         ids: Vec<String>,
+        /// Delete every record matching this filter.
+        #[arg(long)]
+        filter: Option<String>,
     },
-    /// Count records.
-    Count { name: String },
+    /// Count records (matching --filter).
+    Count {
+        name: String,
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Index a metadata field so filters on it stay fast on large collections.
+    IndexField { name: String, field: String },
     /// Nearest-neighbour search; one JSON line per query.
     Search(SearchArgs),
     /// Check that the index agrees with the database; exit 1 on damage.
@@ -121,6 +126,22 @@ pub(crate) struct ImportArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct GetArgs {
+    pub name: String,
+    /// Ids to print; without ids, scan in id order.
+    pub ids: Vec<String>,
+    /// Scan only records matching this filter.
+    #[arg(long, conflicts_with = "ids")]
+    pub filter: Option<String>,
+    /// Most records a scan prints.
+    #[arg(long, default_value_t = 100, conflicts_with = "ids")]
+    pub limit: usize,
+    /// Scan ids after this one (paging).
+    #[arg(long, conflicts_with = "ids")]
+    pub after: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct UpsertArgs {
     pub name: String,
     #[arg(long)]
@@ -138,9 +159,30 @@ pub(crate) struct UpsertArgs {
 #[derive(Args, Debug)]
 pub(crate) struct SearchArgs {
     pub name: String,
+    /// vector (nearest neighbours), keyword (BM25 over text) or hybrid (both, fused).
+    #[arg(long, default_value = "vector", value_parser = ["vector", "keyword", "hybrid"])]
+    pub mode: String,
     /// One query vector as a JSON array.
-    #[arg(long, conflicts_with = "queries", required_unless_present = "queries")]
+    #[arg(long, conflicts_with = "queries")]
     pub vector: Option<String>,
+    /// One query text (keyword and hybrid modes).
+    #[arg(long, conflicts_with = "query_texts")]
+    pub text: Option<String>,
+    /// JSON Lines of {"text": ..}, one per query (with --queries in hybrid mode: row i goes with line i).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub query_texts: Option<PathBuf>,
+    /// Only records matching this filter, e.g. "lang = 'go' AND stars >= 10".
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Hybrid: the k of reciprocal rank fusion.
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f32,
+    /// Hybrid: weight of the vector list.
+    #[arg(long, default_value_t = 1.0)]
+    pub vector_weight: f32,
+    /// Hybrid: weight of the keyword list.
+    #[arg(long, default_value_t = 1.0)]
+    pub keyword_weight: f32,
     /// Raw little-endian f32 file of query vectors (N × dim).
     #[arg(long, value_name = "FILE.f32")]
     pub queries: Option<PathBuf>,
@@ -156,6 +198,9 @@ pub(crate) struct SearchArgs {
     /// Fields to add to each hit: text, metadata, vector (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub include: Vec<String>,
+    /// Add each query's own wall time in microseconds ("took_us") to its line.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Args, Debug)]

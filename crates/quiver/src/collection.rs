@@ -19,12 +19,15 @@ use serde_json::Value;
 
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::error::{Error, Result, SqlContext};
+use crate::filter::{self, Filter};
+use crate::filtered::{self, MatchSet};
 #[cfg(feature = "usearch")]
 use crate::index::HnswIndex;
 use crate::index::{self, FlatIndex};
 use crate::record::{self, check_record, check_vector, Record};
 use crate::snapshot;
 use crate::store::{unix_now, Inner, Progress};
+use crate::text::{self, Fusion, Ranks};
 
 /// Largest `k` a search accepts.
 pub const MAX_K: usize = 100_000;
@@ -46,8 +49,9 @@ pub struct Include {
     pub vector: bool,
 }
 
-/// Parameters of a search. Defaults: no `ef` override, approximate, ids only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Parameters of a search. Defaults: no `ef` override, approximate, ids
+/// only, no filter.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchOptions {
     /// Hits wanted: 1..=[`MAX_K`].
     pub k: usize,
@@ -57,6 +61,8 @@ pub struct SearchOptions {
     pub exact: bool,
     /// Fields to return with each hit.
     pub include: Include,
+    /// Only records matching this filter.
+    pub filter: Option<Filter>,
 }
 
 impl SearchOptions {
@@ -67,7 +73,14 @@ impl SearchOptions {
             ef: None,
             exact: false,
             include: Include::default(),
+            filter: None,
         }
+    }
+
+    /// Only records matching `filter`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Set the per-query `ef`.
@@ -105,11 +118,15 @@ pub struct Hit {
     /// Vector, if asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// Hybrid and keyword searches: how each list ranked and scored the hit.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<crate::text::Ranks>,
 }
 
 /// How a search was answered.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Plan {
     /// HNSW graph search with this candidate list size.
     Hnsw {
@@ -118,6 +135,64 @@ pub enum Plan {
     },
     /// Brute force over every vector.
     Exact,
+    /// A filter matched few records: exact distances over just those.
+    FilterExact {
+        /// Records matching the filter.
+        matches: u64,
+    },
+    /// A filter matched many records: HNSW search restricted to them.
+    FilterHnsw {
+        /// The ef that produced the answer (widened while too few came back).
+        ef: usize,
+        /// Records matching the filter.
+        matches: u64,
+    },
+    /// BM25 over the full-text index.
+    Keyword {
+        /// Records containing every query word.
+        matches: u64,
+    },
+    /// Reciprocal rank fusion of a vector list and a keyword list.
+    Hybrid {
+        /// The ef of the vector list, if it used HNSW.
+        ef: Option<usize>,
+        /// Records matching the filter, if one applied.
+        matches: Option<u64>,
+    },
+}
+
+impl Plan {
+    /// A short name: `hnsw`, `exact`, `filter-exact`, `filter-hnsw`, `keyword`, `hybrid`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plan::Hnsw { .. } => "hnsw",
+            Plan::Exact => "exact",
+            Plan::FilterExact { .. } => "filter-exact",
+            Plan::FilterHnsw { .. } => "filter-hnsw",
+            Plan::Keyword { .. } => "keyword",
+            Plan::Hybrid { .. } => "hybrid",
+        }
+    }
+
+    /// The ef used, if HNSW ran.
+    pub fn ef(&self) -> Option<usize> {
+        match *self {
+            Plan::Hnsw { ef } | Plan::FilterHnsw { ef, .. } => Some(ef),
+            Plan::Hybrid { ef, .. } => ef,
+            _ => None,
+        }
+    }
+
+    /// Records matching the filter (or containing every keyword), if one applied.
+    pub fn matches(&self) -> Option<u64> {
+        match *self {
+            Plan::FilterExact { matches }
+            | Plan::FilterHnsw { matches, .. }
+            | Plan::Keyword { matches } => Some(matches),
+            Plan::Hybrid { matches, .. } => matches,
+            _ => None,
+        }
+    }
 }
 
 /// Hits, closest first, and the plan that produced them.
@@ -212,6 +287,8 @@ pub struct CollectionInfo {
     /// The last automatic snapshot failure, if the latest attempt failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_error: Option<String>,
+    /// Metadata paths with a field index.
+    pub indexed_fields: Vec<String>,
 }
 
 /// Outcome of [`Collection::verify`].
@@ -301,6 +378,8 @@ pub(crate) struct CollState {
     /// (deleted between the index search and the lookup) retries holding
     /// it shared, which sees one consistent state.
     delete_gate: RwLock<()>,
+    /// Filter match sets, valid at one sequence number.
+    matches: Mutex<filtered::Cache>,
 }
 
 pub(crate) fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
@@ -776,6 +855,7 @@ impl CollState {
             snapshot_error: Mutex::new(None),
             refresh: Mutex::new(()),
             delete_gate: RwLock::new(()),
+            matches: Mutex::new(filtered::Cache::default()),
         })
     }
 
@@ -1053,6 +1133,15 @@ impl Collection {
                      RETURNING key",
                 )
                 .during("prepare upsert")?;
+            let cid = self.state.cid;
+            let mut fts_del = tx
+                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .during("prepare full-text delete")?;
+            let mut fts_add = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO fts_{cid} (rowid, text) VALUES (?1, ?2)"
+                ))
+                .during("prepare full-text insert")?;
             for (i, r) in records.iter().enumerate() {
                 if last.get(r.id.as_str()) != Some(&i) {
                     continue;
@@ -1070,6 +1159,13 @@ impl Collection {
                         |row| row.get(0),
                     )
                     .during("upsert record")?;
+                // The text index changes in the same transaction.
+                fts_del.execute([key]).during("update full-text index")?;
+                if let Some(text) = &r.text {
+                    fts_add
+                        .execute(params![key, text])
+                        .during("update full-text index")?;
+                }
                 applied.push((key as u64, r.vector.clone()));
             }
         }
@@ -1086,6 +1182,53 @@ impl Collection {
         for id in ids {
             record::check_id(id.as_ref())?;
         }
+        self.delete_keys(|tx, cid| {
+            let mut del = tx
+                .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
+                .during("prepare delete")?;
+            let mut keys = Vec::new();
+            for id in ids {
+                let key: Option<i64> = del
+                    .query_row(params![cid, id.as_ref()], |r| r.get(0))
+                    .optional()
+                    .during("delete record")?;
+                keys.extend(key);
+            }
+            Ok(keys)
+        })
+    }
+
+    /// Delete every record matching `filter`, in one transaction. Returns how many.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], [`Error::ReadOnly`], SQLite and index failures.
+    pub fn delete_where(&self, filter: &Filter) -> Result<usize> {
+        let c = filter::sql::compile(filter, 2)?;
+        self.delete_keys(|tx, cid| {
+            let mut params: Vec<rusqlite::types::Value> = vec![cid.into()];
+            params.extend(c.params.iter().cloned());
+            let mut stmt = tx
+                .prepare(&format!(
+                    "DELETE FROM records WHERE cid = ?1 AND ({}) RETURNING key",
+                    c.sql
+                ))
+                .during("prepare delete by filter")?;
+            let keys = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
+                .during("delete by filter")?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+                .during("delete by filter");
+            keys
+        })
+    }
+
+    /// One delete transaction: `remove` deletes the rows and returns their
+    /// keys; this stamps the sequence, writes tombstones, updates the text
+    /// index, commits, and takes the keys out of the vector index.
+    fn delete_keys(
+        &self,
+        remove: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<Vec<i64>>,
+    ) -> Result<usize> {
         // Gate before writer: a search retrying under the gate may need the
         // writer (to build the exact index), so this order cannot deadlock.
         let _gate = self
@@ -1095,38 +1238,34 @@ impl Collection {
             .unwrap_or_else(|p| p.into_inner());
         let mut conn = self.store.writer("delete")?;
         self.alive()?;
+        let cid = self.state.cid;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .during("begin delete")?;
-        let seq = next_seq(&tx, self.state.cid)?;
-        let mut removed = Vec::new();
+        let seq = next_seq(&tx, cid)?;
+        let keys = remove(&tx, cid)?;
+        if keys.is_empty() {
+            // Nothing changed: do not spend a sequence number.
+            tx.rollback().during("roll back empty delete")?;
+            return Ok(0);
+        }
         {
-            let mut del = tx
-                .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
-                .during("prepare delete")?;
             let mut tomb = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO tombstones (cid, key, seq) VALUES (?1, ?2, ?3)",
                 )
                 .during("prepare tombstone")?;
-            for id in ids {
-                let key: Option<i64> = del
-                    .query_row(params![self.state.cid, id.as_ref()], |r| r.get(0))
-                    .optional()
-                    .during("delete record")?;
-                if let Some(key) = key {
-                    tomb.execute(params![self.state.cid, key, seq])
-                        .during("write tombstone")?;
-                    removed.push(key as u64);
-                }
+            let mut fts = tx
+                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .during("prepare full-text delete")?;
+            for key in &keys {
+                tomb.execute(params![cid, key, seq])
+                    .during("write tombstone")?;
+                fts.execute([key]).during("update full-text index")?;
             }
         }
-        if removed.is_empty() {
-            // Nothing changed: do not spend a sequence number.
-            tx.rollback().during("roll back empty delete")?;
-            return Ok(0);
-        }
         tx.commit().during("commit delete")?;
+        let removed: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
         self.after_commit(&mut conn, seq, &[], &removed)?;
         Ok(removed.len())
     }
@@ -1203,12 +1342,128 @@ impl Collection {
         })
     }
 
-    /// The `k` nearest records to `query`.
+    /// The `k` nearest records to `query` (among those matching
+    /// `options.filter`, if set: then k come back whenever at least k match).
     ///
     /// # Errors
     /// [`Error::InvalidSearch`] for k outside 1..=[`MAX_K`] or ef = 0;
-    /// [`Error::DimensionMismatch`], [`Error::InvalidVector`]; SQLite and index failures.
+    /// [`Error::DimensionMismatch`], [`Error::InvalidVector`],
+    /// [`Error::InvalidFilter`]; SQLite and index failures.
     pub fn search(&self, query: &[f32], options: &SearchOptions) -> Result<SearchResult> {
+        let config = self.prepare_search(options, Some(query))?;
+        self.consistent(
+            || {
+                let (found, plan) = self.vector_candidates(query, options, &config)?;
+                let found: Vec<(u64, f32, Option<Ranks>)> =
+                    found.into_iter().map(|(k, d)| (k, d, None)).collect();
+                Ok((found, plan))
+            },
+            options.include,
+            config.dimension,
+        )
+    }
+
+    /// The `k` records whose text best matches `text` by BM25: records with
+    /// every word first, then records with some. `options.filter` applies;
+    /// `ef` and `exact` do not. Each hit's `distance` is SQLite's `bm25()`
+    /// (lower is better) and its ranks carry the keyword rank and score.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSearch`] (bad k, or no words in `text`),
+    /// [`Error::InvalidFilter`]; SQLite failures.
+    pub fn search_text(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
+        let config = self.prepare_search(options, None)?;
+        let filter = options
+            .filter
+            .as_ref()
+            .map(|f| filter::sql::compile(f, 3))
+            .transpose()?;
+        self.consistent(
+            || {
+                let cid = self.state.cid;
+                let (list, matches) = self.store.read(|conn| {
+                    text::keyword_candidates(conn, cid, text, filter.as_ref(), options.k)
+                })?;
+                let found = list
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (key, score))| {
+                        let ranks = Ranks {
+                            keyword_rank: Some(i + 1),
+                            keyword_score: Some(score),
+                            ..Ranks::default()
+                        };
+                        (key, -score, Some(ranks))
+                    })
+                    .collect();
+                Ok((found, Plan::Keyword { matches }))
+            },
+            options.include,
+            config.dimension,
+        )
+    }
+
+    /// Hybrid search: the vector list for `query` and the keyword list for
+    /// `text` (each `fusion.candidates` long, both under `options.filter`)
+    /// fused by reciprocal rank fusion. Each hit carries both ranks and
+    /// scores; its `distance` is the fused score negated (lower is better).
+    ///
+    /// # Errors
+    /// As [`Collection::search`] and [`Collection::search_text`], and
+    /// [`Error::InvalidSearch`] for negative or non-finite fusion settings.
+    pub fn search_hybrid(
+        &self,
+        query: &[f32],
+        text: &str,
+        options: &SearchOptions,
+        fusion: &Fusion,
+    ) -> Result<SearchResult> {
+        let config = self.prepare_search(options, Some(query))?;
+        fusion.validate()?;
+        text::fts_queries(text)?;
+        let n = fusion.list_len(options.k);
+        let filter = options
+            .filter
+            .as_ref()
+            .map(|f| filter::sql::compile(f, 3))
+            .transpose()?;
+        let wide = SearchOptions {
+            k: n,
+            ..options.clone()
+        };
+        self.consistent(
+            || {
+                let (vector, vplan) = self.vector_candidates(query, &wide, &config)?;
+                let cid = self.state.cid;
+                let (keyword, _) = self
+                    .store
+                    .read(|conn| text::keyword_candidates(conn, cid, text, filter.as_ref(), n))?;
+                let found = text::fuse(&vector, &keyword, fusion, options.k)
+                    .into_iter()
+                    .map(|(key, ranks)| (key, -ranks.score.unwrap_or(0.0), Some(ranks)))
+                    .collect();
+                let plan = Plan::Hybrid {
+                    ef: vplan.ef(),
+                    matches: match vplan {
+                        Plan::FilterExact { matches } | Plan::FilterHnsw { matches, .. } => {
+                            Some(matches)
+                        }
+                        _ => None,
+                    },
+                };
+                Ok((found, plan))
+            },
+            options.include,
+            config.dimension,
+        )
+    }
+
+    /// Checks shared by every search; returns the config.
+    fn prepare_search(
+        &self,
+        options: &SearchOptions,
+        query: Option<&[f32]>,
+    ) -> Result<CollectionConfig> {
         let config = self.config();
         if options.k == 0 || options.k > MAX_K {
             return Err(Error::InvalidSearch {
@@ -1220,32 +1475,57 @@ impl Collection {
                 reason: "ef must be 1..=100000".into(),
             });
         }
-        check_vector(&config, &self.state.name, None, query)?;
+        if let Some(q) = query {
+            check_vector(&config, &self.state.name, None, q)?;
+        }
+        if let Some(f) = &options.filter {
+            f.validate()?;
+        }
         self.alive()?;
         if self.store.is_read_only() {
             self.refresh()?;
         }
-        let exact = options.exact || !cfg!(feature = "usearch");
-        let attempt = || -> Result<(Vec<Hit>, bool, Plan)> {
-            let (found, plan) = if exact {
-                (self.exact_search(query, options.k)?, Plan::Exact)
-            } else {
-                self.hnsw_search(query, options, &config)?
-            };
-            let hits = self.resolve(&found, options.include, config.dimension)?;
-            let complete = hits.len() == found.len();
-            Ok((hits, complete, plan))
-        };
-        let (mut hits, complete, mut plan) = attempt()?;
-        if !complete {
-            let _gate = self
-                .state
-                .delete_gate
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            (hits, _, plan) = attempt()?;
+        Ok(config)
+    }
+
+    /// Run `find` and turn its keys into hits. If a hit's record vanished
+    /// (deleted between the index search and the lookup), run both again
+    /// under the delete gate, where no delete can slip between them.
+    fn consistent(
+        &self,
+        find: impl Fn() -> Result<(Vec<(u64, f32, Option<Ranks>)>, Plan)>,
+        include: Include,
+        dim: usize,
+    ) -> Result<SearchResult> {
+        let (found, plan) = find()?;
+        let hits = self.resolve(&found, include, dim)?;
+        if hits.len() == found.len() {
+            return Ok(SearchResult { hits, plan });
         }
+        let _gate = self
+            .state
+            .delete_gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let (found, plan) = find()?;
+        let hits = self.resolve(&found, include, dim)?;
         Ok(SearchResult { hits, plan })
+    }
+
+    /// Vector candidates: filtered, exact or HNSW.
+    fn vector_candidates(
+        &self,
+        query: &[f32],
+        options: &SearchOptions,
+        config: &CollectionConfig,
+    ) -> Result<(Vec<(u64, f32)>, Plan)> {
+        if let Some(filter) = &options.filter {
+            self.filtered_search(query, options, config, filter)
+        } else if options.exact || !cfg!(feature = "usearch") {
+            Ok((self.exact_search(query, options.k)?, Plan::Exact))
+        } else {
+            self.hnsw_search(query, options, config)
+        }
     }
 
     #[cfg(feature = "usearch")]
@@ -1277,6 +1557,254 @@ impl Collection {
         _: &CollectionConfig,
     ) -> Result<(Vec<(u64, f32)>, Plan)> {
         unreachable!("without usearch every search is exact")
+    }
+
+    /// The records matching `filter` now: from the cache if no write came
+    /// since it was computed.
+    pub(crate) fn match_set(&self, filter: &Filter) -> Result<Arc<MatchSet>> {
+        let st = &self.state;
+        let text = filter.to_string();
+        let applied = st.applied_seq.load(Ordering::SeqCst);
+        if let Some(set) = st
+            .matches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&text, applied)
+        {
+            return Ok(set);
+        }
+        let compiled = filter::sql::compile(filter, 2)?;
+        let exact_max = self.store.options.filter_exact_max;
+        let (dim, metric) = (self.config().dimension, self.config().metric);
+        let set = Arc::new(self.store.read(|conn| {
+            begin_read(conn)?;
+            let seq: i64 = conn
+                .query_row(
+                    "SELECT seq FROM collections WHERE cid = ?1",
+                    [st.cid],
+                    |r| r.get(0),
+                )
+                .during("read sequence")?;
+            let set = filtered::compute(
+                conn,
+                &filtered::Scope {
+                    collection: &st.name,
+                    cid: st.cid,
+                    dim,
+                    metric,
+                    exact_max,
+                },
+                &compiled,
+                seq,
+            )?;
+            end_read(conn)?;
+            Ok(set)
+        })?);
+        // Cache only a set taken at the sequence the index is at.
+        if set.seq == st.applied_seq.load(Ordering::SeqCst) {
+            st.matches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(text, set.clone());
+        }
+        Ok(set)
+    }
+
+    /// The filtered plan: exact over few matches, HNSW over many, with
+    /// `ef` doubled while fewer than k come back (exact as the last resort).
+    fn filtered_search(
+        &self,
+        query: &[f32],
+        options: &SearchOptions,
+        config: &CollectionConfig,
+        filter: &Filter,
+    ) -> Result<(Vec<(u64, f32)>, Plan)> {
+        let set = self.match_set(filter)?;
+        let matches = set.len() as u64;
+        let k = options.k;
+        let exact_here = || -> Result<Vec<(u64, f32)>> {
+            if set.vectors.is_some() {
+                return Ok(filtered::exact(&set, config.dimension, query, k));
+            }
+            self.exact_over(&set, query, k, config)
+        };
+        if set.vectors.is_some() || options.exact || !cfg!(feature = "usearch") {
+            return Ok((exact_here()?, Plan::FilterExact { matches }));
+        }
+        #[cfg(feature = "usearch")]
+        {
+            let want = k.min(set.len());
+            let mut ef = options.ef.unwrap_or(config.expansion_search).max(k);
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let found = ix
+                    .hnsw
+                    .filtered_search(query, k, ef, want, |key| set.contains(key))
+                    .map_err(|m| index_err(&self.state.name, "filtered search", m))?;
+                if found.len() >= want {
+                    return Ok((found, Plan::FilterHnsw { ef, matches }));
+                }
+                if ef >= 4096 || ef >= set.len() {
+                    break;
+                }
+                ef = (ef * 2).min(4096);
+            }
+        }
+        Ok((exact_here()?, Plan::FilterExact { matches }))
+    }
+
+    /// Exact top-k over a large match set, reading its vectors from SQLite.
+    fn exact_over(
+        &self,
+        set: &MatchSet,
+        query: &[f32],
+        k: usize,
+        config: &CollectionConfig,
+    ) -> Result<Vec<(u64, f32)>> {
+        let name = &self.state.name;
+        self.store.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT vector FROM records WHERE key = ?1")
+                .during("prepare vector lookup")?;
+            let mut rows = Vec::with_capacity(set.len());
+            for &key in &set.keys {
+                let blob: Option<Vec<u8>> = stmt
+                    .query_row([key as i64], |r| r.get(0))
+                    .optional()
+                    .during("read vector")?;
+                if let Some(b) = blob {
+                    rows.push((
+                        key,
+                        decode_vector(name, &key.to_string(), &b, config.dimension)?,
+                    ));
+                }
+            }
+            Ok(crate::index::exact::top_k(
+                rows.iter().map(|(k, v)| (*k, v.as_slice())),
+                config.metric,
+                query,
+                k,
+            ))
+        })
+    }
+
+    /// Number of records matching `filter`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], SQLite failures.
+    pub fn count_where(&self, filter: &Filter) -> Result<u64> {
+        self.alive()?;
+        let c = filter::sql::compile(filter, 2)?;
+        let mut params: Vec<rusqlite::types::Value> = vec![self.state.cid.into()];
+        params.extend(c.params);
+        self.store.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT count(*) FROM records WHERE cid = ?1 AND ({})",
+                c.sql
+            ))
+            .during("prepare count")?
+            .query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
+            .during("count matches")
+            .map(|n| n as u64)
+        })
+    }
+
+    /// Records in id order, optionally only those matching a filter and
+    /// only ids after `after` (for paging), at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], SQLite failures, [`Error::Corrupt`].
+    pub fn scan(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.alive()?;
+        let mut sql = String::from("SELECT id, vector, text, metadata FROM records WHERE cid = ?1");
+        let mut params: Vec<rusqlite::types::Value> = vec![self.state.cid.into()];
+        if let Some(after) = after {
+            params.push(after.to_string().into());
+            sql.push_str(&format!(" AND id > ?{}", params.len()));
+        }
+        if let Some(f) = filter {
+            let c = filter::sql::compile(f, params.len() + 1)?;
+            sql.push_str(&format!(" AND ({})", c.sql));
+            params.extend(c.params);
+        }
+        params.push((limit.min(i64::MAX as usize) as i64).into());
+        sql.push_str(&format!(" ORDER BY id LIMIT ?{}", params.len()));
+        let dim = self.config().dimension;
+        let name = &self.state.name;
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).during("prepare scan")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .during("scan")?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, blob, text, meta) = row.during("scan")?;
+                out.push(Record {
+                    vector: decode_vector(name, &id, &blob, dim)?,
+                    metadata: parse_metadata(name, &id, meta)?,
+                    id,
+                    text,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Create an SQLite index on a metadata path so filters on it count and
+    /// select matches without scanning the collection. Returns false if the
+    /// path was indexed already.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] for a bad path, [`Error::ReadOnly`], SQLite failures.
+    pub fn index_field(&self, path: &str) -> Result<bool> {
+        let segs = filter::sql::check_path(path)?;
+        let mut conn = self.store.writer("index field")?;
+        self.alive()?;
+        let cid = self.state.cid;
+        let tx = conn.transaction().during("begin index field")?;
+        let added = tx
+            .execute(
+                "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
+                params![cid, segs.join(".")],
+            )
+            .during("record field index")?;
+        if added == 1 {
+            let id = tx.last_insert_rowid();
+            tx.execute_batch(&format!(
+                "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
+                filter::sql::path_expr(&segs)
+            ))
+            .during("create field index")?;
+        }
+        tx.commit().during("commit field index")?;
+        Ok(added == 1)
+    }
+
+    /// Metadata paths with a field index.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn indexed_fields(&self) -> Result<Vec<String>> {
+        self.store.read(|conn| {
+            conn.prepare_cached("SELECT path FROM field_indexes WHERE cid = ?1 ORDER BY path")
+                .during("list field indexes")?
+                .query_map([self.state.cid], |r| r.get(0))
+                .during("list field indexes")?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .during("list field indexes")
+        })
     }
 
     fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
@@ -1418,7 +1946,12 @@ impl Collection {
     }
 
     /// Turn index keys into hits, skipping keys deleted meanwhile.
-    fn resolve(&self, found: &[(u64, f32)], include: Include, dim: usize) -> Result<Vec<Hit>> {
+    fn resolve(
+        &self,
+        found: &[(u64, f32, Option<Ranks>)],
+        include: Include,
+        dim: usize,
+    ) -> Result<Vec<Hit>> {
         let name = &self.state.name;
         let sql = format!(
             "SELECT id, {}, {}, {} FROM records WHERE key = ?1 AND cid = ?2",
@@ -1429,7 +1962,8 @@ impl Collection {
         self.store.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).during("prepare hit lookup")?;
             let mut hits = Vec::with_capacity(found.len());
-            for &(key, distance) in found {
+            for (key, distance, ranks) in found {
+                let (key, distance) = (*key, *distance);
                 let row = stmt
                     .query_row(params![key as i64, self.state.cid], |r| {
                         Ok((
@@ -1455,6 +1989,7 @@ impl Collection {
                     text,
                     metadata,
                     vector,
+                    ranks: ranks.clone(),
                 });
             }
             Ok(hits)
@@ -1563,6 +2098,7 @@ impl Collection {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            indexed_fields: self.indexed_fields()?,
         })
     }
 

@@ -83,6 +83,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A filter that does not parse or cannot be used.
+    #[error("invalid filter: {reason}{}", column.map(|c| format!(" at {c}")).unwrap_or_default())]
+    InvalidFilter {
+        /// What is wrong.
+        reason: String,
+        /// 1-based character column of the problem in the filter text.
+        column: Option<usize>,
+    },
     /// Any other invalid argument.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -96,6 +104,15 @@ pub enum Error {
         path: PathBuf,
         /// Why it was rejected.
         reason: String,
+    },
+    /// A read-only open of a store whose schema is older than this build's:
+    /// a writable open migrates it.
+    #[error("store {} has schema version {version}; open it writable once to migrate it to {}", path.display(), crate::schema::SCHEMA_VERSION)]
+    OldSchema {
+        /// The store directory.
+        path: PathBuf,
+        /// Its schema version.
+        version: i32,
     },
     /// Another process holds the writer lock.
     #[error("store {} is locked by pid {pid} (one writer at a time; open it read-only to read beside it)", path.display())]
@@ -178,7 +195,9 @@ impl Error {
                 | Error::InvalidMetadata { .. }
                 | Error::InvalidSearch { .. }
                 | Error::InvalidArgument { .. }
+                | Error::InvalidFilter { .. }
                 | Error::NotAStore { .. }
+                | Error::OldSchema { .. }
                 | Error::Locked { .. }
                 | Error::ReadOnly { .. }
                 | Error::Dropped { .. }

@@ -25,12 +25,15 @@
 mod collection;
 mod config;
 mod error;
+pub mod filter;
+mod filtered;
 mod index;
 mod lock;
 mod record;
 mod schema;
 mod snapshot;
 mod store;
+mod text;
 
 pub use collection::{
     Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexInfo, IndexSource,
@@ -39,8 +42,10 @@ pub use collection::{
 };
 pub use config::{validate_name, CollectionConfig, Metric, Scalar, MAX_DIMENSION};
 pub use error::{Error, Result};
+pub use filter::Filter;
 pub use record::{Record, MAX_ID_BYTES};
 pub use store::{CollectionSummary, Progress, ProgressFn, Store, StoreOptions, DB_FILE};
+pub use text::{Fusion, Ranks};
 
 /// The README's Rust example runs as a doctest.
 #[cfg(doctest)]

@@ -12,7 +12,7 @@ use crate::error::{Result, SqlContext};
 pub const APPLICATION_ID: i32 = 0x5156_5231;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Version 1.
 ///
@@ -70,7 +70,33 @@ CREATE TABLE snapshots (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: metadata field indexes and per-collection full-text tables.
+///
+/// - `field_indexes` lists the expression indexes made by `index_field`;
+///   the index itself is named `qf_<cid>_<rowid>`.
+/// - Each collection gets `fts_<cid>`, a contentless FTS5 table over record
+///   text keyed by the record key (created in `store`; this migration makes
+///   them for collections that predate it).
+const V2: &str = "
+CREATE TABLE field_indexes (
+    id   INTEGER PRIMARY KEY,
+    cid  INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    UNIQUE (cid, path)
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// DDL of a collection's full-text table. Contentless (the text lives in
+/// `records`) with `contentless_delete` so rows can be deleted by key alone.
+pub(crate) fn fts_table_sql(cid: i64) -> String {
+    format!(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS fts_{cid} USING fts5(
+             text, content = '', contentless_delete = 1,
+             tokenize = 'unicode61 remove_diacritics 2')"
+    )
+}
 
 /// Create or upgrade the schema of a writable connection.
 ///
@@ -90,6 +116,22 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)
             .during(&format!("migrate schema to version {}", i + 1))?;
+        if i + 1 == 2 {
+            // Full-text tables for collections made before version 2.
+            let cids: Vec<i64> = tx
+                .prepare("SELECT cid FROM collections")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .during("list collections for migration")?;
+            for cid in cids {
+                tx.execute_batch(&fts_table_sql(cid))
+                    .during("create full-text table")?;
+                tx.execute(
+                    &format!("INSERT INTO fts_{cid} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
+                    [cid],
+                )
+                .during("fill full-text table")?;
+            }
+        }
     }
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"

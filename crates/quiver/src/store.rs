@@ -58,6 +58,10 @@ pub struct StoreOptions {
     pub close_snapshot_min_changes: u64,
     /// Called during rebuilds and replays.
     pub progress: Option<ProgressFn>,
+    /// A filtered search whose filter matches at most this many records
+    /// computes exact distances over just those; above, it runs a filtered
+    /// HNSW search. Default 8,192 (measured, see `DEFAULT_EXACT_MAX`).
+    pub filter_exact_max: usize,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +71,7 @@ impl Default for StoreOptions {
             snapshot_every_secs: 300,
             close_snapshot_min_changes: 1_000,
             progress: None,
+            filter_exact_max: crate::filtered::DEFAULT_EXACT_MAX,
         }
     }
 }
@@ -81,6 +86,7 @@ impl fmt::Debug for StoreOptions {
                 &self.close_snapshot_min_changes,
             )
             .field("progress", &self.progress.is_some())
+            .field("filter_exact_max", &self.filter_exact_max)
             .finish()
     }
 }
@@ -185,14 +191,8 @@ impl Store {
         let conn = store.inner.open_reader()?;
         check_identity(&dir, &conn)?;
         let (_, version) = schema::identify(&conn)?;
-        if version != schema::SCHEMA_VERSION {
-            return Err(Error::NotAStore {
-                path: dir,
-                reason: format!(
-                    "schema version {version}; this build reads version {} (open it writable once to migrate)",
-                    schema::SCHEMA_VERSION
-                ),
-            });
+        if version < schema::SCHEMA_VERSION {
+            return Err(Error::OldSchema { path: dir, version });
         }
         store.inner.give_back(conn);
         Ok(store)
@@ -281,6 +281,8 @@ impl Store {
         )
         .during("insert collection")?;
         let cid = tx.last_insert_rowid();
+        tx.execute_batch(&schema::fts_table_sql(cid))
+            .during("create full-text table")?;
         tx.commit().during("commit create collection")?;
         let state = CollState::new_empty(cid, name, config.clone())?;
         self.inner.register(state.clone());
@@ -369,10 +371,21 @@ impl Store {
         let Some(cid) = cid else {
             return Ok(false);
         };
+        let field_indexes: Vec<i64> = tx
+            .prepare("SELECT id FROM field_indexes WHERE cid = ?1")
+            .and_then(|mut s| s.query_map([cid], |r| r.get(0))?.collect())
+            .during("list field indexes")?;
+        for id in field_indexes {
+            tx.execute_batch(&format!("DROP INDEX IF EXISTS qf_{cid}_{id}"))
+                .during("drop field index")?;
+        }
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS fts_{cid}"))
+            .during("drop full-text table")?;
         for sql in [
             "DELETE FROM records WHERE cid = ?1",
             "DELETE FROM tombstones WHERE cid = ?1",
             "DELETE FROM snapshots WHERE cid = ?1",
+            "DELETE FROM field_indexes WHERE cid = ?1",
             "DELETE FROM collections WHERE cid = ?1",
         ] {
             tx.execute(sql, [cid]).during("drop collection")?;

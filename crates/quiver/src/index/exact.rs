@@ -126,6 +126,20 @@ impl FlatIndex {
     }
 }
 
+/// Exact top-k over `(key, vector)` pairs, closest first; ties by key.
+pub(crate) fn top_k<'a>(
+    items: impl Iterator<Item = (u64, &'a [f32])>,
+    metric: Metric,
+    query: &[f32],
+    k: usize,
+) -> Vec<(u64, f32)> {
+    let mut top = TopK::new(k);
+    for (key, v) in items {
+        top.push(key, distance(metric, query, v));
+    }
+    top.into_sorted()
+}
+
 /// Keeps the k smallest (distance, key) pairs.
 struct TopK {
     k: usize,
@@ -183,12 +197,7 @@ pub(crate) fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
         Metric::Ip => 1.0 - dot(a, b),
         Metric::Cos => {
-            let (ab, aa, bb) = a
-                .iter()
-                .zip(b)
-                .fold((0.0f32, 0.0f32, 0.0f32), |(ab, aa, bb), (x, y)| {
-                    (ab + x * y, aa + x * x, bb + y * y)
-                });
+            let (ab, aa, bb) = dot3(a, b);
             let denom = (aa * bb).sqrt();
             if denom == 0.0 {
                 if aa == bb {
@@ -207,6 +216,32 @@ pub(crate) fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
             .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
             .count() as f32,
     }
+}
+
+/// (a·b, a·a, b·b) in one pass, with independent lanes so it vectorises
+/// (a fold over a tuple does not: measured 1.7 GMAC/s before).
+fn dot3(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
+    let (mut ab, mut aa, mut bb) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+    let (ca, ra) = a.split_at(a.len() / 8 * 8);
+    let (cb, rb) = b.split_at(ca.len());
+    for (x, y) in ca.chunks_exact(8).zip(cb.chunks_exact(8)) {
+        for i in 0..8 {
+            ab[i] += x[i] * y[i];
+            aa[i] += x[i] * x[i];
+            bb[i] += y[i] * y[i];
+        }
+    }
+    let (mut tab, mut taa, mut tbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(rb) {
+        tab += x * y;
+        taa += x * x;
+        tbb += y * y;
+    }
+    (
+        ab.iter().sum::<f32>() + tab,
+        aa.iter().sum::<f32>() + taa,
+        bb.iter().sum::<f32>() + tbb,
+    )
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -291,6 +291,37 @@ impl HnswIndex {
         Ok(hits)
     }
 
+    /// Approximate k nearest among keys for which `keep` is true, at `ef`.
+    /// `expect` is how many can exist (at most k): a shorter answer is
+    /// retried once with writers held off, as in [`HnswIndex::search`].
+    pub(crate) fn filtered_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        expect: usize,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let once = || -> Result<Vec<(u64, f32)>, HnswError> {
+            let _gate = self.enter_ef(ef);
+            let _permit = self.permits.acquire();
+            // A panic must not unwind into C++: `keep` only reads a bitmap.
+            let m = self
+                .index
+                .filtered_search(query, k, |key| key < DEAD_BASE && keep(key))
+                .map_err(|e| e.to_string())?;
+            Ok(m.keys.into_iter().zip(m.distances).collect())
+        };
+        let hits = once()?;
+        if hits.len() >= expect.min(k) && hits.iter().all(|h| h.0 < DEAD_BASE) {
+            return Ok(hits);
+        }
+        let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
+        let mut hits = once()?;
+        hits.retain(|h| h.0 < DEAD_BASE);
+        Ok(hits)
+    }
+
     fn search_once(
         &self,
         query: &[f32],
