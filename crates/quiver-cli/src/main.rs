@@ -166,7 +166,7 @@ pub(crate) struct SearchArgs {
     #[arg(long, conflicts_with = "queries")]
     pub vector: Option<String>,
     /// One query text (keyword and hybrid modes).
-    #[arg(long, conflicts_with = "query_texts")]
+    #[arg(long, conflicts_with = "query_texts", allow_hyphen_values = true)]
     pub text: Option<String>,
     /// JSON Lines of {"text": ..}, one per query (with --queries in hybrid mode: row i goes with line i).
     #[arg(long, value_name = "FILE.jsonl")]
@@ -175,13 +175,13 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     pub filter: Option<String>,
     /// Hybrid: the k of reciprocal rank fusion.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub rrf_k: f32,
     /// Hybrid: weight of the vector list.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub vector_weight: f32,
     /// Hybrid: weight of the keyword list.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub keyword_weight: f32,
     /// Raw little-endian f32 file of query vectors (N × dim).
     #[arg(long, value_name = "FILE.f32")]

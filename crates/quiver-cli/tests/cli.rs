@@ -533,3 +533,299 @@ fn closed_pipe_is_success() {
     drop(child.stdout.take());
     assert!(child.wait().unwrap().success());
 }
+
+/// Filters, field indexes, keyword and hybrid search through the binary.
+#[test]
+fn filters_keyword_and_hybrid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["create", "docs", "--dim", "2"]);
+    let lines = [
+        r#"{"id": "a", "vector": [1, 0], "text": "an embedded vector database", "metadata": {"lang": "rust", "stars": 50}}"#,
+        r#"{"id": "b", "vector": [0.9, 0.1], "text": "vector math", "metadata": {"lang": "go", "stars": 5}}"#,
+        r#"{"id": "c", "vector": [0, 1], "text": "a database of recipes", "metadata": {"lang": "rust", "stars": 500}}"#,
+        r#"{"id": "d", "vector": [-1, 0], "text": "nothing related", "metadata": {"lang": "c"}}"#,
+        r#"{"id": "e", "vector": [0.5, 0.5], "text": "vector database in rust", "metadata": {"lang": "rust", "stars": 7, "x'); DROP TABLE records; --": 1}}"#,
+    ];
+    let file = dir.path().join("d.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&store, &["import", "docs", file.to_str().unwrap()]);
+
+    assert_eq!(
+        ok(&store, &["count", "docs", "--filter", "lang = 'rust'"]).trim(),
+        "3"
+    );
+    assert_eq!(
+        ok(&store, &["count", "docs", "--filter", "stars IS NULL"]).trim(),
+        "1"
+    );
+    let out = ok(
+        &store,
+        &[
+            "search",
+            "docs",
+            "--vector",
+            "[1, 0]",
+            "-k",
+            "2",
+            "--filter",
+            "lang = 'rust' AND stars >= 10",
+        ],
+    );
+    let r = &lines_of(&out)[0];
+    assert_eq!(r["plan"], "filter-exact");
+    assert_eq!(r["matches"], 2);
+    let ids: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+
+    // Scans with a filter and a limit, in id order, with paging.
+    let got = lines_of(&ok(
+        &store,
+        &[
+            "get",
+            "docs",
+            "--filter",
+            "lang IN ('rust', 'go')",
+            "--limit",
+            "2",
+        ],
+    ));
+    assert_eq!(
+        got.iter()
+            .map(|g| g["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let got = lines_of(&ok(
+        &store,
+        &[
+            "get",
+            "docs",
+            "--filter",
+            "lang IN ('rust', 'go')",
+            "--after",
+            "b",
+        ],
+    ));
+    assert_eq!(
+        got.iter()
+            .map(|g| g["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["c", "e"]
+    );
+
+    // Keyword: records with both words first, best first.
+    let out = ok(
+        &store,
+        &[
+            "search",
+            "docs",
+            "--mode",
+            "keyword",
+            "--text",
+            "vector database",
+            "--include",
+            "text",
+        ],
+    );
+    let r = &lines_of(&out)[0];
+    assert_eq!(r["plan"], "keyword");
+    assert_eq!(r["matches"], 2);
+    let hits = r["hits"].as_array().unwrap();
+    for h in &hits[..2] {
+        let t = h["text"].as_str().unwrap();
+        assert!(t.contains("vector") && t.contains("database"), "{t}");
+        assert!(h["keyword_rank"].as_u64().is_some());
+    }
+    assert!(
+        hits[0]["keyword_score"].as_f64().unwrap() >= hits[1]["keyword_score"].as_f64().unwrap()
+    );
+    assert!(!hits.iter().any(|h| h["id"] == "d"));
+
+    // Keyword with query texts from a file, and with a filter.
+    let qt = dir.path().join("q.jsonl");
+    std::fs::write(&qt, "{\"text\": \"recipes\"}\n{\"text\": \"math\"}\n").unwrap();
+    let out = lines_of(&ok(
+        &store,
+        &[
+            "search",
+            "docs",
+            "--mode",
+            "keyword",
+            "--query-texts",
+            qt.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["hits"][0]["id"], "c");
+    assert_eq!(out[1]["hits"][0]["id"], "b");
+    let out = ok(
+        &store,
+        &[
+            "search",
+            "docs",
+            "--mode",
+            "keyword",
+            "--text",
+            "vector",
+            "--filter",
+            "lang = 'go'",
+        ],
+    );
+    assert_eq!(lines_of(&out)[0]["hits"].as_array().unwrap().len(), 1);
+
+    // Hybrid: both ranks on each hit.
+    let out = ok(
+        &store,
+        &[
+            "search", "docs", "--mode", "hybrid", "--vector", "[1, 0]", "--text", "database", "-k",
+            "3",
+        ],
+    );
+    let r = &lines_of(&out)[0];
+    assert_eq!(r["plan"], "hybrid");
+    assert_eq!(r["hits"][0]["id"], "a");
+    assert_eq!(r["hits"][0]["vector_rank"], 1);
+    assert!(r["hits"][0]["keyword_rank"].as_u64().is_some());
+    assert!(r["hits"][0]["score"].as_f64().unwrap() > 0.0);
+    let out = ok(
+        &store,
+        &[
+            "search",
+            "docs",
+            "--mode",
+            "hybrid",
+            "--vector",
+            "[1, 0]",
+            "--text",
+            "recipes",
+            "--vector-weight",
+            "0",
+        ],
+    );
+    assert_eq!(lines_of(&out)[0]["hits"][0]["id"], "c");
+
+    // Field index, listed by info.
+    let out = ok(&store, &["index-field", "docs", "stars"]);
+    assert_eq!(lines_of(&out)[0]["created"], true);
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "docs", "--json"])).unwrap();
+    assert_eq!(info["indexed_fields"][0], "stars");
+
+    // Delete by filter: one transaction, reports how many, text index follows.
+    let out = ok(
+        &store,
+        &[
+            "delete",
+            "docs",
+            "--filter",
+            "lang = 'rust' AND stars < 100",
+        ],
+    );
+    assert_eq!(lines_of(&out)[0]["deleted"], 2);
+    assert_eq!(ok(&store, &["count", "docs"]).trim(), "3");
+    let out = ok(
+        &store,
+        &["search", "docs", "--mode", "keyword", "--text", "embedded"],
+    );
+    assert!(lines_of(&out)[0]["hits"].as_array().unwrap().is_empty());
+    let v: Value = serde_json::from_str(&ok(&store, &["verify", "docs", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+
+    // Bad filters and modes: exit 2, one line, the column, nothing changed.
+    let before = store_bytes(&store);
+    for (args, needle) in [
+        (
+            vec!["count", "docs", "--filter", "lang = 'go' )"],
+            "unexpected token ')' at 13",
+        ),
+        (
+            vec!["search", "docs", "--vector", "[1,0]", "--filter", "lang = "],
+            "at 8",
+        ),
+        (
+            vec!["delete", "docs", "--filter", "x'); DROP TABLE records; --"],
+            "invalid filter",
+        ),
+        (
+            vec!["delete", "docs", "--filter", "' OR 1=1 --"],
+            "invalid filter",
+        ),
+        (
+            vec!["get", "docs", "--filter", "a..b = 1"],
+            "invalid filter",
+        ),
+        (vec!["index-field", "docs", "a b"], "invalid field"),
+        (
+            vec!["search", "docs", "--mode", "keyword", "--text", "-- !!"],
+            "no words",
+        ),
+        (
+            vec!["search", "docs", "--mode", "keyword", "--vector", "[1,0]"],
+            "needs --text",
+        ),
+        (
+            vec!["search", "docs", "--text", "x"],
+            "--mode keyword or hybrid",
+        ),
+        (
+            vec!["search", "docs", "--mode", "hybrid", "--text", "x"],
+            "needs a vector",
+        ),
+        (
+            vec![
+                "search", "docs", "--mode", "hybrid", "--vector", "[1,0]", "--text", "x",
+                "--rrf-k", "-1",
+            ],
+            "rrf",
+        ),
+        (
+            vec!["search", "docs", "--mode", "fuzzy", "--vector", "[1,0]"],
+            "fuzzy",
+        ),
+        (vec!["delete", "docs"], "required"),
+    ] {
+        let out = quiver(&store, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} should mention {needle:?}"
+        );
+        assert!(store_bytes(&store) == before, "{args:?} changed the store");
+    }
+    // Injection strings as literal values match literally and change nothing.
+    assert_eq!(
+        ok(
+            &store,
+            &[
+                "count",
+                "docs",
+                "--filter",
+                "lang = 'x''); DROP TABLE records; --'"
+            ]
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(
+        ok(
+            &store,
+            &["count", "docs", "--filter", "lang = ''' OR 1=1 --'"]
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(ok(&store, &["count", "docs"]).trim(), "3");
+}
+
+fn lines_of(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -43,6 +43,23 @@ fn contents(store: &Path) -> BTreeMap<String, Vec<f32>> {
     out
 }
 
+/// The text index agrees with the records: each cycle's word finds exactly
+/// the records last written by that cycle.
+fn check_text(store: &Path, cycle_of: &BTreeMap<String, usize>, cycles: usize) {
+    let s = Store::open_read_only(store).unwrap();
+    let c = s.get_collection("c").unwrap();
+    for cycle in 0..=cycles {
+        let opts = quiver::SearchOptions::new(N);
+        let got = c
+            .search_text(&format!("cycle{cycle}"), &opts)
+            .unwrap()
+            .hits
+            .len();
+        let want = cycle_of.values().filter(|c| **c == cycle).count();
+        assert_eq!(got, want, "keyword search for cycle{cycle}");
+    }
+}
+
 fn verify(store: &Path) {
     let out = quiver(store, &["verify", "c", "--json"]);
     assert!(
@@ -60,7 +77,7 @@ fn write_cycle_files(dir: &Path, cycle: usize) -> (String, String) {
     let mut raw = Vec::new();
     for i in 0..N {
         text.push_str(&format!(
-            "{{\"id\": \"r{i}\", \"metadata\": {{\"cycle\": {cycle}}}}}\n"
+            "{{\"id\": \"r{i}\", \"text\": \"record r{i} of cycle{cycle}\", \"metadata\": {{\"cycle\": {cycle}}}}}\n"
         ));
         raw.extend(vector(i, cycle).iter().flat_map(|x| x.to_le_bytes()));
     }
@@ -128,10 +145,13 @@ fn sigkill_during_import_and_writes_loses_nothing_acknowledged() {
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
     let full = started.elapsed();
+    let mut cycle_of = BTreeMap::new();
     for i in 0..N {
         model.insert(format!("r{i}"), vector(i, 0));
+        cycle_of.insert(format!("r{i}"), 0);
     }
     assert_eq!(contents(&store), model);
+    check_text(&store, &cycle_of, 0);
 
     // Imports killed at random moments.
     let mut kills = 0;
@@ -168,7 +188,11 @@ fn sigkill_during_import_and_writes_loses_nothing_acknowledged() {
                 model[&id].clone()
             };
             assert_eq!(now.get(&id), Some(&want), "cycle {cycle}: record {id}");
+            if i < prefix {
+                cycle_of.insert(id, cycle);
+            }
         }
+        check_text(&store, &cycle_of, cycle);
         model = now;
     }
     assert!(kills >= 4, "only {kills} imports were killed mid-run");
