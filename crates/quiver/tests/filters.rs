@@ -21,7 +21,11 @@ struct Data {
 }
 
 fn data(n: usize) -> Data {
-    let mut rng = Rng::new(77);
+    data_seeded(n, 77)
+}
+
+fn data_seeded(n: usize, seed: u64) -> Data {
+    let mut rng = Rng::new(seed);
     let centres: Vec<Vec<f32>> = (0..12).map(|_| rng.vector(DIM)).collect();
     let records = (0..n)
         .map(|i| {
@@ -78,7 +82,18 @@ fn cases() -> Vec<(&'static str, Pred)> {
 
 #[test]
 fn filtered_search_is_exact_or_close_at_every_selectivity() {
-    let d = data(3000);
+    // Several random stores, cos/f32 and l2/f16.
+    for (seed, metric, scalar) in [
+        (77, Metric::Cos, quiver::Scalar::F32),
+        (78, Metric::L2, quiver::Scalar::F16),
+        (79, Metric::Cos, quiver::Scalar::F32),
+    ] {
+        filtered_recall(seed, metric, scalar);
+    }
+}
+
+fn filtered_recall(seed: u64, metric: Metric, scalar: quiver::Scalar) {
+    let d = data_seeded(3000, seed);
     // A low switch point, so both plans run on small data.
     let opts = StoreOptions {
         filter_exact_max: 60,
@@ -86,11 +101,12 @@ fn filtered_search_is_exact_or_close_at_every_selectivity() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), opts).unwrap();
-    let coll = store
-        .create_collection("f", &CollectionConfig::new(DIM))
-        .unwrap();
+    let mut config = CollectionConfig::new(DIM);
+    config.metric = metric;
+    config.scalar = scalar;
+    let coll = store.create_collection("f", &config).unwrap();
     coll.upsert(&d.records).unwrap();
-    let mut rng = Rng::new(5);
+    let mut rng = Rng::new(seed + 1);
     let queries: Vec<Vec<f32>> = (0..20)
         .map(|_| d.records[rng.below(3000) as usize].vector.clone())
         .collect();
@@ -113,7 +129,7 @@ fn filtered_search_is_exact_or_close_at_every_selectivity() {
             let r = coll
                 .search(q, &SearchOptions::new(10).filter(filter.clone()))
                 .unwrap();
-            let want = brute_force(Metric::Cos, &matching, q, 10);
+            let want = brute_force(metric, &matching, q, 10);
             let got: Vec<String> = r.hits.iter().map(|h| h.id.clone()).collect();
             assert_eq!(
                 got.len(),
@@ -133,7 +149,7 @@ fn filtered_search_is_exact_or_close_at_every_selectivity() {
             total += 1.0;
         }
         let mean = total / queries.len() as f64;
-        assert!(mean >= 0.98, "{text}: recall {mean}");
+        assert!(mean >= 0.98, "{text} ({metric}/{scalar}): recall {mean}");
         // Exact on request: equal to brute force whatever the plan.
         let q = &queries[0];
         let r = coll
@@ -145,7 +161,7 @@ fn filtered_search_is_exact_or_close_at_every_selectivity() {
         let got: Vec<String> = r.hits.into_iter().map(|h| h.id).collect();
         assert_eq!(
             got,
-            brute_force(Metric::Cos, &matching, q, 10),
+            brute_force(metric, &matching, q, 10),
             "{text}: --exact"
         );
     }
