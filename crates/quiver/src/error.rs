@@ -134,6 +134,16 @@ pub enum Error {
         /// Collection name.
         name: String,
     },
+    /// An embedding model that cannot be loaded or run: a missing or
+    /// corrupt file, an unsupported architecture, a collection bound to
+    /// another model.
+    #[error("model {}: {reason}", path.display())]
+    Model {
+        /// The model directory (or name).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An SQLite failure.
     #[error("sqlite error during {operation}: {message}")]
     Sqlite {
@@ -198,6 +208,7 @@ impl Error {
                 | Error::InvalidFilter { .. }
                 | Error::NotAStore { .. }
                 | Error::OldSchema { .. }
+                | Error::Model { .. }
                 | Error::Locked { .. }
                 | Error::ReadOnly { .. }
                 | Error::Dropped { .. }

@@ -24,6 +24,8 @@
 
 mod collection;
 mod config;
+#[cfg(feature = "embed")]
+pub mod embed;
 mod error;
 pub mod filter;
 mod filtered;

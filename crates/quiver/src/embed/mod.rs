@@ -1,0 +1,2 @@
+//! Local sentence embeddings (feature `embed`): text in, vectors out, in
+//! pure Rust, from a Hugging Face model directory.
