@@ -168,6 +168,9 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
                 for p in &report.problems {
                     out.line(&format!("  - {p}"))?;
                 }
+                for n in &report.notes {
+                    out.line(&format!("  note: {n}"))?;
+                }
             } else {
                 out.json(&serde_json::json!({"ok": report.ok(), "report": report}))?;
             }

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::error::{Error, Result, SqlContext};
+use crate::failpoint::failpoint;
 use crate::filter::{self, Filter};
 use crate::filtered::{self, MatchSet};
 #[cfg(feature = "usearch")]
@@ -304,6 +305,10 @@ pub struct VerifyReport {
     pub reachability_checked: u64,
     /// Every problem found; empty means the collection is sound.
     pub problems: Vec<String>,
+    /// Conditions that heal themselves and lose nothing, such as a snapshot
+    /// that no longer matches its record after a crash mid-snapshot (the
+    /// next writable open rebuilds it from SQLite; `repair` does it now).
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -955,6 +960,7 @@ impl CollState {
         #[cfg(not(feature = "usearch"))]
         let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
         snapshot::write_atomic(dir, self.cid, &bytes)?;
+        failpoint!("snapshot:after-rename");
         let tx = conn.transaction().during("begin snapshot record")?;
         tx.execute(
             "INSERT OR REPLACE INTO snapshots
@@ -1058,6 +1064,7 @@ impl CollState {
         };
         self.pending.store(0, Ordering::SeqCst);
         self.add_pending(pending.max(1));
+        failpoint!(&format!("{reason}:before-snapshot"));
         self.snapshot(store, conn)
     }
 }
@@ -1169,7 +1176,9 @@ impl Collection {
                 applied.push((key as u64, r.vector.clone()));
             }
         }
+        failpoint!("upsert:before-commit");
         tx.commit().during("commit upsert")?;
+        failpoint!("upsert:after-commit");
         self.after_commit(&mut conn, seq, &applied, &[])?;
         Ok(seq as u64)
     }
@@ -1264,7 +1273,9 @@ impl Collection {
                 fts.execute([key]).during("update full-text index")?;
             }
         }
+        failpoint!("delete:before-commit");
         tx.commit().during("commit delete")?;
+        failpoint!("delete:after-commit");
         let removed: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
         self.after_commit(&mut conn, seq, &[], &removed)?;
         Ok(removed.len())
@@ -2124,6 +2135,7 @@ impl Collection {
         };
         let _refresh = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
         let mut problems = Vec::new();
+        let mut notes = Vec::new();
         let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
         let mut read = |conn: &Connection| -> Result<(u64, u64, u64)> {
             let quick: String = conn
@@ -2190,8 +2202,8 @@ impl Collection {
                     if let Err(why) =
                         snapshot::read_checked(dir, st.cid, row.info.bytes, &row.info.digest)
                     {
-                        problems.push(format!(
-                            "snapshot unusable ({why}); the next open rebuilds, or run repair"
+                        notes.push(format!(
+                            "snapshot unusable ({why}); the next writable open rebuilds it, or run repair"
                         ));
                     }
                 }
@@ -2213,6 +2225,7 @@ impl Collection {
             vectors_checked: checked,
             reachability_checked: searched,
             problems,
+            notes,
         })
     }
 
@@ -2249,6 +2262,7 @@ impl Collection {
             self.state.snapshot(&self.store, &mut conn)?;
         }
         if self.store.dir.is_some() {
+            failpoint!("compact:before-vacuum");
             conn.execute_batch("VACUUM").during("vacuum")?;
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .during("checkpoint")?;
@@ -2314,6 +2328,7 @@ impl Collection {
             ],
         )
         .during("update collection settings")?;
+        failpoint!("alter:after-update");
         *self.state.config.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.state.rebuild_now(&self.store, &mut conn, "alter")?;
         drop(conn);

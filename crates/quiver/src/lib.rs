@@ -27,6 +27,8 @@ mod config;
 #[cfg(feature = "embed")]
 pub mod embed;
 mod error;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod filter;
 mod filtered;
 mod index;

@@ -14,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::failpoint::failpoint;
 
 /// The directory holding snapshots.
 pub(crate) fn index_dir(store: &Path) -> PathBuf {
@@ -53,10 +54,19 @@ pub(crate) fn write_atomic(store: &Path, cid: i64, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| io("create snapshot temp file", &tmp, e))?;
+    #[cfg(feature = "failpoints")]
+    if std::env::var("QUIVER_FAILPOINT").is_ok_and(|v| v == "snapshot:partial-temp") {
+        // Half the bytes reach the disk, then the process dies.
+        let _ = f
+            .write_all(&bytes[..bytes.len() / 2])
+            .and_then(|_| f.sync_all());
+        failpoint!("snapshot:partial-temp");
+    }
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io("write snapshot temp file", &tmp, e))?;
     drop(f);
+    failpoint!("snapshot:before-rename");
     fs::rename(&tmp, &live).map_err(|e| io("rename snapshot into place", &live, e))?;
     sync_dir(&dir)
 }

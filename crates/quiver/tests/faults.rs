@@ -254,6 +254,14 @@ fn read_only_open_survives_a_damaged_snapshot() {
     let coll = store.get_collection("docs").unwrap();
     assert_eq!(coll.info().unwrap().load.source, IndexSource::Rebuilt);
     assert_contents(&coll, &model);
+    // Nothing is lost, so verify passes, and it says the snapshot needs rebuilding.
+    let report = coll.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert!(
+        report.notes.iter().any(|n| n.contains("snapshot unusable")),
+        "{:?}",
+        report.notes
+    );
     drop(coll);
     drop(store);
     // Read-only never writes, not even a repaired snapshot.
