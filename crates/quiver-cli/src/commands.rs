@@ -213,6 +213,10 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
             store.get_collection(name)?.flush()?;
             ExitCode::SUCCESS
         }
+        Command::DebugSoakWriter(a) => {
+            crate::soak::run(&cli.store_dir(), a)?;
+            ExitCode::SUCCESS
+        }
         Command::Demo(a) => {
             crate::demo::run(a, &mut out)?;
             ExitCode::SUCCESS

@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod import;
 mod output;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,9 @@ pub(crate) enum Command {
     Flush { name: String },
     /// Build a store from the bundled sample, search it, print recall and timings.
     Demo(demo::DemoArgs),
+    /// The writer of the kill-soak test (random writes forever; not for users).
+    #[command(hide = true)]
+    DebugSoakWriter(soak::SoakArgs),
 }
 
 #[derive(Args, Debug)]
