@@ -455,14 +455,25 @@ impl Inner {
             .dir
             .as_ref()
             .ok_or_else(|| Error::arg("in-memory store has no reader"))?;
+        let db = dir.join(DB_FILE);
         let conn = Connection::open_with_flags(
-            dir.join(DB_FILE),
+            &db,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| not_a_store(dir, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .during("set busy timeout")?;
-        Ok(conn)
+        match conn.query_row("PRAGMA schema_version", [], |_| Ok(())) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+                ) =>
+            {
+                open_immutable(dir, &db)
+            }
+            _ => Ok(conn),
+        }
     }
 
     fn give_back(&self, conn: Connection) {
@@ -542,6 +553,47 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.close_snapshots();
     }
+}
+
+/// A WAL-mode database on files nobody may write cannot create its
+/// shared-memory file, and SQLite refuses it. If there is no WAL holding
+/// committed pages, nothing can change the files, and SQLite's `immutable`
+/// mode reads them as they are. With such a WAL it would silently miss
+/// those pages, so that is an error instead.
+fn open_immutable(dir: &Path, db: &Path) -> Result<Connection> {
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::Io {
+            operation: "open read-only store".into(),
+            path: dir.to_path_buf(),
+            message: "its files are read-only and its write-ahead log has changes not yet in the database; \
+                      open it once with write access"
+                .into(),
+        });
+    }
+    let uri = format!("file:{}?immutable=1", percent_path(db));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| not_a_store(dir, e))?;
+    Ok(conn)
+}
+
+/// A path as a URI path: bytes outside the unreserved set percent-encoded.
+fn percent_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in p.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A store directory may be created, or used if it is empty.

@@ -244,6 +244,60 @@ fn foreign_snapshot_other_scalar() {
     foreign("scalar f16", c);
 }
 
+/// A snapshot whose header says another usearch release wrote it, with a
+/// record that matches it byte for byte.
+#[test]
+fn snapshot_from_another_usearch_version() {
+    with_fault("usearch 1.x header", |dir| {
+        let f = snapshot_file(dir);
+        let mut bytes = std::fs::read(&f).unwrap();
+        // The vectors block (rows: u32, bytes per row: u32, data) comes
+        // first, then the index head: magic "usearch", then u16 versions.
+        let rows = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        let per_row = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let head = 8 + rows * per_row;
+        assert_eq!(&bytes[head..head + 7], b"usearch");
+        bytes[head + 7..head + 9].copy_from_slice(&1u16.to_le_bytes());
+        std::fs::write(&f, &bytes).unwrap();
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        sql(dir, &format!("UPDATE snapshots SET digest = '{digest}'"));
+    });
+}
+
+/// Another collection's snapshot copied over this one's.
+#[test]
+fn snapshot_of_another_collection() {
+    with_fault("other collection's file", |dir| {
+        let store = Store::open(dir).unwrap();
+        let other = store
+            .create_collection("other", &CollectionConfig::new(DIM))
+            .unwrap();
+        let mut rng = Rng::new(4);
+        let recs = common::records(&mut rng, 50, DIM, "o");
+        other.upsert(&recs).unwrap();
+        other.flush().unwrap();
+        drop(other);
+        store.close().unwrap();
+        let files: Vec<PathBuf> = std::fs::read_dir(dir.join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let mine = dir.join("index").join("1.usearch");
+        let theirs = files
+            .iter()
+            .find(|p| **p != mine && p.extension().is_some_and(|e| e == "usearch"))
+            .unwrap();
+        std::fs::copy(theirs, &mine).unwrap();
+        // Leave only this collection, so the checks see one snapshot.
+        let store = Store::open(dir).unwrap();
+        let other = store.get_collection("other").unwrap();
+        assert_eq!(other.count().unwrap(), 50);
+        assert!(other.verify().unwrap().ok());
+        drop(other);
+        store.drop_collection("other").unwrap();
+    });
+}
+
 #[test]
 fn read_only_open_survives_a_damaged_snapshot() {
     let dir = tempfile::tempdir().unwrap();

@@ -515,7 +515,9 @@ fn parse_normalizer(v: &Value) -> Result<Option<Normalizer>, String> {
                     None => Ok(Some(default)),
                     Some(Value::Null) => Ok(None),
                     Some(Value::Bool(b)) => Ok(Some(*b)),
-                    Some(_) => Err(format!("tokenizer.json: normalizer.{name} is not a boolean")),
+                    Some(_) => Err(format!(
+                        "tokenizer.json: normalizer.{name} is not a boolean"
+                    )),
                 }
             };
             let lowercase = flag("lowercase", true)?.unwrap_or(true);
@@ -673,9 +675,15 @@ mod tests {
             words("Hey friend!     How are you?!?"),
             ["Hey", "friend", "!", "How", "are", "you", "?", "!", "?"]
         );
-        assert_eq!(words("a+b=c $5 ^_^"), ["a", "+", "b", "=", "c", "$", "5", "^", "_", "^"]);
+        assert_eq!(
+            words("a+b=c $5 ^_^"),
+            ["a", "+", "b", "=", "c", "$", "5", "^", "_", "^"]
+        );
         // Unicode punctuation (em dash, guillemets) is isolated too; symbols are not.
-        assert_eq!(words("x—y «z» 🚀!"), ["x", "—", "y", "«", "z", "»", "🚀", "!"]);
+        assert_eq!(
+            words("x—y «z» 🚀!"),
+            ["x", "—", "y", "«", "z", "»", "🚀", "!"]
+        );
         assert!(words("   ").is_empty());
         assert_eq!(words("x"), ["x"]);
     }
@@ -725,7 +733,11 @@ mod tests {
         assert_eq!(wp(&m, "abab"), [7, 6, 5]);
         assert_eq!(wp(&m, "ababa"), [0]);
         // The limit counts characters, not bytes.
-        let vocab = [("[UNK]".to_string(), 0), ("é".to_string(), 1), ("##é".to_string(), 2)];
+        let vocab = [
+            ("[UNK]".to_string(), 0),
+            ("é".to_string(), 1),
+            ("##é".to_string(), 2),
+        ];
         let m = WordPiece::new(vocab.into_iter().collect(), "[UNK]", "##", 2).unwrap();
         assert_eq!(wp(&m, "éé"), [1, 2]);
         assert_eq!(wp(&m, "ééé"), [0]);

@@ -94,6 +94,17 @@ pub(crate) fn version() -> &'static str {
     usearch::version()
 }
 
+/// (major, minor) of the linked usearch.
+fn own_version() -> (u16, u16) {
+    let mut parts = version()
+        .split('.')
+        .map(|p| p.parse::<u16>().unwrap_or(u16::MAX));
+    (
+        parts.next().unwrap_or(u16::MAX),
+        parts.next().unwrap_or(u16::MAX),
+    )
+}
+
 impl HnswIndex {
     /// An empty index with room for `expected` vectors.
     pub(crate) fn new(config: &CollectionConfig, expected: usize) -> Result<Self, HnswError> {
@@ -129,6 +140,18 @@ impl HnswIndex {
         live: usize,
     ) -> Result<Self, HnswError> {
         let meta = Index::metadata_from_buffer(bytes).map_err(|e| e.to_string())?;
+        // Another usearch release may lay the file out differently: rebuild
+        // rather than trust it.
+        let (major, minor) = own_version();
+        if (meta.version_major, meta.version_minor) != (major, minor) {
+            return Err(format!(
+                "snapshot written by usearch {}.{}.{}, this build uses {}",
+                meta.version_major,
+                meta.version_minor,
+                meta.version_patch,
+                version()
+            ));
+        }
         let want = options(config);
         if meta.dimensions != want.dimensions as u64
             || meta.metric != want.metric
