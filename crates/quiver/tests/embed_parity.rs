@@ -99,7 +99,11 @@ fn check_parity(name: &str, expected_lines: usize) -> f32 {
             }
         }
     }
-    assert!(bad_tokens.is_empty(), "{name}: token counts differ:\n{}", bad_tokens.join("\n"));
+    assert!(
+        bad_tokens.is_empty(),
+        "{name}: token counts differ:\n{}",
+        bad_tokens.join("\n")
+    );
     let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
     let vectors = model.embed(&texts).unwrap();
     assert_eq!(vectors.len(), cases.len());
@@ -109,7 +113,11 @@ fn check_parity(name: &str, expected_lines: usize) -> f32 {
     for (c, v) in cases.iter().zip(&vectors) {
         assert_eq!(v.len(), c.vector.len(), "{name}: dimension");
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "{name}: norm {norm} for {:?}", c.text);
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "{name}: norm {norm} for {:?}",
+            c.text
+        );
         let cos = cosine(v, &c.vector);
         if cos < min {
             min = cos;
@@ -145,10 +153,22 @@ fn model_facts() {
     assert_eq!(model.max_tokens(), 256);
     let id = model.id();
     let (name, hash) = id.split_once('@').unwrap();
-    assert_eq!(name, model_dir().canonicalize().unwrap().file_name().unwrap().to_str().unwrap());
+    assert_eq!(
+        name,
+        model_dir()
+            .canonicalize()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
     assert_eq!(hash.len(), 16);
     assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(model.tokenize("This is an example sentence"), [101, 2023, 2003, 2019, 2742, 6251, 102]);
+    assert_eq!(
+        model.tokenize("This is an example sentence"),
+        [101, 2023, 2003, 2019, 2742, 6251, 102]
+    );
     assert_eq!(model.tokenize(""), [101, 102]);
     assert!(model.embed(&[]).unwrap().is_empty());
     let empty = model.embed(&[""]).unwrap();
@@ -162,7 +182,12 @@ fn vectors_do_not_depend_on_batching_or_threads() {
         .into_iter()
         .map(|c| c.text)
         .collect();
-    texts.extend(fixture("minilm-queries.jsonl").into_iter().take(18).map(|c| c.text));
+    texts.extend(
+        fixture("minilm-queries.jsonl")
+            .into_iter()
+            .take(18)
+            .map(|c| c.text),
+    );
     texts.push(String::new());
     texts.push("a".to_string());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -200,7 +225,10 @@ fn vectors_do_not_depend_on_batching_or_threads() {
             rest = tail;
         }
         let diff = max_abs_diff(&one_by_one, &got);
-        assert!(diff <= 1e-6, "shuffled batches (round {round}): max abs diff {diff}");
+        assert!(
+            diff <= 1e-6,
+            "shuffled batches (round {round}): max abs diff {diff}"
+        );
     }
 
     // A duplicated text in one batch gets the same vector twice.
@@ -270,7 +298,10 @@ fn corrupt_safetensors_is_a_model_error() {
         ("short", bytes[..5].to_vec()),
         ("truncated header", bytes[..200].to_vec()),
         ("truncated data", bytes[..bytes.len() / 2].to_vec()),
-        ("garbage", b"this is not a safetensors file at all".repeat(100)),
+        (
+            "garbage",
+            b"this is not a safetensors file at all".repeat(100),
+        ),
         ("huge header length", {
             let mut b = bytes[..4096].to_vec();
             b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
