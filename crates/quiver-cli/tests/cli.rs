@@ -234,11 +234,26 @@ fn bad_input_exits_2_and_changes_nothing() {
     );
     let two = write("two.jsonl", b"{\"id\": \"a\"}\n{\"id\": \"b\"}\n");
     let short_vecs = write("short.f32", &1.0f32.to_le_bytes().repeat(DIM));
+    let nan_line = write("nan.jsonl", b"{\"id\": \"a\", \"vector\": [NaN,1,1,1,1,1,1,1]}\n");
+    let plus_one = write("plus1.jsonl", b"{\"id\": \"a\", \"vector\": [1,1,1,1,1,1,1,1,1]}\n");
+    let mut huge_line = b"{\"id\": \"a\", \"text\": \"".to_vec();
+    huge_line.resize(huge_line.len() + (65 << 20), b'x');
+    huge_line.extend_from_slice(b"\"}\n");
+    let oversize = write("huge.jsonl", &huge_line);
+    drop(huge_line);
+    let v7 = json_vector(&[1.0; DIM - 1]);
+    let v9 = json_vector(&[1.0; DIM + 1]);
     let odd = write("odd.f32", &[0u8; 10]);
     let huge = format!("[1e39{}]", ",1".repeat(DIM - 1));
     let long_id = "x".repeat(513);
     let long_name = "n".repeat(65);
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("NaN in JSON", vec!["import", "c", &nan_line], "nan.jsonl:1"),
+        ("dimension plus one in file", vec!["import", "c", &plus_one], "got a vector of 9"),
+        ("oversize line", vec!["import", "c", &oversize], "longer than 64 MiB"),
+        ("dimension minus one", vec!["upsert", "c", "--id", "z", "--vector", &v7], "got a vector of 7"),
+        ("dimension plus one", vec!["upsert", "c", "--id", "z", "--vector", &v9], "got a vector of 9"),
+        ("query dimension plus one", vec!["search", "c", "--vector", &v9], "got a vector of 9"),
         (
             "malformed JSON line",
             vec!["import", "c", &bad_json],
@@ -434,6 +449,23 @@ fn bad_input_exits_2_and_changes_nothing() {
             "{what}: {stderr:?} should mention {needle:?}"
         );
         assert!(store_bytes(&store) == before, "{what}: store changed");
+    }
+    // Invalid UTF-8 in an argument.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"r\xff\xfe");
+        let out = std::process::Command::new(common::bin())
+            .arg("--store")
+            .arg(&store)
+            .args(["get", "c"])
+            .arg(bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("UTF-8"), "{stderr}");
+        assert!(store_bytes(&store) == before);
     }
     assert_eq!(ok(&store, &["count", "c"]).trim(), "300");
 }
