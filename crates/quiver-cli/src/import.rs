@@ -9,27 +9,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
-use quiver::{Collection, Record, Store};
-use serde::Deserialize;
-use serde_json::Value;
+use quiver::{jsonl, Collection, Record, Store};
 
 use crate::output::{input, progress_bar, CliResult, Failure, Out};
 use crate::ImportArgs;
-
-/// Longest accepted line (a 65,536-d vector in JSON is about 1.5 MB).
-pub(crate) const MAX_LINE_BYTES: u64 = 64 << 20;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    id: Value,
-    #[serde(default)]
-    vector: Option<Vec<f64>>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    metadata: Option<Value>,
-}
 
 pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<()> {
     let coll = store.get_collection(&args.name)?;
@@ -148,34 +131,19 @@ impl Source {
             self.buf.clear();
             self.line_no += 1;
             let n = (&mut self.lines)
-                .take(MAX_LINE_BYTES + 1)
+                .take(jsonl::MAX_LINE_BYTES as u64 + 1)
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| Failure::Input(format!("{file}: read error: {e}")))?;
             if n == 0 {
                 return Ok(None);
             }
             let at = format!("{file}:{}", self.line_no);
-            if n as u64 > MAX_LINE_BYTES {
-                return input(format!(
-                    "{at}: line longer than {} MiB",
-                    MAX_LINE_BYTES >> 20
-                ));
-            }
-            let text = match std::str::from_utf8(&self.buf) {
-                Ok(t) => t.trim(),
-                Err(e) => return input(format!("{at}: not valid UTF-8 ({e})")),
-            };
-            if text.is_empty() {
-                continue;
-            }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(l) => l,
+            let line = match jsonl::parse_line(&self.buf) {
+                Ok(Some(line)) => line,
+                Ok(None) => continue,
                 Err(e) => return input(format!("{at}: {e}")),
             };
-            let id = match line.id {
-                Value::String(s) => s,
-                other => return input(format!("{at}: \"id\" must be a string, got {other}")),
-            };
+            let id = line.id;
             let vector = match (&mut self.vectors, line.vector) {
                 (Some(_), Some(_)) => {
                     return input(format!(
@@ -194,7 +162,7 @@ impl Source {
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect()
                 }
-                (None, Some(v)) => v.into_iter().map(|x| x as f32).collect(),
+                (None, Some(v)) => v,
                 (None, None) => {
                     return input(format!("{at}: no \"vector\" (and no --vectors file)"))
                 }

@@ -234,8 +234,14 @@ fn bad_input_exits_2_and_changes_nothing() {
     );
     let two = write("two.jsonl", b"{\"id\": \"a\"}\n{\"id\": \"b\"}\n");
     let short_vecs = write("short.f32", &1.0f32.to_le_bytes().repeat(DIM));
-    let nan_line = write("nan.jsonl", b"{\"id\": \"a\", \"vector\": [NaN,1,1,1,1,1,1,1]}\n");
-    let plus_one = write("plus1.jsonl", b"{\"id\": \"a\", \"vector\": [1,1,1,1,1,1,1,1,1]}\n");
+    let nan_line = write(
+        "nan.jsonl",
+        b"{\"id\": \"a\", \"vector\": [NaN,1,1,1,1,1,1,1]}\n",
+    );
+    let plus_one = write(
+        "plus1.jsonl",
+        b"{\"id\": \"a\", \"vector\": [1,1,1,1,1,1,1,1,1]}\n",
+    );
     let mut huge_line = b"{\"id\": \"a\", \"text\": \"".to_vec();
     huge_line.resize(huge_line.len() + (65 << 20), b'x');
     huge_line.extend_from_slice(b"\"}\n");
@@ -249,11 +255,31 @@ fn bad_input_exits_2_and_changes_nothing() {
     let long_name = "n".repeat(65);
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("NaN in JSON", vec!["import", "c", &nan_line], "nan.jsonl:1"),
-        ("dimension plus one in file", vec!["import", "c", &plus_one], "got a vector of 9"),
-        ("oversize line", vec!["import", "c", &oversize], "longer than 64 MiB"),
-        ("dimension minus one", vec!["upsert", "c", "--id", "z", "--vector", &v7], "got a vector of 7"),
-        ("dimension plus one", vec!["upsert", "c", "--id", "z", "--vector", &v9], "got a vector of 9"),
-        ("query dimension plus one", vec!["search", "c", "--vector", &v9], "got a vector of 9"),
+        (
+            "dimension plus one in file",
+            vec!["import", "c", &plus_one],
+            "got a vector of 9",
+        ),
+        (
+            "oversize line",
+            vec!["import", "c", &oversize],
+            "longer than 64 MiB",
+        ),
+        (
+            "dimension minus one",
+            vec!["upsert", "c", "--id", "z", "--vector", &v7],
+            "got a vector of 7",
+        ),
+        (
+            "dimension plus one",
+            vec!["upsert", "c", "--id", "z", "--vector", &v9],
+            "got a vector of 9",
+        ),
+        (
+            "query dimension plus one",
+            vec!["search", "c", "--vector", &v9],
+            "got a vector of 9",
+        ),
         (
             "malformed JSON line",
             vec!["import", "c", &bad_json],

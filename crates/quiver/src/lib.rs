@@ -32,6 +32,7 @@ pub mod failpoint;
 pub mod filter;
 mod filtered;
 mod index;
+pub mod jsonl;
 mod lock;
 mod record;
 mod schema;
