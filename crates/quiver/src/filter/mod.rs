@@ -414,6 +414,11 @@ mod tests {
             ("a NOT 1", "unexpected token number 1", 7),
             ("a = 1; DROP TABLE records", "unexpected character ';'", 6),
             ("a = \"x\"", "unexpected character '\"'", 5),
+            (
+                "a IS 'two\nlines'",
+                "unexpected token string 'two\\nlines'",
+                6,
+            ),
             ("a = 99999999999999999999", "out of range", 5),
             ("a.  = 1", "unexpected token '='", 5),
             ("and = 1", "unexpected token 'and'", 1),
@@ -521,8 +526,11 @@ mod tests {
             }
 
             #[test]
-            fn parser_never_panics(s in ".{0,60}") {
-                let _ = s.parse::<Filter>();
+            fn parser_never_panics_and_errors_are_one_line(s in "(.|\n|\r){0,60}") {
+                if let Err(e) = s.parse::<Filter>() {
+                    let msg = e.to_string();
+                    prop_assert!(!msg.contains('\n') && !msg.contains('\r'), "{:?}", msg);
+                }
             }
         }
     }

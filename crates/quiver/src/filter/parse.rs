@@ -31,10 +31,23 @@ pub(crate) fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// User text echoed in an error: escaped (so the message stays on one
+/// line) and cut to 40 characters.
+fn quote(s: &str) -> String {
+    let cut: String = s.chars().take(40).collect();
+    let text = format!("{cut:?}");
+    let text = &text[1..text.len() - 1];
+    if cut.len() < s.len() {
+        format!("'{text}...'")
+    } else {
+        format!("'{text}'")
+    }
+}
+
 fn describe(t: &Tok) -> String {
     match t {
-        Tok::Ident(s) => format!("'{s}'"),
-        Tok::Str(s) => format!("string '{s}'"),
+        Tok::Ident(s) => quote(s),
+        Tok::Str(s) => format!("string {}", quote(s)),
         Tok::Int(n) => format!("number {n}"),
         Tok::Float(x) => format!("number {x}"),
         Tok::Op(op) => format!("'{op}'"),
