@@ -36,7 +36,10 @@ fn model_dir() -> PathBuf {
 
 fn model() -> &'static SentenceEmbedder {
     static MODEL: OnceLock<SentenceEmbedder> = OnceLock::new();
-    MODEL.get_or_init(|| SentenceEmbedder::load(model_dir()).unwrap())
+    MODEL.get_or_init(|| {
+        // Two threads even on a one-core machine, so that batches are split.
+        SentenceEmbedder::load(model_dir()).unwrap().with_threads(2)
+    })
 }
 
 struct Case {
@@ -123,11 +126,11 @@ fn check_parity(name: &str, expected_lines: usize) -> f32 {
             min = cos;
             worst.clone_from(&c.text);
         }
-        if !(cos >= MIN_COSINE) {
+        if cos.is_nan() || cos < MIN_COSINE {
             failures.push(format!("{cos:.6} for {:?}", c.text));
         }
     }
-    println!("{name}: minimum cosine {min:.6} ({worst:?})");
+    println!("{name}: minimum cosine {min:.7} ({worst:?})");
     assert!(
         failures.is_empty(),
         "{name}: cosine below {MIN_COSINE}:\n{}",
@@ -163,8 +166,8 @@ fn model_facts() {
             .to_str()
             .unwrap()
     );
-    assert_eq!(hash.len(), 16);
-    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+    let weights = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    assert_eq!(hash, &blake3::hash(&weights).to_hex()[..16]);
     assert_eq!(
         model.tokenize("This is an example sentence"),
         [101, 2023, 2003, 2019, 2742, 6251, 102]
@@ -178,14 +181,20 @@ fn model_facts() {
 #[test]
 fn vectors_do_not_depend_on_batching_or_threads() {
     let model = model();
-    let mut texts: Vec<String> = fixture("minilm-reference.jsonl")
-        .into_iter()
-        .map(|c| c.text)
+    // Mixed lengths: the short reference texts, one past the token limit,
+    // a few queries, an empty text and a one-letter one.
+    let reference = fixture("minilm-reference.jsonl");
+    let long = reference.iter().find(|c| c.tokens == Some(256)).unwrap();
+    let mut texts: Vec<String> = reference
+        .iter()
+        .filter(|c| c.tokens.unwrap() < 256)
+        .map(|c| c.text.clone())
         .collect();
+    texts.push(long.text.clone());
     texts.extend(
         fixture("minilm-queries.jsonl")
             .into_iter()
-            .take(18)
+            .take(4)
             .map(|c| c.text),
     );
     texts.push(String::new());
@@ -198,6 +207,7 @@ fn vectors_do_not_depend_on_batching_or_threads() {
         .collect();
     let all = model.embed(&refs).unwrap();
     let diff = max_abs_diff(&one_by_one, &all);
+    println!("one batch vs one by one: max abs diff {diff:e}");
     assert!(diff <= 1e-6, "one batch vs one by one: max abs diff {diff}");
 
     // Shuffled, mixed-length batches of varying sizes.
@@ -208,7 +218,7 @@ fn vectors_do_not_depend_on_batching_or_threads() {
         state ^= state << 17;
         (state % n as u64) as usize
     };
-    for round in 0..3 {
+    for round in 0..2 {
         let mut order: Vec<usize> = (0..refs.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rand(i + 1));
@@ -225,6 +235,7 @@ fn vectors_do_not_depend_on_batching_or_threads() {
             rest = tail;
         }
         let diff = max_abs_diff(&one_by_one, &got);
+        println!("shuffled batches (round {round}): max abs diff {diff:e}");
         assert!(
             diff <= 1e-6,
             "shuffled batches (round {round}): max abs diff {diff}"
@@ -232,16 +243,14 @@ fn vectors_do_not_depend_on_batching_or_threads() {
     }
 
     // A duplicated text in one batch gets the same vector twice.
-    let dup = model.embed(&[refs[2], refs[20], refs[2]]).unwrap();
+    let dup = model.embed(&[refs[2], refs[6], refs[2]]).unwrap();
     assert_eq!(dup[0], dup[2]);
 
-    // Thread count: one thread versus several.
+    // Thread count: the batch above ran on several threads (several
+    // chunks); the same batch on one thread gives the same vectors.
     let single = SentenceEmbedder::load(model_dir()).unwrap().with_threads(1);
-    let many = SentenceEmbedder::load(model_dir()).unwrap().with_threads(3);
-    let a = single.embed(&refs).unwrap();
-    let b = many.embed(&refs).unwrap();
-    assert!(max_abs_diff(&a, &all) <= 1e-6, "1 thread vs default");
-    assert!(max_abs_diff(&b, &all) <= 1e-6, "3 threads vs default");
+    let diff = max_abs_diff(&single.embed(&refs).unwrap(), &all);
+    assert!(diff <= 1e-6, "one thread vs several: max abs diff {diff}");
 }
 
 /// A temporary model directory with links to the named real files.

@@ -51,7 +51,7 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Token budget of one chunk of work: bounds the scratch memory of a
-/// forward pass (about 40 KB per token for a 384-wide model).
+/// forward pass (about 15 KB per token for a 384-wide model).
 const MAX_CHUNK_TOKENS: usize = 4096;
 
 /// A sentence-transformers BERT model run locally: WordPiece tokenizer,
@@ -110,10 +110,7 @@ impl SentenceEmbedder {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(model_err(
-                dir,
-                "model directory not found (run scripts/fetch-model to fetch the test model)",
-            ));
+            return Err(model_err(dir, "model directory not found"));
         }
         let config = read_json(dir, "config.json", true)?.unwrap_or(Value::Null);
         let cfg = BertConfig::from_json(&config).map_err(|r| model_err(dir, r))?;
@@ -138,7 +135,7 @@ impl SentenceEmbedder {
             .and_then(|c| c.get("do_lower_case"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let pooling = read_pooling(dir)?;
+        let pooling = read_pooling(dir, cfg.hidden)?;
         let tokenizer = Tokenizer::from_json(&tokenizer_json, max_len, pre_lowercase)
             .map_err(|r| model_err(dir, r))?;
         let max_id = tokenizer.max_id() as usize;
@@ -188,10 +185,18 @@ impl SentenceEmbedder {
 }
 
 /// Reads `1_Pooling/config.json` (mean pooling when absent).
-fn read_pooling(dir: &Path) -> Result<Pooling> {
+fn read_pooling(dir: &Path, hidden: usize) -> Result<Pooling> {
     let Some(v) = read_json(dir, "1_Pooling/config.json", false)? else {
         return Ok(Pooling::Mean);
     };
+    if let Some(dim) = v.get("word_embedding_dimension").and_then(Value::as_u64) {
+        if dim != hidden as u64 {
+            return Err(model_err(
+                dir,
+                format!("1_Pooling/config.json: word_embedding_dimension {dim}, but hidden_size is {hidden}"),
+            ));
+        }
+    }
     let on = |k: &str| v.get(k).and_then(Value::as_bool) == Some(true);
     let modes = [
         "pooling_mode_cls_token",

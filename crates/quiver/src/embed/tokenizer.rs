@@ -383,26 +383,38 @@ impl Tokenizer {
         'outer: for segment in split_added(text, &self.added_raw) {
             match segment {
                 Segment::Token(id) => ids.push(id),
-                Segment::Text(s) => {
-                    let s = match self.normalizer {
-                        Some(n) => {
-                            normalized.clear();
-                            n.normalize_into(s, &mut normalized);
-                            normalized.as_str()
-                        }
-                        None => s,
-                    };
-                    for inner in split_added(s, &self.added_normalized) {
-                        match inner {
-                            Segment::Token(id) => ids.push(id),
-                            Segment::Text(w) => {
-                                if !words(w, &mut ids) {
-                                    break 'outer;
+                Segment::Text(raw) => {
+                    // Long texts go through in pieces cut after whitespace,
+                    // so that truncation stops the work early.
+                    let mut rest = raw;
+                    while !rest.is_empty() {
+                        let cut = if self.added_normalized.is_empty() {
+                            piece_end(rest)
+                        } else {
+                            rest.len()
+                        };
+                        let (piece, tail) = rest.split_at(cut);
+                        rest = tail;
+                        let s = match self.normalizer {
+                            Some(n) => {
+                                normalized.clear();
+                                n.normalize_into(piece, &mut normalized);
+                                normalized.as_str()
+                            }
+                            None => piece,
+                        };
+                        for inner in split_added(s, &self.added_normalized) {
+                            match inner {
+                                Segment::Token(id) => ids.push(id),
+                                Segment::Text(w) => {
+                                    if !words(w, &mut ids) {
+                                        break 'outer;
+                                    }
                                 }
                             }
-                        }
-                        if ids.len() >= limit {
-                            break 'outer;
+                            if ids.len() >= limit {
+                                break 'outer;
+                            }
                         }
                     }
                 }
@@ -413,9 +425,28 @@ impl Tokenizer {
         }
         ids.truncate(limit);
         ids.extend_from_slice(&self.suffix_ids);
+        if ids.is_empty() {
+            // No special tokens and no text: the encoder needs a token.
+            ids.push(self.model.unk_id);
+        }
         ids
     }
 }
+
+/// Where the first piece of a long text ends: just after the first
+/// whitespace character past [`PIECE_BYTES`] (the whole text if none).
+fn piece_end(text: &str) -> usize {
+    if text.len() <= PIECE_BYTES {
+        return text.len();
+    }
+    text.char_indices()
+        .skip_while(|&(i, _)| i < PIECE_BYTES)
+        .find(|&(_, c)| c.is_whitespace())
+        .map_or(text.len(), |(i, c)| i + c.len_utf8())
+}
+
+/// Size of the pieces a long text is normalized in.
+const PIECE_BYTES: usize = 4096;
 
 /// Splits `text` around the added tokens it contains (leftmost, then
 /// longest match).
@@ -649,8 +680,9 @@ mod tests {
     fn normalizer_spaces_cjk() {
         let n = Normalizer::UNCASED;
         assert_eq!(n.normalize("向量ab"), " 向  量 ab");
-        // Hiragana is not a CJK ideograph.
-        assert_eq!(n.normalize("ひらがな"), "ひらがな");
+        // Hiragana is not a CJK ideograph (and its voicing mark is a
+        // nonspacing mark after NFD: stripped, as in the reference).
+        assert_eq!(n.normalize("ひらがな"), "ひらかな");
     }
 
     #[test]
@@ -795,6 +827,23 @@ mod tests {
     }
 
     #[test]
+    fn long_texts_are_cut_into_pieces_at_whitespace() {
+        let t = toy_tokenizer(100_000);
+        // Words straddling every possible piece boundary.
+        let text = "hello world! ".repeat(2000) + "Cafés";
+        let ids = t.encode(&text);
+        assert_eq!(ids.len(), 2 + 3 * 2000 + 2);
+        assert_eq!(&ids[ids.len() - 3..], [7, 9, 3]);
+        let unbroken = "x".repeat(3 * PIECE_BYTES);
+        assert_eq!(piece_end(&unbroken), unbroken.len());
+        let spaced = format!("{} é{}", "y".repeat(PIECE_BYTES), unbroken);
+        assert_eq!(piece_end(&spaced), PIECE_BYTES + 1);
+        // Truncated early: the same ids as for the short text.
+        let short = toy_tokenizer(5);
+        assert_eq!(short.encode(&text), [2, 4, 5, 6, 3]);
+    }
+
+    #[test]
     fn tokenizer_rejects_unsupported_pieces() {
         let base = serde_json::json!({
             "normalizer": null,
@@ -802,7 +851,9 @@ mod tests {
             "post_processor": null,
             "model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}
         });
-        assert!(Tokenizer::from_json(&base, 8, false).is_ok());
+        let bare = Tokenizer::from_json(&base, 8, false).unwrap();
+        // No special tokens: an empty text still gets one (unknown) token.
+        assert_eq!(bare.encode(""), [0]);
         let mut bpe = base.clone();
         bpe["model"]["type"] = "BPE".into();
         assert!(Tokenizer::from_json(&bpe, 8, false).is_err());
