@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use quiver::embed::Embedder;
 use quiver::{
     Alter, CollectionConfig, Filter, Fusion, Include, Progress, Record, SearchOptions, Store,
     StoreOptions,
@@ -17,7 +18,22 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
     let mut out = Out::new(cli.json);
     let code = match &cli.command {
         Command::Create(a) => {
-            let mut config = CollectionConfig::new(a.dim);
+            let model = crate::model::load(cli)?;
+            let dim = match (a.dim, &model) {
+                (Some(d), Some(m)) if d != m.dimension() => {
+                    return input(format!(
+                        "--dim {d}, but the model makes {}-d vectors",
+                        m.dimension()
+                    ))
+                }
+                (Some(d), _) => d,
+                (None, Some(m)) => m.dimension(),
+                (None, None) => {
+                    return input("give --dim N (or --model DIR to take the model's dimension)")
+                }
+            };
+            let mut config = CollectionConfig::new(dim);
+            config.model = model.as_ref().map(|m| m.id().to_string());
             config.metric = a.metric.parse()?;
             config.scalar = a.scalar.parse()?;
             config.connectivity = a.connectivity;
@@ -80,7 +96,7 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         }
         Command::Import(a) => {
             let store = open_write(cli, false)?;
-            crate::import::run(&store, a, &mut out)?;
+            crate::import::run(cli, &store, a, &mut out)?;
             out.flush()?;
             store.close()?;
             ExitCode::SUCCESS
@@ -88,7 +104,16 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Upsert(a) => {
             let store = open_write(cli, false)?;
             let coll = store.get_collection(&a.name)?;
-            let mut record = Record::new(a.id.clone(), parse_vector("--vector", &a.vector)?);
+            let vector = match (&a.vector, &a.text) {
+                (Some(v), _) => parse_vector("--vector", v)?,
+                (None, Some(t)) => {
+                    let model =
+                        crate::model::for_collection(cli, &coll, "upsert --text without --vector")?;
+                    model.embed(&[t.as_str()])?.remove(0)
+                }
+                (None, None) => return input("give --vector, or --text with --model"),
+            };
+            let mut record = Record::new(a.id.clone(), vector);
             record.text = a.text.clone();
             if let Some(m) = &a.metadata {
                 record.metadata = Some(
@@ -215,6 +240,17 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         }
         Command::DebugSoakWriter(a) => {
             crate::soak::run(&cli.store_dir(), a)?;
+            ExitCode::SUCCESS
+        }
+        Command::Embed(a) => {
+            crate::model::embed_stdin(cli, a, &mut out)?;
+            ExitCode::SUCCESS
+        }
+        Command::Reembed(a) => {
+            let store = open_write(cli, false)?;
+            crate::model::reembed(cli, &store, a, &mut out)?;
+            out.flush()?;
+            store.close()?;
             ExitCode::SUCCESS
         }
         Command::Demo(a) => {
@@ -358,14 +394,14 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
     let has_vectors = a.vector.is_some() || a.queries.is_some();
     let has_texts = a.text.is_some() || a.query_texts.is_some();
     match a.mode.as_str() {
-        "vector" if has_texts => {
-            return input("--text/--query-texts need --mode keyword or hybrid (embedding text into a query vector needs a model)")
+        "vector" if has_vectors && has_texts => {
+            return input("vector mode takes a vector (--vector/--queries) or a text to embed (--text/--query-texts), not both")
         }
-        "vector" if !has_vectors => return input("give --vector or --queries"),
+        "vector" if !has_vectors && !has_texts => return input("give --vector, --queries, --text or --query-texts"),
         "keyword" if !has_texts => return input("--mode keyword needs --text or --query-texts"),
         "keyword" if has_vectors => return input("--mode keyword takes no --vector/--queries"),
-        "hybrid" if !(has_vectors && has_texts) => {
-            return input("--mode hybrid needs a vector (--vector/--queries) and a text (--text/--query-texts)")
+        "hybrid" if !has_texts => {
+            return input("--mode hybrid needs a text (--text/--query-texts), and a vector or --model to embed the text")
         }
         _ => {}
     }
@@ -383,6 +419,11 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             .chunks_exact(dim)
             .map(<[f32]>::to_vec)
             .collect(),
+        // Text queries in vector or hybrid mode: embed them with the model.
+        (None, None) if a.mode != "keyword" => {
+            let model = crate::model::for_collection(cli, &coll, "searching by text")?;
+            crate::model::embed_all(&model, &texts)?
+        }
         (None, None) => Vec::new(),
     };
     if a.mode == "hybrid" && vectors.len() != texts.len() {

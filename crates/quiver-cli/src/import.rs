@@ -9,12 +9,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
+use quiver::embed::SentenceEmbedder;
 use quiver::{jsonl, Collection, Record, Store};
 
 use crate::output::{input, progress_bar, CliResult, Failure, Out};
-use crate::ImportArgs;
+use crate::{Cli, ImportArgs};
 
-pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<()> {
+pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<()> {
     let coll = store.get_collection(&args.name)?;
     if args.batch == 0 {
         return input("--batch must be at least 1");
@@ -25,9 +26,26 @@ pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<
     // Pass 1: validate everything.
     let mut lines = 0u64;
     let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
-    while let Some(r) = source.next(&file)? {
-        coll.validate(&r)
-            .map_err(|e| Failure::Input(format!("{file}:{}: {e}", source.line_no)))?;
+    // Lines with text but no vector are embedded with the model.
+    let mut model = None;
+    while let Some((r, embed)) = source.next(&file)? {
+        let at = format!("{file}:{}", source.line_no);
+        if embed && model.is_none() {
+            let why = format!("{at}: a line without a vector");
+            model = Some(crate::model::for_collection(cli, &coll, &why)?);
+        }
+        let placeholder;
+        let check = if embed {
+            placeholder = Record {
+                vector: vec![1.0; dim],
+                ..r
+            };
+            &placeholder
+        } else {
+            &r
+        };
+        coll.validate(check)
+            .map_err(|e| Failure::Input(format!("{at}: {e}")))?;
         lines += 1;
     }
     source.finish()?;
@@ -38,11 +56,12 @@ pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<
     let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
     let (mut done, mut batches) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(args.batch);
-    while let Some(r) = source.next(&file)? {
-        batch.push(r);
+    while let Some(item) = source.next(&file)? {
+        batch.push(item);
         if batch.len() == args.batch {
             commit(
                 &coll,
+                model.as_ref(),
                 &mut batch,
                 &mut done,
                 &mut batches,
@@ -55,6 +74,7 @@ pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<
     if !batch.is_empty() {
         commit(
             &coll,
+            model.as_ref(),
             &mut batch,
             &mut done,
             &mut batches,
@@ -82,16 +102,31 @@ pub(crate) fn run(store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<
 
 fn commit(
     coll: &Collection,
-    batch: &mut Vec<Record>,
+    model: Option<&SentenceEmbedder>,
+    batch: &mut Vec<(Record, bool)>,
     done: &mut u64,
     batches: &mut u64,
     report: bool,
     out: &mut Out,
 ) -> CliResult<()> {
-    coll.upsert(batch)?;
-    *done += batch.len() as u64;
+    let texts: Vec<String> = batch
+        .iter()
+        .filter(|(_, embed)| *embed)
+        .map(|(r, _)| r.text.clone().unwrap_or_default())
+        .collect();
+    if let (Some(model), false) = (model, texts.is_empty()) {
+        let mut vectors = crate::model::embed_all(model, &texts)?.into_iter();
+        for (r, embed) in batch.iter_mut() {
+            if *embed {
+                r.vector = vectors.next().unwrap_or_default();
+            }
+        }
+    }
+    let records: Vec<Record> = batch.drain(..).map(|(r, _)| r).collect();
+    coll.upsert(&records)?;
+    *done += records.len() as u64;
     *batches += 1;
-    batch.clear();
+
     if report {
         out.json(&serde_json::json!({"committed": *done}))?;
         out.flush()?;
@@ -125,8 +160,9 @@ impl Source {
         })
     }
 
-    /// The next record, skipping blank lines.
-    fn next(&mut self, file: &str) -> CliResult<Option<Record>> {
+    /// The next record, skipping blank lines, and whether its vector is
+    /// still to be embedded from its text.
+    fn next(&mut self, file: &str) -> CliResult<Option<(Record, bool)>> {
         loop {
             self.buf.clear();
             self.line_no += 1;
@@ -163,16 +199,21 @@ impl Source {
                         .collect()
                 }
                 (None, Some(v)) => v,
+                (None, None) if line.text.is_some() => Vec::new(),
                 (None, None) => {
-                    return input(format!("{at}: no \"vector\" (and no --vectors file)"))
+                    return input(format!(
+                        "{at}: no \"vector\" and no \"text\" to embed (and no --vectors file)"
+                    ))
                 }
             };
-            return Ok(Some(Record {
+            let embed = vector.is_empty() && line.text.is_some() && self.vectors.is_none();
+            let record = Record {
                 id,
                 vector,
                 text: line.text,
                 metadata: line.metadata,
-            }));
+            };
+            return Ok(Some((record, embed)));
         }
     }
 

@@ -6,6 +6,7 @@
 mod commands;
 mod demo;
 mod import;
+mod model;
 mod output;
 mod soak;
 
@@ -29,6 +30,10 @@ pub(crate) struct Cli {
     /// Print JSON even on a terminal.
     #[arg(long, global = true)]
     json: bool,
+    /// Embedding model directory (config.json, tokenizer.json, model.safetensors)
+    /// [default: $QUIVER_MODEL].
+    #[arg(long, global = true, value_name = "DIR")]
+    model: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +88,10 @@ pub(crate) enum Command {
     Alter(AlterArgs),
     /// Snapshot the index now.
     Flush { name: String },
+    /// Embed text lines from stdin ({"text": ..} or plain) with --model; one vector line out per line in.
+    Embed(model::EmbedArgs),
+    /// Copy a collection into another, embedding each record's text with --model (resumable).
+    Reembed(model::ReembedArgs),
     /// Build a store from the bundled sample, search it, print recall and timings.
     Demo(demo::DemoArgs),
     /// The writer of the kill-soak test (random writes forever; not for users).
@@ -93,9 +102,9 @@ pub(crate) enum Command {
 #[derive(Args, Debug)]
 pub(crate) struct CreateArgs {
     pub name: String,
-    /// Vector dimension.
+    /// Vector dimension (taken from --model when given).
     #[arg(long)]
-    pub dim: usize,
+    pub dim: Option<usize>,
     /// Distance: cos, ip, l2 (or hamming with b1).
     #[arg(long, default_value = "cos")]
     pub metric: String,
@@ -150,10 +159,10 @@ pub(crate) struct UpsertArgs {
     pub name: String,
     #[arg(long)]
     pub id: String,
-    /// The vector as a JSON array.
-    #[arg(long)]
-    pub vector: String,
-    #[arg(long)]
+    /// The vector as a JSON array (embedded from --text with --model when absent).
+    #[arg(long, required_unless_present = "text")]
+    pub vector: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
     pub text: Option<String>,
     /// A JSON object.
     #[arg(long)]
@@ -169,7 +178,8 @@ pub(crate) struct SearchArgs {
     /// One query vector as a JSON array.
     #[arg(long, conflicts_with = "queries")]
     pub vector: Option<String>,
-    /// One query text (keyword and hybrid modes).
+    /// One query text: BM25 in keyword mode; embedded with --model in vector mode
+    /// (and in hybrid mode when no vector is given).
     #[arg(long, conflicts_with = "query_texts", allow_hyphen_values = true)]
     pub text: Option<String>,
     /// JSON Lines of {"text": ..}, one per query (with --queries in hybrid mode: row i goes with line i).

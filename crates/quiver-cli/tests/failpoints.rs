@@ -239,3 +239,71 @@ fn every_failpoint_leaves_exactly_the_committed_state() {
         }
     }
 }
+
+/// `reembed` stopped after its second batch commits, then run again: it
+/// resumes and ends with every record embedded from its text.
+#[test]
+fn reembed_resumes_after_a_crash() {
+    let model = std::env::var_os("QUIVER_TEST_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.cache/models/all-MiniLM-L6-v2"
+            )
+            .into()
+        });
+    assert!(
+        model.join("model.safetensors").is_file(),
+        "run scripts/fetch-model"
+    );
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    ok(&store, &["create", "src", "--dim", "4"]);
+    let lines: String = (0..9)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"vector\": [1, {i}, 0, 1], \"text\": \"document number {i}\"}}\n"))
+        .collect();
+    let file = dir.path().join("d.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    ok(&store, &["import", "src", file.to_str().unwrap()]);
+    crash(
+        &store,
+        "upsert:after-commit@2",
+        &[
+            "reembed", "src", "--into", "dst", "--batch", "2", "--model", m,
+        ],
+    );
+    assert_eq!(
+        ok(&store, &["count", "dst"]).trim(),
+        "4",
+        "two batches of two committed"
+    );
+    let out = ok(
+        &store,
+        &[
+            "reembed", "src", "--into", "dst", "--batch", "2", "--model", m,
+        ],
+    );
+    assert!(out.contains("\"resumed\":true"), "{out}");
+    assert_eq!(ok(&store, &["count", "dst"]).trim(), "9");
+    let embedder = quiver::embed::SentenceEmbedder::load(&model).unwrap();
+    let s = Store::open_read_only(&store).unwrap();
+    let dst = s.get_collection("dst").unwrap();
+    for r in dst.scan(None, None, 100).unwrap() {
+        let want = quiver::embed::Embedder::embed(&embedder, &[r.text.as_deref().unwrap()])
+            .unwrap()
+            .remove(0);
+        assert_eq!(r.vector, want, "{}", r.id);
+    }
+    verify_named(&store, "dst");
+}
+
+fn verify_named(store: &Path, name: &str) {
+    let out = quiver(store, &["verify", name, "--json"]);
+    assert!(
+        out.status.success(),
+        "verify {name}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -1093,6 +1093,39 @@ impl Collection {
         Ok(())
     }
 
+    /// Check that `embedder` may write to and query this collection: the
+    /// same weights as the model the collection is bound to (models are
+    /// stamped `name@hash`; the hash decides), and the same dimension.
+    ///
+    /// # Errors
+    /// [`Error::Model`] on a different model, [`Error::DimensionMismatch`]
+    /// on a different dimension.
+    #[cfg(feature = "embed")]
+    pub fn check_embedder(&self, embedder: &dyn crate::embed::Embedder) -> Result<()> {
+        let config = self.config();
+        if let Some(bound) = &config.model {
+            let weights = |id: &str| id.rsplit_once('@').map_or(id, |(_, h)| h).to_string();
+            if weights(bound) != weights(embedder.id()) {
+                return Err(Error::Model {
+                    path: embedder.id().into(),
+                    reason: format!(
+                        "collection {:?} is bound to model {bound}; use that model, or `reembed` into a new collection",
+                        self.state.name
+                    ),
+                });
+            }
+        }
+        if embedder.dimension() != config.dimension {
+            return Err(Error::DimensionMismatch {
+                collection: self.state.name.clone(),
+                expected: config.dimension,
+                got: embedder.dimension(),
+                id: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Check a record against this collection (id, dimension, finite
     /// values, metadata shape) without writing anything.
     ///

@@ -51,7 +51,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let raw: Raw = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let raw: Raw = serde_json::from_str(text).map_err(|e| one_line(&e.to_string()))?;
     let id = match raw.id {
         Value::String(s) => s,
         other => return Err(format!("\"id\" must be a string, got {other}")),
@@ -64,6 +64,21 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>, String> {
         text: raw.text,
         metadata: raw.metadata,
     }))
+}
+
+/// serde's messages quote input (an unknown field's name, say), which may
+/// hold control characters: escape them so an error stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -85,6 +100,9 @@ mod tests {
         assert!(parse_line(br#"{"id": "a", "vectr": []}"#)
             .unwrap_err()
             .contains("vectr"));
+        // Found by fuzzing: a field name with a newline in it.
+        let e = parse_line(br#"{"id": "a", "t_tex\n  ": 1}"#).unwrap_err();
+        assert!(!e.contains('\n') && e.contains("t_tex\\n"), "{e}");
         assert!(parse_line(b"{\"id\": \"\xff\"}")
             .unwrap_err()
             .contains("UTF-8"));

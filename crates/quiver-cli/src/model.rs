@@ -1,0 +1,194 @@
+//! Embedding models on the command line: `--model DIR` / `$QUIVER_MODEL`,
+//! `quiver embed`, `quiver reembed`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use quiver::embed::{Embedder, SentenceEmbedder};
+use quiver::{Collection, CollectionConfig, Record, Store};
+
+use crate::output::{input, progress_bar, CliResult, Failure, Out};
+use crate::Cli;
+
+/// Texts embedded per call: enough to keep both cores busy.
+pub(crate) const BATCH: usize = 64;
+
+/// The model directory from `--model` or `$QUIVER_MODEL`.
+pub(crate) fn dir(cli: &Cli) -> Option<PathBuf> {
+    cli.model
+        .clone()
+        .or_else(|| std::env::var_os("QUIVER_MODEL").map(PathBuf::from))
+}
+
+/// Load the model the command line names, if any.
+pub(crate) fn load(cli: &Cli) -> CliResult<Option<SentenceEmbedder>> {
+    match dir(cli) {
+        Some(d) => Ok(Some(SentenceEmbedder::load(&d)?)),
+        None => Ok(None),
+    }
+}
+
+/// The model for embedding text into `coll`: required, and the one the
+/// collection is bound to.
+pub(crate) fn for_collection(
+    cli: &Cli,
+    coll: &Collection,
+    why: &str,
+) -> CliResult<SentenceEmbedder> {
+    let Some(model) = load(cli)? else {
+        let bound = coll
+            .config()
+            .model
+            .map(|m| format!(" (the collection is bound to {m})"))
+            .unwrap_or_default();
+        return input(format!(
+            "{why} needs an embedding model: give --model DIR or set QUIVER_MODEL{bound}"
+        ));
+    };
+    coll.check_embedder(&model)?;
+    Ok(model)
+}
+
+/// Embed texts in batches.
+pub(crate) fn embed_all(model: &SentenceEmbedder, texts: &[String]) -> CliResult<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(BATCH) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        out.extend(model.embed(&refs)?);
+    }
+    Ok(out)
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct EmbedArgs {
+    /// Write raw little-endian f32 rows instead of JSON lines.
+    #[arg(long)]
+    raw: bool,
+}
+
+/// `quiver embed`: stdin lines (`{"text": ..}` or plain text) to vectors, in order.
+pub(crate) fn embed_stdin(cli: &Cli, args: &EmbedArgs, out: &mut Out) -> CliResult<()> {
+    let Some(model) = load(cli)? else {
+        return input("embed needs --model DIR (or QUIVER_MODEL)");
+    };
+    let stdin = std::io::stdin();
+    let mut texts = Vec::new();
+    let mut raw_out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut flush = |texts: &mut Vec<String>, out: &mut Out| -> CliResult<()> {
+        for v in embed_all(&model, texts)? {
+            if args.raw {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                raw_out.write_all(&bytes)?;
+            } else {
+                out.json(&serde_json::json!({ "vector": v }))?;
+            }
+        }
+        texts.clear();
+        Ok(())
+    };
+    for (i, line) in stdin.lock().split(b'\n').enumerate() {
+        let line = line.map_err(|e| Failure::Input(format!("stdin: {e}")))?;
+        let text = match std::str::from_utf8(&line) {
+            Ok(t) => t.strip_suffix('\r').unwrap_or(t),
+            Err(e) => return input(format!("stdin line {}: not valid UTF-8 ({e})", i + 1)),
+        };
+        texts.push(text_of(text));
+        if texts.len() == BATCH * 4 {
+            flush(&mut texts, out)?;
+        }
+    }
+    flush(&mut texts, out)?;
+    raw_out.flush()?;
+    Ok(())
+}
+
+/// A line's text: the `text` of a JSON object line, else the line itself.
+fn text_of(line: &str) -> String {
+    if line.trim_start().starts_with('{') {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(serde_json::Value::String(t)) = o.get("text") {
+                return t.clone();
+            }
+        }
+    }
+    line.to_string()
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReembedArgs {
+    /// The collection to read.
+    name: String,
+    /// The collection to write, bound to --model (created if missing).
+    #[arg(long)]
+    into: String,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+}
+
+/// `quiver reembed`: copy a collection into another, embedding each
+/// record's text with --model. Records go in id order, a batch per
+/// transaction, so a re-run resumes after the last id written.
+pub(crate) fn reembed(
+    cli: &Cli,
+    store: &Store,
+    args: &ReembedArgs,
+    out: &mut Out,
+) -> CliResult<()> {
+    if args.batch == 0 {
+        return input("--batch must be at least 1");
+    }
+    quiver::validate_name(&args.into)?;
+    let Some(model) = load(cli)? else {
+        return input("reembed needs --model DIR (or QUIVER_MODEL): the model to embed with");
+    };
+    let from = store.get_collection(&args.name)?;
+    if args.into == args.name {
+        return input("--into must name another collection");
+    }
+    let into = match store.collection(&args.into)? {
+        Some(c) => c,
+        None => {
+            let mut config: CollectionConfig = from.config();
+            config.dimension = model.dimension();
+            config.model = Some(model.id().to_string());
+            store.create_collection(&args.into, &config)?
+        }
+    };
+    into.check_embedder(&model)?;
+    // Resume after the last id already written (ids go in order).
+    let mut after = into
+        .scan(None, None, usize::MAX)?
+        .last()
+        .map(|r| r.id.clone());
+    let resumed = after.is_some();
+    let total = from.count()?;
+    let bar = progress_bar(total, "reembed");
+    let (mut done, mut without_text) = (0u64, 0u64);
+    loop {
+        let page = from.scan(None, after.as_deref(), args.batch)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let page_len = page.len();
+        let mut records: Vec<Record> = page.into_iter().filter(|r| r.text.is_some()).collect();
+        without_text += (page_len - records.len()) as u64;
+        let texts: Vec<String> = records
+            .iter()
+            .map(|r| r.text.clone().unwrap_or_default())
+            .collect();
+        for (r, v) in records.iter_mut().zip(embed_all(&model, &texts)?) {
+            r.vector = v;
+        }
+        if !records.is_empty() {
+            into.upsert(&records)?;
+        }
+        done += records.len() as u64;
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    into.flush()?;
+    out.json(&serde_json::json!({
+        "reembedded": done, "into": args.into, "model": model.id(), "resumed": resumed,
+        "skipped_without_text": without_text, "count": into.count()?,
+    }))
+}

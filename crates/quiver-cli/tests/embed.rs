@@ -1,0 +1,339 @@
+//! Text in, text queries out: the CLI with a real all-MiniLM-L6-v2 model
+//! (fetched by scripts/fetch-model; `QUIVER_TEST_MODEL` overrides the path).
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{json_vector, ok, quiver};
+use quiver::embed::{Embedder, SentenceEmbedder};
+use serde_json::Value;
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("QUIVER_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.cache/models/all-MiniLM-L6-v2"
+            ))
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "no test model at {}: run scripts/fetch-model (./scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn with_model<'a>(store: &Path, model: &'a Path, args: &[&'a str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--model", model.to_str().unwrap()]);
+    quiver(store, &all)
+}
+
+fn ok_model(store: &Path, model: &Path, args: &[&str]) -> String {
+    let out = with_model(store, model, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const DOCS: &[(&str, &str)] = &[
+    (
+        "db",
+        "An embedded vector database with approximate nearest neighbour search",
+    ),
+    (
+        "pasta",
+        "A recipe for fresh pasta with tomato sauce and basil",
+    ),
+    (
+        "rust",
+        "A systems programming language focused on safety and speed",
+    ),
+    ("garden", "How to grow tomatoes and herbs in a small garden"),
+    (
+        "ml",
+        "Training neural networks to produce sentence embeddings",
+    ),
+];
+
+#[test]
+fn text_in_text_queries_out() {
+    let model = model_dir();
+    let embedder = SentenceEmbedder::load(&model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    ok_model(&store, &model, &["create", "docs"]);
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "docs", "--json"])).unwrap();
+    assert_eq!(info["config"]["dimension"], 384);
+    assert_eq!(info["config"]["model"], embedder.id());
+
+    // Import: text-only lines are embedded; a line with a vector keeps it.
+    let mut text: String = DOCS
+        .iter()
+        .map(|(id, t)| format!("{{\"id\": \"{id}\", \"text\": \"{t}\"}}\n"))
+        .collect();
+    let own = vec![0.05f32; 384];
+    text.push_str(&format!(
+        "{{\"id\": \"own\", \"text\": \"kept as given\", \"vector\": {}}}\n",
+        json_vector(&own)
+    ));
+    let file = dir.path().join("docs.jsonl");
+    std::fs::write(&file, text).unwrap();
+    ok_model(
+        &store,
+        &model,
+        &["import", "docs", file.to_str().unwrap(), "--batch", "2"],
+    );
+    let got = lines(&ok(&store, &["get", "docs", "pasta", "own"]));
+    let want = embedder.embed(&[DOCS[1].1]).unwrap().remove(0);
+    let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
+    assert_eq!(v, want, "import embeds exactly as the library does");
+    let v: Vec<f32> = serde_json::from_value(got[1]["vector"].clone()).unwrap();
+    assert_eq!(v, own);
+
+    // Search by text, one query and a file of queries, and hybrid with text only.
+    let r = &lines(&ok_model(
+        &store,
+        &model,
+        &[
+            "search",
+            "docs",
+            "--text",
+            "vector similarity search engine",
+            "-k",
+            "2",
+        ],
+    ))[0];
+    assert_eq!(r["hits"][0]["id"], "db");
+    let q = dir.path().join("q.jsonl");
+    std::fs::write(
+        &q,
+        "{\"text\": \"italian cooking\"}\n{\"text\": \"planting vegetables\"}\n",
+    )
+    .unwrap();
+    let rs = lines(&ok_model(
+        &store,
+        &model,
+        &[
+            "search",
+            "docs",
+            "--query-texts",
+            q.to_str().unwrap(),
+            "-k",
+            "1",
+        ],
+    ));
+    assert_eq!(rs.len(), 2);
+    assert_eq!(rs[0]["hits"][0]["id"], "pasta");
+    assert_eq!(rs[1]["hits"][0]["id"], "garden");
+    let r = &lines(&ok_model(
+        &store,
+        &model,
+        &[
+            "search", "docs", "--mode", "hybrid", "--text", "tomato", "-k", "2",
+        ],
+    ))[0];
+    let ids: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"pasta") && ids.contains(&"garden"), "{ids:?}");
+
+    // Upsert --text embeds too.
+    ok_model(
+        &store,
+        &model,
+        &[
+            "upsert",
+            "docs",
+            "--id",
+            "bike",
+            "--text",
+            "Repairing a bicycle chain",
+        ],
+    );
+    let r = &lines(&ok_model(
+        &store,
+        &model,
+        &["search", "docs", "--text", "fix my bike", "-k", "1"],
+    ))[0];
+    assert_eq!(r["hits"][0]["id"], "bike");
+
+    // quiver embed: JSON lines or plain text in, vectors out, in order; raw f32 too.
+    let embed = |args: &[&str], input: &str| {
+        let mut child = Command::new(common::bin())
+            .args(["embed", "--model", model.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let out = embed(
+        &[],
+        "{\"text\": \"first line\"}\nsecond line\n{\"text\": \"third\"}\n",
+    );
+    let vs = lines(&String::from_utf8(out).unwrap());
+    assert_eq!(vs.len(), 3);
+    let want = embedder
+        .embed(&["first line", "second line", "third"])
+        .unwrap();
+    for (v, w) in vs.iter().zip(&want) {
+        let v: Vec<f32> = serde_json::from_value(v["vector"].clone()).unwrap();
+        assert_eq!(&v, w);
+    }
+    let raw = embed(&["--raw"], "second line\n");
+    assert_eq!(raw.len(), 384 * 4);
+    assert_eq!(
+        f32::from_le_bytes(raw[0..4].try_into().unwrap()),
+        want[1][0]
+    );
+
+    // reembed into a new collection bound to the model.
+    let out = lines(&ok_model(
+        &store,
+        &model,
+        &["reembed", "docs", "--into", "docs2", "--batch", "2"],
+    ));
+    assert_eq!(out[0]["reembedded"], 7);
+    assert_eq!(out[0]["count"], 7);
+    let got = lines(&ok(&store, &["get", "docs2", "own"]));
+    let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
+    assert_eq!(
+        v,
+        embedder.embed(&["kept as given"]).unwrap()[0],
+        "reembed embeds the text"
+    );
+    // Running it again resumes after the last id: nothing left to do.
+    let out = lines(&ok_model(
+        &store,
+        &model,
+        &["reembed", "docs", "--into", "docs2"],
+    ));
+    assert_eq!(out[0]["resumed"], true);
+    assert_eq!(out[0]["count"], 7);
+}
+
+#[test]
+fn model_errors_are_clear_and_change_nothing() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    ok_model(&store, &model, &["create", "docs"]);
+    ok(&store, &["create", "small", "--dim", "8"]);
+    ok_model(
+        &store,
+        &model,
+        &["upsert", "docs", "--id", "a", "--text", "hello"],
+    );
+
+    // Another model: same files but different weights.
+    let other = dir.path().join("other-model");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json"] {
+        std::fs::copy(model.join(f), other.join(f)).unwrap();
+    }
+    let mut weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    let last = weights.len() - 8;
+    weights[last] ^= 1;
+    std::fs::write(other.join("model.safetensors"), weights).unwrap();
+
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model.join(f), broken.join(f)).unwrap();
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not safetensors").unwrap();
+
+    let before = common::store_bytes(&store);
+    let text_only = dir.path().join("t.jsonl");
+    std::fs::write(&text_only, "{\"id\": \"b\", \"text\": \"needs a model\"}\n").unwrap();
+    let cases: Vec<(Vec<&str>, Option<&Path>, &str)> = vec![
+        (
+            vec!["search", "docs", "--text", "x"],
+            None,
+            "needs an embedding model",
+        ),
+        (
+            vec!["search", "docs", "--text", "x"],
+            Some(&other),
+            "is bound to model",
+        ),
+        (
+            vec!["upsert", "docs", "--id", "b", "--text", "x"],
+            Some(&other),
+            "is bound to model",
+        ),
+        (
+            vec!["import", "docs", text_only.to_str().unwrap()],
+            None,
+            "t.jsonl:1",
+        ),
+        (
+            vec!["import", "docs", text_only.to_str().unwrap()],
+            Some(&other),
+            "is bound to model",
+        ),
+        (
+            vec!["search", "small", "--text", "x"],
+            Some(&model),
+            "dimension 8",
+        ),
+        (
+            vec!["search", "docs", "--text", "x"],
+            Some(&broken),
+            "model.safetensors",
+        ),
+        (
+            vec!["search", "docs", "--text", "x"],
+            Some(Path::new("/nonexistent")),
+            "not found",
+        ),
+        (vec!["create", "c2", "--dim", "10"], Some(&model), "384-d"),
+        (vec!["embed"], None, "--model"),
+    ];
+    for (args, m, needle) in cases {
+        let out = match m {
+            Some(m) => with_model(&store, m, &args),
+            None => quiver(&store, &args),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} should mention {needle:?}"
+        );
+        assert!(
+            common::store_bytes(&store) == before,
+            "{args:?} changed the store"
+        );
+    }
+}
