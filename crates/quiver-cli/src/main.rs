@@ -5,6 +5,7 @@
 
 mod commands;
 mod demo;
+mod hub;
 mod import;
 mod model;
 mod output;

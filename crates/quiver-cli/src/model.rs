@@ -20,12 +20,22 @@ pub(crate) fn dir(cli: &Cli) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("QUIVER_MODEL").map(PathBuf::from))
 }
 
-/// Load the model the command line names, if any.
+/// Load the model the command line names, if any: a local directory, or
+/// (feature `hub`) a Hugging Face Hub id such as `owner/name`.
 pub(crate) fn load(cli: &Cli) -> CliResult<Option<SentenceEmbedder>> {
-    match dir(cli) {
-        Some(d) => Ok(Some(SentenceEmbedder::load(&d)?)),
-        None => Ok(None),
+    let Some(d) = dir(cli) else {
+        return Ok(None);
+    };
+    let name = d.to_string_lossy().to_string();
+    if !d.exists() && crate::hub::looks_like_hub_id(&name) {
+        #[cfg(feature = "hub")]
+        return Ok(Some(SentenceEmbedder::load(crate::hub::fetch(&name)?)?));
+        #[cfg(not(feature = "hub"))]
+        return input(format!(
+            "no model directory {name}; fetching models from the Hugging Face Hub needs a build with the 'hub' feature"
+        ));
     }
+    Ok(Some(SentenceEmbedder::load(&d)?))
 }
 
 /// The model for embedding text into `coll`: required, and the one the

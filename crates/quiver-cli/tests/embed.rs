@@ -337,3 +337,72 @@ fn model_errors_are_clear_and_change_nothing() {
         );
     }
 }
+
+/// Models by Hub id: a cached copy is used as is; one that cannot be
+/// fetched is a one-line error that leaves nothing behind.
+#[test]
+fn hub_ids_use_the_cache_and_fail_clearly() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cached = cache.join("someone--minilm");
+    std::fs::create_dir_all(cached.join("1_Pooling")).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        std::fs::copy(model.join(f), cached.join(f)).unwrap();
+    }
+    let store = dir.path().join("s");
+    let run = |args: &[&str]| {
+        Command::new(common::bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .env("QUIVER_MODEL_CACHE", &cache)
+            .env_remove("QUIVER_MODEL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["create", "docs", "--model", "someone/minilm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "search",
+        "docs",
+        "--text",
+        "anything",
+        "--model",
+        "someone/minilm",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let other = dir.path().join("other");
+    let out = Command::new(common::bin())
+        .arg("--store")
+        .arg(&other)
+        .args([
+            "create",
+            "docs",
+            "--model",
+            "quiver-tests-no-such-owner/no-such-model",
+        ])
+        .env("QUIVER_MODEL_CACHE", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("Hugging Face Hub"), "{stderr}");
+    assert!(!other.exists(), "a failed create made a store");
+}
