@@ -7,6 +7,9 @@
 //! clear error. Each file is written to `.part` and renamed, so a cache
 //! never holds half a model.
 
+// Without the feature only `looks_like_hub_id` is used (for a clear error).
+#![cfg_attr(not(feature = "hub"), allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
