@@ -828,11 +828,11 @@ fn filters_keyword_and_hybrid() {
         ),
         (
             vec!["search", "docs", "--text", "x"],
-            "--mode keyword or hybrid",
+            "needs an embedding model",
         ),
         (
             vec!["search", "docs", "--mode", "hybrid", "--text", "x"],
-            "needs a vector",
+            "needs an embedding model",
         ),
         (
             vec![
