@@ -300,14 +300,18 @@ impl fmt::Display for CmpOp {
 
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Parenthesise compound operands so the text parses back to this tree:
-        // AND and OR are left-associative, NOT binds tighter than both.
-        let operand = |x: &Filter, f: &mut fmt::Formatter<'_>, left_ok: bool| match x {
-            Filter::And(..) if left_ok && matches!(self, Filter::And(..)) => write!(f, "{x}"),
-            Filter::Or(..) if left_ok && matches!(self, Filter::Or(..)) => write!(f, "{x}"),
-            Filter::And(..) | Filter::Or(..) => write!(f, "({x})"),
-            _ => write!(f, "{x}"),
-        };
+        // Parentheses only where the tree needs them (OR under AND, a right
+        // operand of the same operator, AND/OR under NOT): the printed text
+        // then never nests deeper than any text that parses to this tree,
+        // so it parses back within the parser's depth limit.
+        fn wrapped(x: &Filter, paren: bool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if paren {
+                write!(f, "({x})")
+            } else {
+                write!(f, "{x}")
+            }
+        }
+        let compound = |x: &Filter| matches!(x, Filter::And(..) | Filter::Or(..));
         match self {
             Filter::Cmp(field, op, v) => write!(f, "{field} {op} {v}"),
             Filter::In(field, vs, neg) => {
@@ -319,19 +323,19 @@ impl fmt::Display for Filter {
                 write!(f, "{field} IS {}NULL", if *neg { "NOT " } else { "" })
             }
             Filter::And(a, b) => {
-                operand(a, f, true)?;
+                wrapped(a, matches!(**a, Filter::Or(..)), f)?;
                 f.write_str(" AND ")?;
-                operand(b, f, false)
+                wrapped(b, compound(b), f)
             }
             Filter::Or(a, b) => {
-                operand(a, f, true)?;
+                wrapped(a, false, f)?;
                 f.write_str(" OR ")?;
-                operand(b, f, false)
+                wrapped(b, matches!(**b, Filter::Or(..)), f)
             }
-            Filter::Not(a) => match **a {
-                Filter::And(..) | Filter::Or(..) | Filter::Not(..) => write!(f, "NOT ({a})"),
-                _ => write!(f, "NOT {a}"),
-            },
+            Filter::Not(a) => {
+                f.write_str("NOT ")?;
+                wrapped(a, compound(a), f)
+            }
         }
     }
 }
@@ -438,6 +442,16 @@ mod tests {
         assert_eq!(e.to_string(), "invalid filter: unexpected token ')' at 17");
         let deep = format!("{}a = 1{}", "(".repeat(500), ")".repeat(500));
         assert!(deep.parse::<Filter>().is_err());
+        // Whatever parses prints back to text that parses (found by hand
+        // beside the fuzzer: NOT chains used to print two levels per NOT).
+        for text in [
+            format!("{}a = 1", "NOT ".repeat(120)),
+            format!("{}a = 1{}", "(NOT ".repeat(60), ")".repeat(60)),
+            "a = 1 AND b = 2 OR c = 3 AND NOT (d = 4 OR e = 5)".to_string(),
+        ] {
+            let f: Filter = text.parse().unwrap();
+            assert_eq!(f.to_string().parse::<Filter>().unwrap(), f, "{text}");
+        }
     }
 
     #[test]
