@@ -56,31 +56,26 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
     let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
     let (mut done, mut batches) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(args.batch);
-    while let Some(item) = source.next(&file)? {
-        batch.push(item);
-        if batch.len() == args.batch {
+    loop {
+        let item = source.next(&file)?;
+        let end = item.is_none();
+        batch.extend(item);
+        if batch.len() == args.batch || (end && !batch.is_empty()) {
+            let report = args.report_commits;
             commit(
                 &coll,
                 model.as_ref(),
                 &mut batch,
                 &mut done,
                 &mut batches,
-                args.report_commits,
+                report,
                 out,
             )?;
             bar.set_position(done);
         }
-    }
-    if !batch.is_empty() {
-        commit(
-            &coll,
-            model.as_ref(),
-            &mut batch,
-            &mut done,
-            &mut batches,
-            args.report_commits,
-            out,
-        )?;
+        if end {
+            break;
+        }
     }
     // A bulk load ends with a snapshot, so the next open replays nothing.
     coll.flush()?;

@@ -1045,13 +1045,7 @@ impl CollState {
     fn rebuild_now(&self, store: &Inner, conn: &mut Connection, reason: &str) -> Result<()> {
         let started = Instant::now();
         let config = self.config();
-        let seq: i64 = conn
-            .query_row(
-                "SELECT seq FROM collections WHERE cid = ?1",
-                [self.cid],
-                |r| r.get(0),
-            )
-            .during("read sequence")?;
+        let seq: i64 = read_seq(conn, self.cid)?;
         let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
         let pending = fresh.len() as u64;
         *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
@@ -1622,13 +1616,7 @@ impl Collection {
         let (dim, metric) = (self.config().dimension, self.config().metric);
         let set = Arc::new(self.store.read(|conn| {
             begin_read(conn)?;
-            let seq: i64 = conn
-                .query_row(
-                    "SELECT seq FROM collections WHERE cid = ?1",
-                    [st.cid],
-                    |r| r.get(0),
-                )
-                .during("read sequence")?;
+            let seq: i64 = read_seq(conn, st.cid)?;
             let set = filtered::compute(
                 conn,
                 &filtered::Scope {
@@ -1914,13 +1902,7 @@ impl Collection {
             // Build at exactly the sequence the HNSW index reflects.
             let flat = self.store.read(|conn| {
                 begin_read(conn)?;
-                let seq: i64 = conn
-                    .query_row(
-                        "SELECT seq FROM collections WHERE cid = ?1",
-                        [self.state.cid],
-                        |r| r.get(0),
-                    )
-                    .during("read sequence")?;
+                let seq: i64 = read_seq(conn, self.state.cid)?;
                 if seq != self.state.applied_seq.load(Ordering::SeqCst) {
                     end_read(conn)?;
                     return Ok(None);
@@ -1965,13 +1947,7 @@ impl Collection {
         let flat = self.store.read(|conn| {
             begin_read(conn)?;
             let f = build(conn)?;
-            let seq: i64 = conn
-                .query_row(
-                    "SELECT seq FROM collections WHERE cid = ?1",
-                    [self.state.cid],
-                    |r| r.get(0),
-                )
-                .during("read sequence")?;
+            let seq: i64 = read_seq(conn, self.state.cid)?;
             end_read(conn)?;
             Ok((f, seq))
         })?;
@@ -2177,13 +2153,7 @@ impl Collection {
             if quick != "ok" {
                 problems.push(format!("sqlite quick_check: {quick}"));
             }
-            let seq: i64 = conn
-                .query_row(
-                    "SELECT seq FROM collections WHERE cid = ?1",
-                    [st.cid],
-                    |r| r.get(0),
-                )
-                .during("read sequence")?;
+            let seq: i64 = read_seq(conn, st.cid)?;
             let applied = st.applied_seq.load(Ordering::SeqCst);
             if seq != applied {
                 problems.push(format!(
@@ -2377,6 +2347,14 @@ fn zero_vector_id(conn: &Connection, cid: i64, dim: usize) -> Result<Option<Stri
     )
     .optional()
     .during("look for zero vectors")
+}
+
+/// The collection's last committed sequence number.
+fn read_seq(conn: &Connection, cid: i64) -> Result<i64> {
+    conn.prepare_cached("SELECT seq FROM collections WHERE cid = ?1")
+        .during("prepare sequence read")?
+        .query_row([cid], |r| r.get(0))
+        .during("read sequence")
 }
 
 fn next_seq(tx: &rusqlite::Transaction<'_>, cid: i64) -> Result<i64> {
