@@ -2,12 +2,12 @@
 //!
 //! `flock` locks belong to the open file, so they vanish with the process
 //! (no stale lock after `kill -9`) and a second open in the same process is
-//! refused as well. The holder writes its pid into the file for the message
-//! the next would-be writer sees.
+//! refused as well. The file itself is never written: the holder's pid for
+//! the "locked by pid N" message comes from the kernel (`/proc/locks`), so
+//! a refused or failed writer leaves the store's bytes as they were.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -22,7 +22,7 @@ pub(crate) struct WriterLock {
 impl WriterLock {
     pub(crate) fn acquire(store_dir: &Path) -> Result<WriterLock> {
         let path = store_dir.join("LOCK");
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -35,22 +35,36 @@ impl WriterLock {
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
                 return Err(Error::Locked {
                     path: store_dir.to_path_buf(),
-                    pid: text.trim().parse().unwrap_or(0),
+                    pid: holder(&file).unwrap_or(0),
                 });
             }
             return Err(Error::io("lock store", &path, err));
         }
-        let pid = std::process::id().to_string();
-        file.set_len(0)
-            .and_then(|_| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(pid.as_bytes()))
-            .map_err(|e| Error::io("write lock file", &path, e))?;
         Ok(WriterLock { _file: file })
     }
+}
+
+/// The pid holding an flock on `file`, from `/proc/locks` (Linux).
+fn holder(file: &File) -> Option<u32> {
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let (pid, id) = (fields.get(4)?, fields.get(5)?);
+        let mut parts = id.split(':');
+        let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let min = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let ino: u64 = parts.next()?.parse().ok()?;
+        (maj == major && min == minor && ino == meta.ino()).then(|| pid.parse().ok())?
+    })
 }
 
 #[cfg(test)]
@@ -58,13 +72,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_lock_is_refused_with_pid() {
+    fn second_lock_is_refused_with_pid_and_the_file_stays_empty() {
         let dir = tempfile::tempdir().unwrap();
         let first = WriterLock::acquire(dir.path()).unwrap();
         match WriterLock::acquire(dir.path()) {
             Err(Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
             other => panic!("expected Locked, got {other:?}"),
         }
+        assert_eq!(std::fs::read(dir.path().join("LOCK")).unwrap(), b"");
         drop(first);
         WriterLock::acquire(dir.path()).unwrap();
     }

@@ -456,13 +456,19 @@ impl Inner {
             .as_ref()
             .ok_or_else(|| Error::arg("in-memory store has no reader"))?;
         let db = dir.join(DB_FILE);
+        // Read-write flags but `query_only`: SQLite refuses every write,
+        // yet the last connection to close may remove the -wal and -shm
+        // files it made (a read-only connection cannot), so reading a store
+        // leaves its files as they were. Read-only files fall back below.
         let conn = Connection::open_with_flags(
             &db,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| not_a_store(dir, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .during("set busy timeout")?;
+        conn.execute_batch("PRAGMA query_only = 1")
+            .during("make reader query-only")?;
         match conn.query_row("PRAGMA schema_version", [], |_| Ok(())) {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(

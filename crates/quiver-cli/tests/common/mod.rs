@@ -55,8 +55,7 @@ pub fn json_vector(v: &[f32]) -> String {
     serde_json::to_string(v).unwrap()
 }
 
-/// Bytes of every file of a store except `LOCK` (which holds the last
-/// writer's pid) and SQLite's `-shm` index, by relative path.
+/// Bytes of every file of a store, by relative path.
 pub fn store_bytes(store: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![store.to_path_buf()];
@@ -69,13 +68,6 @@ pub fn store_bytes(store: &Path) -> Vec<(String, Vec<u8>)> {
             }
             let name = p.strip_prefix(store).unwrap().display().to_string();
             let bytes = std::fs::read(&p).unwrap();
-            // An empty WAL is what a reader leaves when there was none.
-            if name == "LOCK"
-                || name.ends_with("-shm")
-                || (name.ends_with("-wal") && bytes.is_empty())
-            {
-                continue;
-            }
             out.push((name, bytes));
         }
     }
