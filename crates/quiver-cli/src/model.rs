@@ -167,10 +167,7 @@ pub(crate) fn reembed(
     };
     into.check_embedder(&model)?;
     // Resume after the last id already written (ids go in order).
-    let mut after = into
-        .scan(None, None, usize::MAX)?
-        .last()
-        .map(|r| r.id.clone());
+    let mut after = into.last_id()?;
     let resumed = after.is_some();
     let total = from.count()?;
     let bar = progress_bar(total, "reembed");

@@ -485,13 +485,13 @@ fn end_read(conn: &Connection) -> Result<()> {
 }
 
 impl Indexes {
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
     fn empty(config: &CollectionConfig, expected: usize, name: &str) -> Result<Self> {
         Ok(Indexes {
             #[cfg(feature = "usearch")]
             hnsw: HnswIndex::new(config, expected)
                 .map_err(|m| index_err(name, "create index", m))?,
             flat: if cfg!(feature = "usearch") {
-                let _ = (expected, name);
                 None
             } else {
                 Some(FlatIndex::new(config.dimension, config.metric))
@@ -534,6 +534,7 @@ impl Indexes {
 
     /// Make room for `additional` adds. Needs `&mut`: usearch's reserve
     /// must not overlap any other call.
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
     fn grow(&mut self, additional: usize, name: &str) -> Result<()> {
         #[cfg(feature = "usearch")]
         self.hnsw
@@ -542,7 +543,6 @@ impl Indexes {
         if let Some(f) = self.flat.as_mut() {
             f.reserve(additional);
         }
-        let _ = name;
         Ok(())
     }
 
@@ -565,12 +565,7 @@ impl Indexes {
                 vectors: n,
                 deleted_slots: 0,
                 capacity: n,
-                memory_bytes: n
-                    * 4
-                    * self.flat.as_ref().map_or(0, |f| {
-                        f.get(f.keys().first().copied().unwrap_or(0))
-                            .map_or(0, |v| v.len())
-                    }) as u64,
+                memory_bytes: self.flat.as_ref().map_or(0, FlatIndex::memory_bytes) as u64,
             }
         }
     }
@@ -1365,6 +1360,21 @@ impl Collection {
         })
     }
 
+    /// The greatest record id (in byte order), if there are records: where
+    /// a copy made in id order left off.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn last_id(&self) -> Result<Option<String>> {
+        self.alive()?;
+        self.store.read(|conn| {
+            conn.prepare_cached("SELECT max(id) FROM records WHERE cid = ?1")
+                .during("prepare last id")?
+                .query_row([self.state.cid], |r| r.get(0))
+                .during("read last id")
+        })
+    }
+
     /// Number of records.
     ///
     /// # Errors
@@ -1898,34 +1908,31 @@ impl Collection {
             Ok(flat)
         };
         if self.store.is_read_only() {
-            let _r = self.state.refresh.lock().unwrap_or_else(|p| p.into_inner());
-            // Build at exactly the sequence the HNSW index reflects.
-            let flat = self.store.read(|conn| {
-                begin_read(conn)?;
-                let seq: i64 = read_seq(conn, self.state.cid)?;
-                if seq != self.state.applied_seq.load(Ordering::SeqCst) {
+            // Build at exactly the sequence the HNSW index reflects; if the
+            // writer moved on meanwhile, catch up and try again.
+            for _ in 0..8 {
+                self.refresh()?;
+                let _r = self.state.refresh.lock().unwrap_or_else(|p| p.into_inner());
+                let flat = self.store.read(|conn| {
+                    begin_read(conn)?;
+                    let current = read_seq(conn, self.state.cid)?
+                        == self.state.applied_seq.load(Ordering::SeqCst);
+                    let flat = if current { Some(build(conn)?) } else { None };
                     end_read(conn)?;
-                    return Ok(None);
-                }
-                let flat = build(conn)?;
-                end_read(conn)?;
-                Ok(Some(flat))
-            })?;
-            match flat {
-                Some(f) => {
+                    Ok(flat)
+                })?;
+                if let Some(f) = flat {
                     self.state
                         .indexes
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .flat = Some(f)
-                }
-                None => {
-                    drop(_r);
-                    self.refresh()?;
-                    return self.ensure_flat_after_refresh(build);
+                        .flat = Some(f);
+                    return Ok(());
                 }
             }
-            return Ok(());
+            return Err(Error::arg(
+                "the store is changing too fast for an exact search from a read-only handle; retry",
+            ));
         }
         let conn = self.store.writer("exact search")?;
         let flat = build(&conn)?;
@@ -1935,34 +1942,6 @@ impl Collection {
             .unwrap_or_else(|p| p.into_inner())
             .flat = Some(flat);
         Ok(())
-    }
-
-    fn ensure_flat_after_refresh(
-        &self,
-        build: impl Fn(&Connection) -> Result<FlatIndex>,
-    ) -> Result<()> {
-        // A writer moved on between our refresh and the scan: build from a
-        // consistent read and replay to it by refreshing once more.
-        let _r = self.state.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        let flat = self.store.read(|conn| {
-            begin_read(conn)?;
-            let f = build(conn)?;
-            let seq: i64 = read_seq(conn, self.state.cid)?;
-            end_read(conn)?;
-            Ok((f, seq))
-        })?;
-        if flat.1 == self.state.applied_seq.load(Ordering::SeqCst) {
-            self.state
-                .indexes
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .flat = Some(flat.0);
-            Ok(())
-        } else {
-            Err(Error::arg(
-                "the store is changing too fast for an exact search from a read-only handle; retry",
-            ))
-        }
     }
 
     /// Turn index keys into hits, skipping keys deleted meanwhile.

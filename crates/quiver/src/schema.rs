@@ -86,7 +86,28 @@ CREATE TABLE field_indexes (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 1 to 2: the new table, and full-text tables (filled) for the
+/// collections made before version 2.
+fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(V2)?;
+    let cids: Vec<i64> = tx
+        .prepare("SELECT cid FROM collections")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for cid in cids {
+        tx.execute_batch(&fts_table_sql(cid))?;
+        tx.execute(
+            &format!("INSERT INTO fts_{cid} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
+            [cid],
+        )?;
+    }
+    Ok(())
+}
+
+type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
+/// Step i takes the schema from version i to i + 1.
+const MIGRATIONS: &[Migration] = &[|tx| tx.execute_batch(V1), to_v2];
 
 /// DDL of a collection's full-text table. Contentless (the text lives in
 /// `records`) with `contentless_delete` so rows can be deleted by key alone.
@@ -113,25 +134,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i32 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .during("read schema version")?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql)
-            .during(&format!("migrate schema to version {}", i + 1))?;
-        if i + 1 == 2 {
-            // Full-text tables for collections made before version 2.
-            let cids: Vec<i64> = tx
-                .prepare("SELECT cid FROM collections")
-                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-                .during("list collections for migration")?;
-            for cid in cids {
-                tx.execute_batch(&fts_table_sql(cid))
-                    .during("create full-text table")?;
-                tx.execute(
-                    &format!("INSERT INTO fts_{cid} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
-                    [cid],
-                )
-                .during("fill full-text table")?;
-            }
-        }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        step(&tx).during(&format!("migrate schema to version {}", i + 1))?;
     }
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"

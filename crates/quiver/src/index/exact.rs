@@ -80,8 +80,8 @@ impl FlatIndex {
         Some(&self.data[pos * self.dim..(pos + 1) * self.dim])
     }
 
-    pub(crate) fn keys(&self) -> &[u64] {
-        &self.keys
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.data.len() * 4 + self.keys.len() * 8 + self.position.capacity() * 16
     }
 
     /// The `k` nearest keys with their distances, closest first; ties broken by key.

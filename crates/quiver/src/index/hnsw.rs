@@ -304,14 +304,7 @@ impl HnswIndex {
         ef: Option<usize>,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
         let ef = ef.unwrap_or(self.default_ef);
-        let hits = self.search_once(query, k, ef)?;
-        if hits.len() >= k.min(self.len()) && hits.iter().all(|h| h.0 < DEAD_BASE) {
-            return Ok(hits);
-        }
-        let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
-        let mut hits = self.search_once(query, k, ef)?;
-        hits.retain(|h| h.0 < DEAD_BASE);
-        Ok(hits)
+        self.retrying(k.min(self.len()), || self.search_once(query, k, ef))
     }
 
     /// Approximate k nearest among keys for which `keep` is true, at `ef`.
@@ -335,8 +328,19 @@ impl HnswIndex {
                 .map_err(|e| e.to_string())?;
             Ok(m.keys.into_iter().zip(m.distances).collect())
         };
+        self.retrying(expect.min(k), once)
+    }
+
+    /// Run `once`; if it came back with fewer than `want` hits or with a
+    /// retired key (it overlapped a writer), run it again with writers held
+    /// off, which is exact.
+    fn retrying(
+        &self,
+        want: usize,
+        once: impl Fn() -> Result<Vec<(u64, f32)>, HnswError>,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
         let hits = once()?;
-        if hits.len() >= expect.min(k) && hits.iter().all(|h| h.0 < DEAD_BASE) {
+        if hits.len() >= want && hits.iter().all(|h| h.0 < DEAD_BASE) {
             return Ok(hits);
         }
         let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
