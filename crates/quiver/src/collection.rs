@@ -360,6 +360,10 @@ struct Indexes {
     /// With usearch: built on the first exact search, then kept in step.
     /// Without: always present, it is the index.
     flat: Option<FlatIndex>,
+    /// Key → id of records found by searches, so an ids-only search does
+    /// not go to SQLite. A key's id never changes (keys are never reused:
+    /// `AUTOINCREMENT`), so entries only leave, when the key is removed.
+    ids: RwLock<HashMap<u64, Box<str>>>,
 }
 
 pub(crate) struct CollState {
@@ -378,6 +382,16 @@ pub(crate) struct CollState {
     snapshot_error: Mutex<Option<String>>,
     /// Serialises read-only refreshes.
     refresh: Mutex<()>,
+    /// Set once a background thread has been started to fill the id cache.
+    warming: AtomicBool,
+    /// Keys the id cache did not have.
+    id_misses: AtomicU64,
+    /// That thread, and the flag that stops it (see [`CollState::stop_background`]).
+    warm_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop: AtomicBool,
+    /// The store's `data_version` when a read-only refresh last found
+    /// this collection current (-1: never).
+    seen_version: AtomicI64,
     /// Held exclusively by a delete from before its commit until its keys
     /// are out of the index. A search whose hits vanished from SQLite
     /// (deleted between the index search and the lookup) retries holding
@@ -496,6 +510,7 @@ impl Indexes {
             } else {
                 Some(FlatIndex::new(config.dimension, config.metric))
             },
+            ids: RwLock::new(HashMap::new()),
         })
     }
 
@@ -598,6 +613,10 @@ fn apply(
             w.grow(upserts.len(), name)?;
         }
         // The flat index needs `&mut`; it is small work next to HNSW inserts.
+        let ids = w.ids.get_mut().unwrap_or_else(|p| p.into_inner());
+        for k in removes {
+            ids.remove(k);
+        }
         if let Some(f) = w.flat.as_mut() {
             for k in removes {
                 f.remove(*k);
@@ -615,13 +634,121 @@ fn apply(
                 .remove(*k)
                 .map_err(|m| index_err(name, "remove", m))?;
         }
-        for (k, v) in upserts {
-            r.hnsw
-                .upsert(*k, v)
-                .map_err(|m| index_err(name, "add", m))?;
+        // Keys in one change are distinct, so a large change is added on
+        // every core; `verify` checks that every node stays reachable.
+        let threads = build_threads(upserts.len());
+        let add = |chunk: &[(u64, Vec<f32>)]| -> Result<()> {
+            for (k, v) in chunk {
+                r.hnsw
+                    .upsert(*k, v)
+                    .map_err(|m| index_err(name, "add", m))?;
+            }
+            Ok(())
+        };
+        if threads <= 1 {
+            add(upserts)?;
+        } else {
+            // Parallel adds can leave a node no search reaches (usearch
+            // #735; measured here: 5 of 3,000). Once every add is done,
+            // each node is searched for by its own vector, and the few not
+            // found are added again alone, which links them properly.
+            let per = upserts.len().div_ceil(threads);
+            on_threads(upserts.chunks(per), add)?;
+            let hnsw = &r.hnsw;
+            let lost: Vec<usize> = on_threads(upserts.chunks(per).enumerate(), |(c, chunk)| {
+                Ok((0..chunk.len())
+                    .filter(|&i| !hnsw.finds_itself(chunk[i].0, &chunk[i].1))
+                    .map(|i| c * per + i)
+                    .collect::<Vec<usize>>())
+            })?
+            .concat();
+            drop(r);
+            if !lost.is_empty() {
+                // Each re-add takes a new slot: make room first.
+                lock.write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .grow(lost.len(), name)?;
+                let r = lock.read().unwrap_or_else(|p| p.into_inner());
+                for i in lost {
+                    let (k, v) = &upserts[i];
+                    r.hnsw
+                        .upsert(*k, v)
+                        .map_err(|m| index_err(name, "add", m))?;
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Fill a collection's id cache from SQLite on a background thread, so
+/// that ids-only searches stop going to SQLite soon after open without
+/// making the open itself wait. Stops when the store or collection goes.
+fn warm_ids(
+    conn: Connection,
+    state: std::sync::Weak<CollState>,
+) -> Option<std::thread::JoinHandle<()>> {
+    const ROWS: i64 = 16_384;
+    std::thread::Builder::new()
+        .name("quiver-warm-ids".into())
+        .spawn(move || {
+            let mut after = i64::MIN;
+            loop {
+                let Some(st) = state.upgrade() else { return };
+                if st.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let rows: Result<Vec<(i64, String)>> = (|| {
+                    conn.prepare_cached(
+                        "SELECT key, id FROM records WHERE cid = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                    )
+                    .during("prepare id warm-up")?
+                    .query_map(params![st.cid, after, ROWS], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .during("read ids")?
+                    .collect::<rusqlite::Result<_>>()
+                    .during("read ids")
+                })();
+                let Ok(rows) = rows else { return };
+                let Some(last) = rows.last() else { return };
+                after = last.0;
+                let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+                // Only keys the index holds: a key deleted meanwhile stays out.
+                let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+                for (key, id) in rows {
+                    if ix.contains(key as u64) {
+                        ids.entry(key as u64).or_insert_with(|| id.into_boxed_str());
+                    }
+                }
+            }
+        })
+        .ok()
+}
+
+/// Run `work` on each item on its own thread; results in item order.
+#[cfg(feature = "usearch")]
+fn on_threads<I, T>(items: I, work: impl Fn(I::Item) -> Result<T> + Sync) -> Result<Vec<T>>
+where
+    I: Iterator,
+    I::Item: Send,
+    T: Send,
+{
+    std::thread::scope(|s| {
+        let work = &work;
+        let workers: Vec<_> = items.map(|item| s.spawn(move || work(item))).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Threads to add `n` vectors with: one per core for large changes, where
+/// the split pays for the threads.
+#[cfg(feature = "usearch")]
+fn build_threads(n: usize) -> usize {
+    const PER_THREAD: usize = 64;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    cores.min(n / PER_THREAD).max(1)
 }
 
 /// Replay every change stamped after `after` onto `lock`'s indexes.
@@ -763,7 +890,14 @@ fn load_snapshot(
     }
     let bytes = snapshot::read_checked(dir, cid, row.info.bytes, &row.info.digest)?;
     let hnsw = HnswIndex::load(config, &bytes, row.info.vectors as usize)?;
-    Ok((Indexes { hnsw, flat: None }, row.info.applied_seq as i64))
+    Ok((
+        Indexes {
+            hnsw,
+            flat: None,
+            ids: RwLock::new(HashMap::new()),
+        },
+        row.info.applied_seq as i64,
+    ))
 }
 
 #[cfg(not(feature = "usearch"))]
@@ -854,6 +988,11 @@ impl CollState {
             load: Mutex::new(load),
             snapshot_error: Mutex::new(None),
             refresh: Mutex::new(()),
+            seen_version: AtomicI64::new(-1),
+            warming: AtomicBool::new(false),
+            id_misses: AtomicU64::new(0),
+            warm_thread: Mutex::new(None),
+            stop: AtomicBool::new(false),
             delete_gate: RwLock::new(()),
             matches: Mutex::new(filtered::Cache::default()),
         })
@@ -908,6 +1047,20 @@ impl CollState {
         }
         store.register(state.clone());
         Ok(Some(state))
+    }
+
+    /// Stop and join this collection's background thread, if any. Each
+    /// step of it is short, so this returns quickly.
+    pub(crate) fn stop_background(&self) {
+        self.stop.store(true, Ordering::Release);
+        let handle = self
+            .warm_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     pub(crate) fn mark_dropped(&self) {
@@ -1951,6 +2104,9 @@ impl Collection {
         include: Include,
         dim: usize,
     ) -> Result<Vec<Hit>> {
+        if include == Include::default() {
+            return self.resolve_ids(found);
+        }
         let name = &self.state.name;
         let sql = format!(
             "SELECT id, {}, {}, {} FROM records WHERE key = ?1 AND cid = ?2",
@@ -1995,6 +2151,80 @@ impl Collection {
         })
     }
 
+    /// [`Collection::resolve`] for ids-only hits: from the id cache, and
+    /// from SQLite (then cached) for keys not in it.
+    fn resolve_ids(&self, found: &[(u64, f32, Option<Ranks>)]) -> Result<Vec<Hit>> {
+        let hit = |id: &str, distance: f32, ranks: &Option<Ranks>| Hit {
+            id: id.to_string(),
+            distance,
+            text: None,
+            metadata: None,
+            vector: None,
+            ranks: ranks.clone(),
+        };
+        let mut hits: Vec<Option<Hit>> = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let ids = ix.ids.read().unwrap_or_else(|p| p.into_inner());
+            for (i, (key, distance, ranks)) in found.iter().enumerate() {
+                match ids.get(key) {
+                    Some(id) => hits.push(Some(hit(id, *distance, ranks))),
+                    None => {
+                        hits.push(None);
+                        missing.push(i);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            // Warm up once searches have missed a few hundred keys: a
+            // one-shot search (one CLI call) never pays for it.
+            let missed = self
+                .state
+                .id_misses
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            if missed >= 256 && !self.state.warming.swap(true, Ordering::AcqRel) {
+                if let Ok(conn) = self.store.open_reader() {
+                    *self
+                        .state
+                        .warm_thread
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        warm_ids(conn, Arc::downgrade(&self.state));
+                }
+            }
+            let rows = self.store.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT id FROM records WHERE key = ?1 AND cid = ?2")
+                    .during("prepare hit lookup")?;
+                let mut rows = Vec::with_capacity(missing.len());
+                for &i in &missing {
+                    let key = found[i].0;
+                    let id: Option<String> = stmt
+                        .query_row(params![key as i64, self.state.cid], |r| r.get(0))
+                        .optional()
+                        .during("look up hit")?;
+                    rows.push((i, key, id));
+                }
+                Ok(rows)
+            })?;
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+            for (i, key, id) in rows {
+                // Deleted since the index search: no hit (the caller retries).
+                let Some(id) = id else { continue };
+                let (_, distance, ranks) = &found[i];
+                hits[i] = Some(hit(&id, *distance, ranks));
+                // A key deleted after this lookup may be cached here, but
+                // the index never returns a removed key again, so the entry
+                // is never read.
+                ids.insert(key, id.into_boxed_str());
+            }
+        }
+        Ok(hits.into_iter().flatten().collect())
+    }
+
     /// For a read-only handle: catch up with changes committed by the
     /// writer since this process loaded the index. A writable handle is
     /// always current, and this does nothing.
@@ -2007,6 +2237,11 @@ impl Collection {
         }
         let st = &self.state;
         let _r = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        // Read before the check: a commit after this read moves it again.
+        let version = self.store.data_version()?;
+        if version == st.seen_version.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.store.read(|conn| {
             begin_read(conn)?;
             let Some(row) = read_collection(conn, "cid = ?1", &st.cid)? else {
@@ -2018,6 +2253,7 @@ impl Collection {
             };
             let applied = st.applied_seq.load(Ordering::SeqCst);
             if row.seq == applied && row.config == st.config() {
+                st.seen_version.store(version, Ordering::SeqCst);
                 return end_read(conn);
             }
             if row.pruned_seq > applied || row.config != st.config() {
@@ -2039,6 +2275,7 @@ impl Collection {
                 )?;
             }
             st.applied_seq.store(row.seq, Ordering::SeqCst);
+            st.seen_version.store(version, Ordering::SeqCst);
             end_read(conn)
         })
     }

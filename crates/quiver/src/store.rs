@@ -118,6 +118,11 @@ pub(crate) struct Inner {
     /// `None` when read-only.
     writer: Option<Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
+    /// Read-only stores: one connection kept only to ask SQLite's
+    /// `data_version`, which moves when another connection commits. A
+    /// search checks it (about a microsecond) instead of re-reading the
+    /// collection row.
+    watch: Mutex<Option<Connection>>,
     pub(crate) collections: RwLock<HashMap<String, Arc<CollState>>>,
     _lock: Option<WriterLock>,
 }
@@ -227,6 +232,7 @@ impl Store {
                 options,
                 writer: writer.map(Mutex::new),
                 readers: Mutex::new(Vec::new()),
+                watch: Mutex::new(None),
                 collections: RwLock::new(HashMap::new()),
                 _lock: lock,
             }),
@@ -450,7 +456,7 @@ impl Inner {
         self.writer.is_none()
     }
 
-    fn open_reader(&self) -> Result<Connection> {
+    pub(crate) fn open_reader(&self) -> Result<Connection> {
         let dir = self
             .dir
             .as_ref()
@@ -480,6 +486,18 @@ impl Inner {
             }
             _ => Ok(conn),
         }
+    }
+
+    /// SQLite's `data_version` on the watch connection: equal values mean
+    /// no other connection committed in between.
+    pub(crate) fn data_version(&self) -> Result<i64> {
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        if watch.is_none() {
+            *watch = Some(self.open_reader()?);
+        }
+        let conn = watch.as_ref().expect("set above");
+        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .during("read data_version")
     }
 
     fn give_back(&self, conn: Connection) {
@@ -557,6 +575,14 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        for st in self
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            st.stop_background();
+        }
         let _ = self.close_snapshots();
     }
 }

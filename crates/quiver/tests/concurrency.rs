@@ -125,3 +125,41 @@ fn second_writer_in_process_is_refused_with_pid() {
     // Readers are welcome.
     Store::open_read_only(dir.path()).unwrap();
 }
+
+/// Large changes are added to the index on every core; usearch's parallel
+/// adds can leave a node unreachable (upstream #735), which the write path
+/// checks and repairs. Every record must be found by its own vector.
+#[test]
+fn parallel_ingest_leaves_every_record_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let dim = 16;
+    let coll = store
+        .create_collection("c", &CollectionConfig::new(dim))
+        .unwrap();
+    let mut rng = Rng::new(7);
+    let centres: Vec<Vec<f32>> = (0..8).map(|_| rng.vector(dim)).collect();
+    let mut all = Vec::new();
+    for batch in 0..3 {
+        let records: Vec<Record> = (0..2000)
+            .map(|i| Record::new(format!("r{batch}-{i}"), rng.clustered(dim, &centres)))
+            .collect();
+        coll.upsert(&records).unwrap();
+        all.extend(records);
+    }
+    let opts = SearchOptions::new(10).ef(64);
+    let lost: Vec<&str> = all
+        .iter()
+        .filter(|r| {
+            !coll
+                .search(&r.vector, &opts)
+                .unwrap()
+                .hits
+                .iter()
+                .any(|h| h.id == r.id)
+        })
+        .map(|r| r.id.as_str())
+        .collect();
+    assert!(lost.is_empty(), "{} not found: {lost:?}", lost.len());
+    assert!(coll.verify().unwrap().ok());
+}

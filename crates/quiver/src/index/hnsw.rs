@@ -248,14 +248,14 @@ impl HnswIndex {
 
     /// Take a node out of results while keeping it in the graph.
     fn retire(&self, key: u64) -> Result<(), HnswError> {
-        let dead = DEAD_BASE + self.dead.load(Ordering::Acquire) as u64;
+        // Claim the retired key first: parallel upserts retire at once.
+        let dead = DEAD_BASE + self.dead.fetch_add(1, Ordering::AcqRel) as u64;
         self.index.rename(key, dead).map_err(|e| e.to_string())?;
-        self.dead.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// Add a vector, replacing any vector under the same key. The caller has
-    /// made room with `grow` and serialises writers.
+    /// made room with `grow`; calls for distinct keys may run in parallel.
     pub(crate) fn upsert(&self, key: u64, vector: &[f32]) -> Result<(), HnswError> {
         if key >= DEAD_BASE {
             return Err(format!("key {key} is in the reserved range"));
@@ -266,6 +266,16 @@ impl HnswIndex {
             self.retire(key)?;
         }
         self.index.add(key, vector).map_err(|e| e.to_string())
+    }
+
+    /// Whether a search for `vector` (a node's own) finds `key`: a cheap
+    /// check that a node just added is linked into the graph.
+    pub(crate) fn finds_itself(&self, key: u64, vector: &[f32]) -> bool {
+        const EF: usize = 16;
+        match self.search_once(vector, 10, EF) {
+            Ok(hits) => hits.iter().any(|h| h.0 == key),
+            Err(_) => false,
+        }
     }
 
     /// Retire a key; false if it was not there.
