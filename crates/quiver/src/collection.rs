@@ -888,8 +888,8 @@ fn load_snapshot(
             row.options
         ));
     }
-    let bytes = snapshot::read_checked(dir, cid, row.info.bytes, &row.info.digest)?;
-    let hnsw = HnswIndex::load(config, &bytes, row.info.vectors as usize)?;
+    let (map, vectors) = snapshot::map_checked(dir, cid, row.info.bytes, &row.info.digest)?;
+    let hnsw = HnswIndex::view(config, map, vectors, row.info.vectors as usize)?;
     Ok((
         Indexes {
             hnsw,
@@ -1094,6 +1094,16 @@ impl CollState {
         if !cfg!(feature = "usearch") {
             return Ok(());
         }
+        #[cfg(feature = "usearch")]
+        if self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .hnsw
+            .is_viewed()
+        {
+            self.materialise(store, conn)?;
+        }
         let applied = self.applied_seq.load(Ordering::SeqCst);
         let config = self.config();
         #[cfg(feature = "usearch")]
@@ -1190,6 +1200,99 @@ impl CollState {
     }
 
     /// Replace the indexes with a rebuild from SQLite and snapshot them.
+    /// Replace a viewed snapshot (mapped, read-only) with an index in
+    /// memory that can be saved: the snapshot loaded, then every change
+    /// after it replayed from SQLite. Runs under the writer, so nothing
+    /// commits meanwhile; searches go on against the old indexes.
+    #[cfg(feature = "usearch")]
+    fn materialise(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let config = self.config();
+        let loaded = (|| -> std::result::Result<Indexes, String> {
+            let dir = store.dir.as_ref().ok_or("in-memory store")?;
+            let row = read_snapshot_row(conn, self.cid)
+                .map_err(|e| e.to_string())?
+                .ok_or("no snapshot recorded")?;
+            let bytes = snapshot::read_checked(dir, self.cid, row.info.bytes, &row.info.digest)?;
+            let hnsw = HnswIndex::load(&config, &bytes, row.info.vectors as usize)?;
+            let lock = RwLock::new(Indexes {
+                hnsw,
+                flat: None,
+                ids: RwLock::new(HashMap::new()),
+            });
+            replay(
+                conn,
+                store,
+                &self.name,
+                self.cid,
+                config.dimension,
+                row.info.applied_seq as i64,
+                &lock,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+        })();
+        match loaded {
+            Ok(fresh) => {
+                let mut ix = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+                // Keys keep their ids: carry the cache over.
+                let ids = std::mem::take(&mut *ix.ids.write().unwrap_or_else(|p| p.into_inner()));
+                *fresh.ids.write().unwrap_or_else(|p| p.into_inner()) = ids;
+                *ix = fresh;
+                Ok(())
+            }
+            Err(reason) => self.rebuild_now_unsaved(store, conn, &reason),
+        }
+    }
+
+    /// A viewed snapshot whose vectors failed their background check:
+    /// rebuild from SQLite (and, for a writer, snapshot afresh).
+    #[cfg(feature = "usearch")]
+    pub(crate) fn recover_damaged(&self, store: &Inner) -> Result<()> {
+        const REASON: &str = "the snapshot's vectors do not match their recorded digest";
+        let damaged = |st: &CollState| {
+            st.indexes
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .hnsw
+                .snapshot_check()
+                .is_some_and(|c| c.get() == crate::index::CheckState::Failed)
+        };
+        if store.is_read_only() {
+            let _r = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+            if !damaged(self) {
+                return Ok(());
+            }
+            return store.read(|conn| {
+                begin_read(conn)?;
+                let seq = read_seq(conn, self.cid)?;
+                self.rebuild_now_unsaved(store, conn, REASON)?;
+                self.applied_seq.store(seq, Ordering::SeqCst);
+                end_read(conn)
+            });
+        }
+        let mut conn = store.writer("rebuild")?;
+        if !damaged(self) {
+            return Ok(());
+        }
+        self.rebuild_now(store, &mut conn, REASON)
+    }
+
+    /// Swap in a rebuild from SQLite without snapshotting it.
+    #[cfg(feature = "usearch")]
+    fn rebuild_now_unsaved(&self, store: &Inner, conn: &Connection, reason: &str) -> Result<()> {
+        let started = Instant::now();
+        let config = self.config();
+        let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
+        *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.load.lock().unwrap_or_else(|p| p.into_inner()) = LoadReport {
+            source: IndexSource::Rebuilt,
+            reason: Some(reason.into()),
+            tail_replayed: 0,
+            millis: started.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok(())
+    }
+
     fn rebuild_now(&self, store: &Inner, conn: &mut Connection, reason: &str) -> Result<()> {
         let started = Instant::now();
         let config = self.config();
@@ -1686,7 +1789,44 @@ impl Collection {
         if self.store.is_read_only() {
             self.refresh()?;
         }
+        #[cfg(feature = "usearch")]
+        if self.snapshot_check_state() == Some(index::CheckState::Failed) {
+            self.state.recover_damaged(&self.store)?;
+        }
         Ok(config)
+    }
+
+    #[cfg(feature = "usearch")]
+    fn snapshot_check_state(&self) -> Option<index::CheckState> {
+        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+        ix.hnsw.snapshot_check().map(|c| c.get())
+    }
+
+    /// Wait for the background check of the snapshot this handle opened
+    /// and return whether it passed.
+    ///
+    /// An open maps the index snapshot and checks the bytes usearch
+    /// parses (sizes, header, graph) before the first search; the vectors,
+    /// most of the file, are checked on a background thread meanwhile
+    /// (damage there can misrank, never crash). A failed check makes the
+    /// next search rebuild the index from SQLite; this does it now. With
+    /// no snapshot to check (rebuilt, or already checked) it returns `true`.
+    ///
+    /// # Errors
+    /// SQLite and index failures while rebuilding.
+    pub fn await_snapshot_check(&self) -> Result<bool> {
+        #[cfg(feature = "usearch")]
+        {
+            let check = {
+                let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+                ix.hnsw.snapshot_check()
+            };
+            if check.is_some_and(|c| c.wait() == index::CheckState::Failed) {
+                self.state.recover_damaged(&self.store)?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Run `find` and turn its keys into hits. If a hit's record vanished

@@ -27,8 +27,180 @@ pub(crate) fn path(store: &Path, cid: i64) -> PathBuf {
 }
 
 /// Hex blake3 digest.
+/// The digest recorded for a snapshot: `s:<blake3 of the structure>.v:<blake3
+/// of the vectors>`, or one blake3 of the whole file when the bytes do not
+/// have usearch's layout (and in snapshots written before the split).
+///
+/// usearch lays a file out as: rows (u32), bytes per row (u32), the vectors,
+/// then the head and the graph. Damage to the structure (sizes, head,
+/// graph) can crash usearch, so it is checked before usearch sees a byte.
+/// Damage to the vectors can only misrank, so at open their digest is
+/// checked on a background thread while the first searches run (see
+/// `HnswIndex::view`): at 1M × 384 f32 they are 90% of the file.
 pub(crate) fn digest(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
+    match vector_region(bytes) {
+        Some(r) => format!(
+            "s:{}.v:{}",
+            structure_digest(bytes, &r),
+            blake3::hash(&bytes[r]).to_hex()
+        ),
+        None => blake3::hash(bytes).to_hex().to_string(),
+    }
+}
+
+/// Where the vectors lie in a usearch file, if its size prefix fits.
+pub(crate) fn vector_region(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let word = |i: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize)
+    };
+    let end = word(0)?.checked_mul(word(4)?)?.checked_add(8)?;
+    (end <= bytes.len()).then_some(8..end)
+}
+
+fn structure_digest(bytes: &[u8], vectors: &std::ops::Range<usize>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes[..vectors.start]);
+    h.update(&bytes[vectors.end..]);
+    h.finalize().to_hex().to_string()
+}
+
+/// What is left to check after [`check_structure`]: the vectors' digest.
+#[derive(Clone)]
+pub(crate) struct VectorCheck {
+    pub(crate) range: std::ops::Range<usize>,
+    pub(crate) want: String,
+}
+
+impl VectorCheck {
+    pub(crate) fn passes(&self, bytes: &[u8]) -> bool {
+        bytes
+            .get(self.range.clone())
+            .is_some_and(|v| blake3::hash(v).to_hex().as_str() == self.want)
+    }
+}
+
+/// Check a snapshot's length and every byte usearch parses as structure.
+/// With a split digest the vectors are left to the caller (returned);
+/// with a whole-file digest everything is checked here.
+pub(crate) fn check_structure(
+    bytes: &[u8],
+    length: u64,
+    want: &str,
+) -> std::result::Result<Option<VectorCheck>, Rejected> {
+    if bytes.len() as u64 != length {
+        return Err(format!(
+            "snapshot is {} bytes, {length} were recorded",
+            bytes.len()
+        ));
+    }
+    let mismatch = || Err("snapshot does not match its recorded digest".to_string());
+    match want
+        .strip_prefix("s:")
+        .and_then(|rest| rest.split_once(".v:"))
+    {
+        Some((structure, vectors)) => {
+            let Some(range) = vector_region(bytes) else {
+                return mismatch();
+            };
+            if structure_digest(bytes, &range) != structure {
+                return mismatch();
+            }
+            Ok(Some(VectorCheck {
+                range,
+                want: vectors.to_string(),
+            }))
+        }
+        None if blake3::hash(bytes).to_hex().as_str() == want => Ok(None),
+        None => mismatch(),
+    }
+}
+
+/// Check length and the whole digest, whichever form it has.
+pub(crate) fn check_all(
+    bytes: &[u8],
+    length: u64,
+    want: &str,
+) -> std::result::Result<(), Rejected> {
+    match check_structure(bytes, length, want)? {
+        Some(v) if !v.passes(bytes) => {
+            Err("snapshot's vectors do not match their recorded digest".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(feature = "usearch")]
+/// A file mapped read-only into memory.
+pub(crate) struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(feature = "usearch")]
+// SAFETY: the mapping is read-only and lives until drop; sharing `&[u8]`
+// views of it across threads is sound.
+unsafe impl Send for Mapping {}
+#[cfg(feature = "usearch")]
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+#[cfg(feature = "usearch")]
+impl Mapping {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path)?;
+        let len = usize::try_from(f.metadata()?.len())
+            .map_err(|_| std::io::Error::other("file too large to map"))?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty file"));
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; the
+        // result is checked against MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `self` drops.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+#[cfg(feature = "usearch")]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `open` mapped, once.
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+#[cfg(feature = "usearch")]
+/// Map a snapshot and check its structure (see [`digest`]).
+pub(crate) fn map_checked(
+    store: &Path,
+    cid: i64,
+    length: u64,
+    want_digest: &str,
+) -> std::result::Result<(Mapping, Option<VectorCheck>), Rejected> {
+    let p = path(store, cid);
+    let map = Mapping::open(&p).map_err(|e| format!("cannot map {}: {e}", p.display()))?;
+    let rest = check_structure(map.bytes(), length, want_digest)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok((map, rest))
 }
 
 /// Create `dir` (owner-only) if missing.
@@ -90,20 +262,7 @@ pub(crate) fn read_checked(
 ) -> std::result::Result<Vec<u8>, Rejected> {
     let p = path(store, cid);
     let bytes = fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    if bytes.len() as u64 != length {
-        return Err(format!(
-            "{} is {} bytes, {} were recorded",
-            p.display(),
-            bytes.len(),
-            length
-        ));
-    }
-    if digest(&bytes) != want_digest {
-        return Err(format!(
-            "{} does not match its recorded digest",
-            p.display()
-        ));
-    }
+    check_all(&bytes, length, want_digest).map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(bytes)
 }
 

@@ -78,6 +78,8 @@ fn check_recovers(dir: &Path, model: &BTreeMap<String, Vec<f32>>, why: &str) {
     {
         let store = Store::open(dir).unwrap();
         let coll = store.get_collection("docs").unwrap();
+        // Damage in the vectors is found by the background check.
+        coll.await_snapshot_check().unwrap();
         let info = coll.info().unwrap();
         assert_eq!(
             info.load.source,
@@ -320,4 +322,97 @@ fn read_only_open_survives_a_damaged_snapshot() {
     drop(store);
     // Read-only never writes, not even a repaired snapshot.
     assert_eq!(std::fs::read(snapshot_file(dir.path())).unwrap(), before);
+}
+
+/// Damage inside the vectors block passes the structure check at open (the
+/// snapshot is viewed at once), is found by the background check, and the
+/// index is then rebuilt from SQLite.
+#[test]
+fn damaged_vectors_are_found_by_the_background_check() {
+    for at in [0.05, 0.5, 0.95] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = build(dir.path());
+        let f = snapshot_file(dir.path());
+        let mut bytes = std::fs::read(&f).unwrap();
+        let rows = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        let per_row = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let i = 8 + ((rows * per_row) as f64 * at) as usize;
+        bytes[i] ^= 0x40;
+        std::fs::write(&f, bytes).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        let coll = store.get_collection("docs").unwrap();
+        assert_eq!(coll.info().unwrap().load.source, IndexSource::Snapshot);
+        // (A search now would find the damage itself if the check is over.)
+        assert!(!coll.await_snapshot_check().unwrap(), "flip at {at}");
+        let info = coll.info().unwrap();
+        assert_eq!(info.load.source, IndexSource::Rebuilt, "flip at {at}");
+        assert!(
+            info.load
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("vectors"),
+            "{:?}",
+            info.load
+        );
+        assert_contents(&coll, &model);
+        assert!(coll.verify().unwrap().ok());
+        // The rebuild wrote a fresh snapshot: the next open is clean.
+        drop(coll);
+        store.close().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let coll = store.get_collection("docs").unwrap();
+        assert!(coll.await_snapshot_check().unwrap());
+        assert_eq!(coll.info().unwrap().load.source, IndexSource::Snapshot);
+        assert_contents(&coll, &model);
+    }
+}
+
+/// An intact snapshot passes its background check; writes after the open
+/// go above the viewed snapshot and survive a flush and a reopen.
+#[test]
+fn viewed_snapshot_takes_writes_and_saves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = build(dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store.get_collection("docs").unwrap();
+    assert!(coll.await_snapshot_check().unwrap());
+    let mut rng = Rng::new(77);
+    // Replace some snapshot records, delete others, add new ones.
+    let ids: Vec<String> = model.keys().take(40).cloned().collect();
+    let replaced: Vec<Record> = ids[..20]
+        .iter()
+        .map(|id| Record::new(id.clone(), rng.vector(DIM)))
+        .collect();
+    coll.upsert(&replaced).unwrap();
+    for r in &replaced {
+        model.insert(r.id.clone(), r.vector.clone());
+    }
+    coll.delete(&ids[20..]).unwrap();
+    for id in &ids[20..] {
+        model.remove(id);
+    }
+    let added = common::records(&mut rng, 30, DIM, "after");
+    coll.upsert(&added).unwrap();
+    for r in &added {
+        model.insert(r.id.clone(), r.vector.clone());
+    }
+    assert_contents(&coll, &model);
+    assert!(coll.verify().unwrap().ok());
+    for r in replaced.iter().chain(&added) {
+        let hits = coll.search(&r.vector, &SearchOptions::new(1)).unwrap().hits;
+        assert_eq!(hits[0].id, r.id);
+    }
+    coll.flush().unwrap();
+    assert_contents(&coll, &model);
+    drop(coll);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store.get_collection("docs").unwrap();
+    let info = coll.info().unwrap();
+    assert_eq!(info.load.source, IndexSource::Snapshot);
+    assert_eq!(info.load.tail_replayed, 0);
+    assert_contents(&coll, &model);
+    assert!(coll.verify().unwrap().ok());
 }

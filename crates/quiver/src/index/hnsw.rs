@@ -19,12 +19,14 @@
 //!   waypoint, like hnswlib's `mark_deleted`. Searches filter retired keys
 //!   out; `compact` rebuilds once they pile up.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::snapshot::{Mapping, VectorCheck};
 
 /// Error text from usearch (its exception type stays inside this module).
 pub(crate) type HnswError = String;
@@ -49,6 +51,183 @@ pub(crate) struct HnswIndex {
     /// Held shared by every add and retire; a search that came back short
     /// retries holding it exclusively.
     mutating: RwLock<()>,
+    /// A snapshot viewed in place beneath `index`, which then holds only
+    /// the changes since (see [`HnswIndex::view`]).
+    base: Option<Base>,
+}
+
+/// A snapshot viewed in place: usearch `view` over a read-only mapping.
+/// Opening this way costs a mapping and a structure check, not a copy of
+/// the file (1M × 384: about 1.6 GB).
+struct Base {
+    /// Declared before `map`, so it is dropped while its bytes are mapped.
+    index: Index,
+    map: Arc<Mapping>,
+    /// Live vectors in the snapshot, and its retired nodes.
+    live: usize,
+    dead: usize,
+    /// Snapshot keys replaced or deleted since: filtered out of searches.
+    hidden: RwLock<HashSet<u64>>,
+    check: Arc<Check>,
+}
+
+impl Base {
+    fn visible(&self, key: u64) -> bool {
+        self.index.contains(key)
+            && !self
+                .hidden
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key)
+    }
+
+    /// Hide a snapshot key; true if it was visible.
+    fn hide(&self, key: u64) -> bool {
+        self.index.contains(key)
+            && self
+                .hidden
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key)
+    }
+
+    fn hidden(&self) -> usize {
+        self.hidden.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Nearest visible snapshot keys that `keep` accepts.
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        keep: Option<&dyn Fn(u64) -> bool>,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let hidden = self.hidden.read().unwrap_or_else(|p| p.into_inner());
+        let m = if hidden.is_empty() && self.dead == 0 && keep.is_none() {
+            self.index.search(query, k)
+        } else {
+            // A panic must not unwind into C++: this only reads a set.
+            self.index.filtered_search(query, k, |key| {
+                key < DEAD_BASE && !hidden.contains(&key) && keep.is_none_or(|f| f(key))
+            })
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(m.keys.into_iter().zip(m.distances).collect())
+    }
+}
+
+/// The background check of a viewed snapshot's vectors.
+pub(crate) struct Check {
+    state: Mutex<CheckState>,
+    done: Condvar,
+}
+
+/// Where a [`Check`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckState {
+    Pending,
+    Passed,
+    Failed,
+}
+
+impl Check {
+    fn new(state: CheckState) -> Self {
+        Check {
+            state: Mutex::new(state),
+            done: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> CheckState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Block until the check is over.
+    pub(crate) fn wait(&self) -> CheckState {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while *s == CheckState::Pending {
+            s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        *s
+    }
+
+    fn set(&self, state: CheckState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        self.done.notify_all();
+    }
+}
+
+/// Merge two nearest-first lists into the nearest `k`.
+fn merge(mut a: Vec<(u64, f32)>, b: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+    a.extend(b);
+    a.sort_by(|x, y| x.1.total_cmp(&y.1));
+    a.truncate(k);
+    a
+}
+
+/// The snapshot header's options, if they are this build's and `config`'s.
+fn check_header(
+    config: &CollectionConfig,
+    bytes: &[u8],
+) -> Result<(IndexOptions, usearch::IndexMetadata), HnswError> {
+    let meta = Index::metadata_from_buffer(bytes).map_err(|e| e.to_string())?;
+    // Another usearch release may lay the file out differently: rebuild
+    // rather than trust it.
+    let (major, minor) = own_version();
+    if (meta.version_major, meta.version_minor) != (major, minor) {
+        return Err(format!(
+            "snapshot written by usearch {}.{}.{}, this build uses {}",
+            meta.version_major,
+            meta.version_minor,
+            meta.version_patch,
+            version()
+        ));
+    }
+    let want = options(config);
+    if meta.dimensions != want.dimensions as u64
+        || meta.metric != want.metric
+        || meta.quantization != want.quantization
+        || meta.multi
+    {
+        return Err(format!(
+            "snapshot header (dim {}, metric {:?}, scalar {:?}, multi {}) does not match the collection",
+            meta.dimensions, meta.metric, meta.quantization, meta.multi
+        ));
+    }
+    Ok((want, meta))
+}
+
+/// After a load or view: the graph's settings and node counts match what
+/// was recorded. Returns the number of retired nodes.
+fn check_nodes(
+    index: &Index,
+    config: &CollectionConfig,
+    meta: &usearch::IndexMetadata,
+    live: usize,
+) -> Result<usize, HnswError> {
+    if index.connectivity() != config.connectivity || index.dimensions() != config.dimension {
+        return Err(format!(
+            "snapshot has connectivity {}, collection wants {}",
+            index.connectivity(),
+            config.connectivity
+        ));
+    }
+    let nodes = index.size();
+    if meta.count_deleted != 0 || nodes < live {
+        return Err(format!(
+            "snapshot has {nodes} nodes and {} removed slots; {live} live vectors were recorded",
+            meta.count_deleted
+        ));
+    }
+    let dead = nodes - live;
+    if (dead > 0 && !index.contains(DEAD_BASE + dead as u64 - 1))
+        || index.contains(DEAD_BASE + dead as u64)
+    {
+        return Err(format!(
+            "snapshot's retired nodes are not the {dead} expected"
+        ));
+    }
+    Ok(dead)
 }
 
 fn options(config: &CollectionConfig) -> IndexOptions {
@@ -127,6 +306,7 @@ impl HnswIndex {
             ef_gate: RwLock::new(()),
             dead: AtomicUsize::new(0),
             mutating: RwLock::new(()),
+            base: None,
         }
     }
 
@@ -139,57 +319,13 @@ impl HnswIndex {
         bytes: &[u8],
         live: usize,
     ) -> Result<Self, HnswError> {
-        let meta = Index::metadata_from_buffer(bytes).map_err(|e| e.to_string())?;
-        // Another usearch release may lay the file out differently: rebuild
-        // rather than trust it.
-        let (major, minor) = own_version();
-        if (meta.version_major, meta.version_minor) != (major, minor) {
-            return Err(format!(
-                "snapshot written by usearch {}.{}.{}, this build uses {}",
-                meta.version_major,
-                meta.version_minor,
-                meta.version_patch,
-                version()
-            ));
-        }
-        let want = options(config);
-        if meta.dimensions != want.dimensions as u64
-            || meta.metric != want.metric
-            || meta.quantization != want.quantization
-            || meta.multi
-        {
-            return Err(format!(
-                "snapshot header (dim {}, metric {:?}, scalar {:?}, multi {}) does not match the collection",
-                meta.dimensions, meta.metric, meta.quantization, meta.multi
-            ));
-        }
+        let (want, meta) = check_header(config, bytes)?;
         let index = Index::new(&want).map_err(|e| e.to_string())?;
         index.load_from_buffer(bytes).map_err(|e| e.to_string())?;
-        if index.connectivity() != config.connectivity || index.dimensions() != config.dimension {
-            return Err(format!(
-                "snapshot has connectivity {}, collection wants {}",
-                index.connectivity(),
-                config.connectivity
-            ));
-        }
+        let dead = check_nodes(&index, config, &meta, live)?;
         // Not stored in the file: set from the config.
         index.change_expansion_add(config.expansion_add);
         index.change_expansion_search(config.expansion_search);
-        let nodes = index.size();
-        if meta.count_deleted != 0 || nodes < live {
-            return Err(format!(
-                "snapshot has {nodes} nodes and {} removed slots; {live} live vectors were recorded",
-                meta.count_deleted
-            ));
-        }
-        let dead = nodes - live;
-        if (dead > 0 && !index.contains(DEAD_BASE + dead as u64 - 1))
-            || index.contains(DEAD_BASE + dead as u64)
-        {
-            return Err(format!(
-                "snapshot's retired nodes are not the {dead} expected"
-            ));
-        }
         let mut this = Self::wrap(index, config);
         this.dead = AtomicUsize::new(dead);
         let slots = this.slots();
@@ -197,27 +333,95 @@ impl HnswIndex {
         Ok(this)
     }
 
+    /// View a snapshot in place, with an empty owned index above it for
+    /// the changes to come. The caller has checked the mapping's structure
+    /// (`snapshot::map_checked`); `vectors`, if given, is checked here on a
+    /// background thread, and [`HnswIndex::snapshot_check`] reports it.
+    /// Damaged vectors can only misrank while that runs: usearch reads
+    /// sizes and links only from the checked structure.
+    pub(crate) fn view(
+        config: &CollectionConfig,
+        map: Mapping,
+        vectors: Option<VectorCheck>,
+        live: usize,
+    ) -> Result<Self, HnswError> {
+        let (want, meta) = check_header(config, map.bytes())?;
+        let base = Index::new(&want).map_err(|e| e.to_string())?;
+        // Thread slots set before `view` survive it; its capacity is the file's.
+        base.reserve_capacity_and_threads(0, thread_slots())
+            .map_err(|e| e.to_string())?;
+        // SAFETY: the bytes stay mapped, unchanged, for as long as `base`
+        // lives: `Base` owns both and drops the index first. Their
+        // structure was checked against the recorded digest.
+        unsafe { base.view_from_buffer(map.bytes()) }.map_err(|e| e.to_string())?;
+        let dead = check_nodes(&base, config, &meta, live)?;
+        base.change_expansion_search(config.expansion_search);
+        let map = Arc::new(map);
+        let check = Arc::new(Check::new(match &vectors {
+            Some(_) => CheckState::Pending,
+            None => CheckState::Passed,
+        }));
+        if let Some(v) = vectors {
+            let (map, done) = (Arc::clone(&map), Arc::clone(&check));
+            let run = move || {
+                done.set(if v.passes(map.bytes()) {
+                    CheckState::Passed
+                } else {
+                    CheckState::Failed
+                });
+            };
+            let spawned = std::thread::Builder::new()
+                .name("quiver-check-snapshot".into())
+                .spawn(run.clone());
+            if spawned.is_err() {
+                run();
+            }
+        }
+        let mut this = Self::new(config, 0)?;
+        this.base = Some(Base {
+            index: base,
+            map,
+            live,
+            dead,
+            hidden: RwLock::new(HashSet::new()),
+            check,
+        });
+        Ok(this)
+    }
+
+    /// True while a viewed snapshot lies beneath: it cannot be saved.
+    pub(crate) fn is_viewed(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// The background check of a viewed snapshot's vectors, if any.
+    pub(crate) fn snapshot_check(&self) -> Option<Arc<Check>> {
+        self.base.as_ref().map(|b| Arc::clone(&b.check))
+    }
+
     /// Live vectors.
     pub(crate) fn len(&self) -> usize {
-        self.index.size() - self.deleted()
+        let own = self.index.size() - self.dead.load(Ordering::Acquire);
+        own + self.base.as_ref().map_or(0, |b| b.live - b.hidden())
     }
 
     /// Nodes in the graph: live plus retired.
     pub(crate) fn slots(&self) -> usize {
-        self.index.size()
+        self.index.size() + self.base.as_ref().map_or(0, |b| b.index.size())
     }
 
     /// Retired nodes, reclaimed only by a rebuild.
     pub(crate) fn deleted(&self) -> usize {
-        self.dead.load(Ordering::Acquire)
+        self.dead.load(Ordering::Acquire) + self.base.as_ref().map_or(0, |b| b.dead + b.hidden())
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity + self.base.as_ref().map_or(0, |b| b.index.size())
     }
 
+    /// Heap bytes, plus the viewed snapshot's mapped bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.index.memory_usage()
+        self.index.memory_usage() + self.base.as_ref().map_or(0, |b| b.map.bytes().len())
     }
 
     fn reserve(&mut self, capacity: usize) -> Result<(), HnswError> {
@@ -230,12 +434,12 @@ impl HnswIndex {
 
     /// True when `additional` more adds need a `grow` first.
     pub(crate) fn needs_growth(&self, additional: usize) -> bool {
-        self.slots() + additional > self.capacity
+        self.index.size() + additional > self.capacity
     }
 
     /// Grow capacity (at least doubling) to fit `additional` more adds.
     pub(crate) fn grow(&mut self, additional: usize) -> Result<(), HnswError> {
-        let need = self.slots() + additional;
+        let need = self.index.size() + additional;
         if need <= self.capacity {
             return Ok(());
         }
@@ -243,7 +447,8 @@ impl HnswIndex {
     }
 
     pub(crate) fn contains(&self, key: u64) -> bool {
-        key < DEAD_BASE && self.index.contains(key)
+        key < DEAD_BASE
+            && (self.index.contains(key) || self.base.as_ref().is_some_and(|b| b.visible(key)))
     }
 
     /// Take a node out of results while keeping it in the graph.
@@ -262,6 +467,9 @@ impl HnswIndex {
         }
         let _permit = self.permits.acquire();
         let _m = self.mutating.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = &self.base {
+            b.hide(key);
+        }
         if self.index.contains(key) {
             self.retire(key)?;
         }
@@ -282,11 +490,15 @@ impl HnswIndex {
     pub(crate) fn remove(&self, key: u64) -> Result<bool, HnswError> {
         let _permit = self.permits.acquire();
         let _m = self.mutating.read().unwrap_or_else(|p| p.into_inner());
-        if !self.contains(key) {
+        if key >= DEAD_BASE {
             return Ok(false);
         }
-        self.retire(key)?;
-        Ok(true)
+        let hidden = self.base.as_ref().is_some_and(|b| b.hide(key));
+        let owned = self.index.contains(key);
+        if owned {
+            self.retire(key)?;
+        }
+        Ok(hidden || owned)
     }
 
     /// The index's (possibly quantised) copy of a vector, as f32.
@@ -297,7 +509,16 @@ impl HnswIndex {
         }
         let mut out = vec![0.0f32; self.dim];
         let n = self.index.get(key, &mut out).map_err(|e| e.to_string())?;
-        Ok((n > 0).then_some(out))
+        if n > 0 {
+            return Ok(Some(out));
+        }
+        match &self.base {
+            Some(b) if b.visible(key) => {
+                let n = b.index.get(key, &mut out).map_err(|e| e.to_string())?;
+                Ok((n > 0).then_some(out))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Approximate k nearest neighbours with candidate list size `ef`
@@ -336,7 +557,11 @@ impl HnswIndex {
                 .index
                 .filtered_search(query, k, |key| key < DEAD_BASE && keep(key))
                 .map_err(|e| e.to_string())?;
-            Ok(m.keys.into_iter().zip(m.distances).collect())
+            let own = m.keys.into_iter().zip(m.distances).collect();
+            match &self.base {
+                Some(b) => Ok(merge(own, b.search(query, k, Some(&keep))?, k)),
+                None => Ok(own),
+            }
         };
         self.retrying(expect.min(k), once)
     }
@@ -367,13 +592,17 @@ impl HnswIndex {
     ) -> Result<Vec<(u64, f32)>, HnswError> {
         let _gate = self.enter_ef(ef);
         let _permit = self.permits.acquire();
-        let m = if self.deleted() == 0 {
+        let m = if self.dead.load(Ordering::Acquire) == 0 {
             self.index.search(query, k)
         } else {
             self.index.filtered_search(query, k, |key| key < DEAD_BASE)
         }
         .map_err(|e| e.to_string())?;
-        Ok(m.keys.into_iter().zip(m.distances).collect())
+        let own = m.keys.into_iter().zip(m.distances).collect();
+        match &self.base {
+            Some(b) => Ok(merge(own, b.search(query, k, None)?, k)),
+            None => Ok(own),
+        }
     }
 
     /// Hold the ef gate shared with `current_ef == ef`: searches at the same
@@ -387,12 +616,18 @@ impl HnswIndex {
             drop(guard);
             let _w = self.ef_gate.write().unwrap_or_else(|p| p.into_inner());
             self.index.change_expansion_search(ef);
+            if let Some(b) = &self.base {
+                b.index.change_expansion_search(ef);
+            }
             self.current_ef.store(ef, Ordering::Release);
         }
     }
 
     /// The index serialised, taken while the caller keeps writers out.
     pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, HnswError> {
+        if self.is_viewed() {
+            return Err("a viewed snapshot is loaded into memory before it is saved".into());
+        }
         let _permit = self.permits.acquire();
         let mut buf = vec![0u8; self.index.serialized_length()];
         self.index

@@ -9,7 +9,7 @@ pub(crate) mod hnsw;
 
 pub(crate) use exact::FlatIndex;
 #[cfg(feature = "usearch")]
-pub(crate) use hnsw::HnswIndex;
+pub(crate) use hnsw::{CheckState, HnswIndex};
 
 /// Version string of the index library, stamped on snapshots.
 pub(crate) fn engine_version() -> &'static str {
