@@ -637,31 +637,27 @@ fn apply(
         // Keys in one change are distinct, so a large change is added on
         // every core; `verify` checks that every node stays reachable.
         let threads = build_threads(upserts.len());
-        let add = |chunk: &[(u64, Vec<f32>)]| -> Result<()> {
-            for (k, v) in chunk {
-                r.hnsw
-                    .upsert(*k, v)
-                    .map_err(|m| index_err(name, "add", m))?;
-            }
-            Ok(())
+        let add = |i: usize| -> Result<()> {
+            let (k, v) = &upserts[i];
+            r.hnsw.upsert(*k, v).map_err(|m| index_err(name, "add", m))
         };
         if threads <= 1 {
-            add(upserts)?;
+            (0..upserts.len()).try_for_each(add)?;
         } else {
             // Parallel adds can leave a node no search reaches (usearch
             // #735; measured here: 5 of 3,000). Once every add is done,
             // each node is searched for by its own vector, and the few not
             // found are added again alone, which links them properly.
-            let per = upserts.len().div_ceil(threads);
-            on_threads(upserts.chunks(per), add)?;
-            let hnsw = &r.hnsw;
-            let lost: Vec<usize> = on_threads(upserts.chunks(per).enumerate(), |(c, chunk)| {
-                Ok((0..chunk.len())
-                    .filter(|&i| !hnsw.finds_itself(chunk[i].0, &chunk[i].1))
-                    .map(|i| c * per + i)
-                    .collect::<Vec<usize>>())
-            })?
-            .concat();
+            par_each(upserts.len(), threads, add)?;
+            let lost = Mutex::new(Vec::new());
+            par_each(upserts.len(), threads, |i| {
+                let (k, v) = &upserts[i];
+                if !r.hnsw.finds_itself(*k, v) {
+                    lost.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                }
+                Ok(())
+            })?;
+            let lost = lost.into_inner().unwrap_or_else(|p| p.into_inner());
             drop(r);
             if !lost.is_empty() {
                 // Each re-add takes a new slot: make room first.
@@ -724,21 +720,29 @@ fn warm_ids(
         .ok()
 }
 
-/// Run `work` on each item on its own thread; results in item order.
+/// Run `work(i)` for every i in `0..n` on `threads` threads, handing out
+/// short runs of indexes so that no thread idles while work is left.
 #[cfg(feature = "usearch")]
-fn on_threads<I, T>(items: I, work: impl Fn(I::Item) -> Result<T> + Sync) -> Result<Vec<T>>
-where
-    I: Iterator,
-    I::Item: Send,
-    T: Send,
-{
+fn par_each(n: usize, threads: usize, work: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    const RUN: usize = 16;
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let work = &work;
-        let workers: Vec<_> = items.map(|item| s.spawn(move || work(item))).collect();
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let start = next.fetch_add(RUN, Ordering::Relaxed);
+                        if start >= n {
+                            return Ok(());
+                        }
+                        (start..(start + RUN).min(n)).try_for_each(&work)?;
+                    }
+                })
+            })
+            .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 

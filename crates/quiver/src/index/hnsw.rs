@@ -479,7 +479,7 @@ impl HnswIndex {
     /// Whether a search for `vector` (a node's own) finds `key`: a cheap
     /// check that a node just added is linked into the graph.
     pub(crate) fn finds_itself(&self, key: u64, vector: &[f32]) -> bool {
-        const EF: usize = 16;
+        const EF: usize = 10;
         match self.search_once(vector, 10, EF) {
             Ok(hits) => hits.iter().any(|h| h.0 == key),
             Err(_) => false,
