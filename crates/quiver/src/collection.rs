@@ -36,6 +36,11 @@ pub const MAX_K: usize = 100_000;
 /// Compact rebuilds the index once removed vectors hold this share of its slots.
 pub const COMPACT_THRESHOLD: f64 = 0.2;
 
+/// With i8 index storage, searches take this many times k candidates from
+/// the index and rank them by their exact f32 vectors.
+#[cfg(feature = "usearch")]
+const RESCORE: usize = 4;
+
 /// Rows are applied to the index in chunks of this size during replay and rebuild.
 const CHUNK: usize = 4096;
 
@@ -1881,17 +1886,78 @@ impl Collection {
         config: &CollectionConfig,
     ) -> Result<(Vec<(u64, f32)>, Plan)> {
         let ef = options.ef.unwrap_or(config.expansion_search);
-        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
-        let found = ix
-            .hnsw
-            .search(query, options.k, Some(ef))
-            .map_err(|m| index_err(&self.state.name, "search", m))?;
+        // i8 storage ranks approximately (recall@10 0.947 at ef 128 on
+        // pypi-minilm-20k): take more candidates and rank them by their
+        // exact f32 vectors from SQLite (0.989). f16 and bf16 rank as well
+        // as f32 and are not rescored.
+        let rescore = config.scalar == Scalar::I8;
+        let wide = if rescore {
+            options.k * RESCORE
+        } else {
+            options.k
+        };
+        let found = {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            ix.hnsw
+                .search(query, wide, Some(ef))
+                .map_err(|m| index_err(&self.state.name, "search", m))?
+        };
+        let found = if rescore {
+            self.rescore(query, &found, options.k, config)?
+        } else {
+            found
+        };
         Ok((
             found,
             Plan::Hnsw {
                 ef: ef.max(options.k),
             },
         ))
+    }
+
+    /// The nearest `k` of `candidates` by exact distance to their f32
+    /// vectors in SQLite. A candidate deleted meanwhile is left out.
+    #[cfg(feature = "usearch")]
+    fn rescore(
+        &self,
+        query: &[f32],
+        candidates: &[(u64, f32)],
+        k: usize,
+        config: &CollectionConfig,
+    ) -> Result<Vec<(u64, f32)>> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for all candidates: per-statement overhead was half
+        // the cost with one lookup each (measured: 160 µs for 40).
+        // By key alone: with `cid = ?` in the clause SQLite chose an index
+        // on cid and scanned the whole collection (measured: 1.4 ms).
+        let sql = format!(
+            "SELECT key, vector FROM records WHERE key IN ({}) AND cid + 0 = ?",
+            vec!["?"; candidates.len()].join(",")
+        );
+        let mut exact = self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).during("prepare rescoring")?;
+            let params = candidates
+                .iter()
+                .map(|(k, _)| *k as i64)
+                .chain(std::iter::once(self.state.cid));
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .during("read vectors for rescoring")?;
+            let mut out = Vec::with_capacity(candidates.len());
+            for row in rows {
+                let (key, blob) = row.during("read vectors for rescoring")?;
+                let v = decode_vector(&self.state.name, &key.to_string(), &blob, config.dimension)?;
+                out.push((key as u64, index::exact::distance(config.metric, query, &v)));
+            }
+            Ok(out)
+        })?;
+        exact.sort_by(|a, b| a.1.total_cmp(&b.1));
+        exact.truncate(k);
+        Ok(exact)
     }
 
     #[cfg(not(feature = "usearch"))]

@@ -163,3 +163,59 @@ fn parallel_ingest_leaves_every_record_reachable() {
     assert!(lost.is_empty(), "{} not found: {lost:?}", lost.len());
     assert!(coll.verify().unwrap().ok());
 }
+
+/// i8 index storage ranks approximately; Quiver ranks the candidates by
+/// their exact f32 vectors, so the distances returned are exact.
+#[test]
+fn i8_storage_is_rescored_with_exact_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let dim = 32;
+    let config = CollectionConfig {
+        scalar: quiver::Scalar::I8,
+        ..CollectionConfig::new(dim)
+    };
+    let coll = store.create_collection("q", &config).unwrap();
+    let mut rng = Rng::new(11);
+    let centres: Vec<Vec<f32>> = (0..4).map(|_| rng.vector(dim)).collect();
+    let records: Vec<Record> = (0..3000)
+        .map(|i| Record::new(format!("r{i}"), rng.clustered(dim, &centres)))
+        .collect();
+    coll.upsert(&records).unwrap();
+    let by_id: std::collections::HashMap<&str, &Vec<f32>> =
+        records.iter().map(|r| (r.id.as_str(), &r.vector)).collect();
+    let mut recall = 0.0;
+    for _ in 0..50 {
+        let q = rng.clustered(dim, &centres);
+        let hits = coll.search(&q, &SearchOptions::new(10)).unwrap().hits;
+        assert_eq!(hits.len(), 10);
+        for w in hits.windows(2) {
+            assert!(w[0].distance <= w[1].distance);
+        }
+        for h in &hits {
+            let exact = quiver::distance(quiver::Metric::Cos, &q, by_id[h.id.as_str()]);
+            assert!(
+                (h.distance - exact).abs() < 1e-5,
+                "{} vs {exact}",
+                h.distance
+            );
+        }
+        let mut all: Vec<(f32, &str)> = records
+            .iter()
+            .map(|r| {
+                (
+                    quiver::distance(quiver::Metric::Cos, &q, &r.vector),
+                    r.id.as_str(),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let truth: std::collections::HashSet<&str> = all[..10].iter().map(|t| t.1).collect();
+        recall += hits
+            .iter()
+            .filter(|h| truth.contains(h.id.as_str()))
+            .count() as f64
+            / 10.0;
+    }
+    assert!(recall / 50.0 >= 0.95, "recall {}", recall / 50.0);
+}
