@@ -1985,7 +1985,11 @@ impl Collection {
             return Ok(set);
         }
         let compiled = filter::sql::compile(filter, 2)?;
-        let exact_max = self.store.options.filter_exact_max;
+        // The exact plan's cost grows with the matches, the HNSW plan's
+        // with the collection: at 1M × 384, 10,078 matches (1%) took 14 ms
+        // by HNSW and about 1 ms exact. So the bound grows with the size.
+        let size = st.indexes.read().unwrap_or_else(|p| p.into_inner()).len();
+        let exact_max = self.store.options.filter_exact_max.max(size / 64);
         let (dim, metric) = (self.config().dimension, self.config().metric);
         let set = Arc::new(self.store.read(|conn| {
             begin_read(conn)?;
