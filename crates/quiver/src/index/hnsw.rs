@@ -478,12 +478,17 @@ impl HnswIndex {
 
     /// Whether a search for `vector` (a node's own) finds `key`: a cheap
     /// check that a node just added is linked into the graph.
+    ///
+    /// A cheap search (ef 10) settles almost every node; one it misses is
+    /// searched for again at ef 128 before it counts as lost. On hard data
+    /// (a synthetic 1M set with recall@10 0.87 at ef 128) the cheap search
+    /// alone missed so many that re-adding them all doubled the ingest
+    /// time and, each re-add leaving a retired node, lowered recall.
     pub(crate) fn finds_itself(&self, key: u64, vector: &[f32]) -> bool {
-        const EF: usize = 10;
-        match self.search_once(vector, 10, EF) {
-            Ok(hits) => hits.iter().any(|h| h.0 == key),
-            Err(_) => false,
-        }
+        [10, 128].into_iter().any(|ef| {
+            self.search_once(vector, 10, ef)
+                .is_ok_and(|hits| hits.iter().any(|h| h.0 == key))
+        })
     }
 
     /// Retire a key; false if it was not there.
