@@ -71,6 +71,19 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// The rows of the K smallest distances, nearest first.
+fn nearest(mut d: Vec<(f32, usize)>) -> Vec<usize> {
+    let k = K.min(d.len());
+    if k < d.len() {
+        d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
+    }
+    d.truncate(k);
+    d.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // From a slice: collecting `d.into_iter()` would reuse (and keep) its
+    // whole allocation, 16 MB a query at 1M rows.
+    d.iter().map(|t| t.1).collect()
+}
+
 /// Exact top K of every query among the rows `keep` accepts, on every core.
 fn brute_force(
     base: &[f32],
@@ -92,21 +105,13 @@ fn brute_force(
                             return mine;
                         }
                         let q = &queries[qi * dim..(qi + 1) * dim];
-                        let mut d: Vec<(f32, usize)> = base
+                        let d = base
                             .chunks_exact(dim)
                             .enumerate()
                             .filter(|(i, _)| keep(*i))
                             .map(|(i, v)| (quiver::distance(quiver::Metric::Cos, q, v), i))
                             .collect();
-                        let k = K.min(d.len());
-                        if k < d.len() {
-                            d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
-                        }
-                        d.truncate(k);
-                        d.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        // From a slice: collecting `d.into_iter()` would reuse (and keep)
-                        // its whole allocation, 16 MB a query at 1M rows.
-                        mine.push((qi, d.iter().map(|t| t.1).collect()));
+                        mine.push((qi, nearest(d)));
                     }
                 })
             })
@@ -784,18 +789,13 @@ fn main() {
                 .to_string();
             let mut lib = |q: &[f32]| ids(&coll.search(q, &opts).unwrap().hits);
             let mut scan = |q: &[f32]| -> Vec<usize> {
-                let mut d: Vec<(f32, usize)> = matrix
-                    .chunks_exact(dim)
-                    .zip(&rows)
-                    .map(|(v, &i)| (quiver::distance(quiver::Metric::Cos, q, v), i))
-                    .collect();
-                let k = K.min(d.len());
-                if k < d.len() {
-                    d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
-                }
-                d.truncate(k);
-                d.sort_by(|a, b| a.0.total_cmp(&b.0));
-                d.into_iter().map(|t| t.1).collect()
+                nearest(
+                    matrix
+                        .chunks_exact(dim)
+                        .zip(&rows)
+                        .map(|(v, &i)| (quiver::distance(quiver::Metric::Cos, q, v), i))
+                        .collect(),
+                )
             };
             let mut raw = |q: &[f32]| -> Vec<usize> {
                 index

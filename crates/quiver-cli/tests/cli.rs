@@ -633,12 +633,7 @@ fn filters_keyword_and_hybrid() {
     let r = &lines_of(&out)[0];
     assert_eq!(r["plan"], "filter-exact");
     assert_eq!(r["matches"], 2);
-    let ids: Vec<&str> = r["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = common::hit_ids(r);
     assert_eq!(ids, ["a", "c"]);
 
     // Scans with a filter and a limit, in id order, with paging.

@@ -149,12 +149,7 @@ fn text_in_text_queries_out() {
             "search", "docs", "--mode", "hybrid", "--text", "tomato", "-k", "2",
         ],
     ))[0];
-    let ids: Vec<&str> = r["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = common::hit_ids(r);
     assert!(ids.contains(&"pasta") && ids.contains(&"garden"), "{ids:?}");
 
     // Upsert --text embeds too.

@@ -640,12 +640,13 @@ fn apply(
                 .map_err(|m| index_err(name, "remove", m))?;
         }
         // Keys in one change are distinct, so a large change is added on
-        // every core; `verify` checks that every node stays reachable.
+        // every core.
         let threads = build_threads(upserts.len());
-        let add = |i: usize| -> Result<()> {
+        let add_to = |hnsw: &HnswIndex, i: usize| -> Result<()> {
             let (k, v) = &upserts[i];
-            r.hnsw.upsert(*k, v).map_err(|m| index_err(name, "add", m))
+            hnsw.upsert(*k, v).map_err(|m| index_err(name, "add", m))
         };
+        let add = |i: usize| add_to(&r.hnsw, i);
         if threads <= 1 {
             (0..upserts.len()).try_for_each(add)?;
         } else {
@@ -671,10 +672,7 @@ fn apply(
                     .grow(lost.len(), name)?;
                 let r = lock.read().unwrap_or_else(|p| p.into_inner());
                 for i in lost {
-                    let (k, v) = &upserts[i];
-                    r.hnsw
-                        .upsert(*k, v)
-                        .map_err(|m| index_err(name, "add", m))?;
+                    add_to(&r.hnsw, i)?;
                 }
             }
         }
@@ -1208,7 +1206,6 @@ impl CollState {
         }
     }
 
-    /// Replace the indexes with a rebuild from SQLite and snapshot them.
     /// Replace a viewed snapshot (mapped, read-only) with an index in
     /// memory that can be saved: the snapshot loaded, then every change
     /// after it replayed from SQLite. Runs under the writer, so nothing
@@ -1287,7 +1284,6 @@ impl CollState {
     }
 
     /// Swap in a rebuild from SQLite without snapshotting it.
-    #[cfg(feature = "usearch")]
     fn rebuild_now_unsaved(&self, store: &Inner, conn: &Connection, reason: &str) -> Result<()> {
         let started = Instant::now();
         let config = self.config();
@@ -1302,20 +1298,12 @@ impl CollState {
         Ok(())
     }
 
+    /// Replace the indexes with a rebuild from SQLite and snapshot them.
     fn rebuild_now(&self, store: &Inner, conn: &mut Connection, reason: &str) -> Result<()> {
-        let started = Instant::now();
-        let config = self.config();
         let seq: i64 = read_seq(conn, self.cid)?;
-        let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
-        let pending = fresh.len() as u64;
-        *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.rebuild_now_unsaved(store, conn, reason)?;
         self.applied_seq.store(seq, Ordering::SeqCst);
-        *self.load.lock().unwrap_or_else(|p| p.into_inner()) = LoadReport {
-            source: IndexSource::Rebuilt,
-            reason: Some(reason.into()),
-            tail_replayed: 0,
-            millis: started.elapsed().as_secs_f64() * 1e3,
-        };
+        let pending = self.indexes.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
         self.pending.store(0, Ordering::SeqCst);
         self.add_pending(pending.max(1));
         failpoint!(&format!("{reason}:before-snapshot"));

@@ -26,7 +26,6 @@ pub(crate) fn path(store: &Path, cid: i64) -> PathBuf {
     index_dir(store).join(format!("{cid}.usearch"))
 }
 
-/// Hex blake3 digest.
 /// The digest recorded for a snapshot: `s:<blake3 of the structure>.v:<blake3
 /// of the vectors>`, or one blake3 of the whole file when the bytes do not
 /// have usearch's layout (and in snapshots written before the split).
@@ -49,7 +48,7 @@ pub(crate) fn digest(bytes: &[u8]) -> String {
 }
 
 /// Where the vectors lie in a usearch file, if its size prefix fits.
-pub(crate) fn vector_region(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+fn vector_region(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
     let word = |i: usize| -> Option<usize> {
         Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?) as usize)
     };
@@ -67,8 +66,8 @@ fn structure_digest(bytes: &[u8], vectors: &std::ops::Range<usize>) -> String {
 /// What is left to check after [`check_structure`]: the vectors' digest.
 #[derive(Clone)]
 pub(crate) struct VectorCheck {
-    pub(crate) range: std::ops::Range<usize>,
-    pub(crate) want: String,
+    range: std::ops::Range<usize>,
+    want: String,
 }
 
 impl VectorCheck {

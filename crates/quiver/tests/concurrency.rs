@@ -1,5 +1,5 @@
 //! Many threads searching while one writes; read-only handles beside a
-//! writer; a second writer refused.
+//! writer; a second writer refused; parallel index adds; i8 rescoring.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 

@@ -74,3 +74,13 @@ pub fn store_bytes(store: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// The ids of a search output line's hits, in order.
+pub fn hit_ids(line: &serde_json::Value) -> Vec<&str> {
+    line["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect()
+}
