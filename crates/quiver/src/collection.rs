@@ -641,7 +641,7 @@ fn apply(
         }
         // Keys in one change are distinct, so a large change is added on
         // every core.
-        let threads = build_threads(upserts.len());
+        let threads = build_threads(upserts.len(), r.hnsw.len());
         let add_to = |hnsw: &HnswIndex, i: usize| -> Result<()> {
             let (k, v) = &upserts[i];
             hnsw.upsert(*k, v).map_err(|m| index_err(name, "add", m))
@@ -749,11 +749,18 @@ fn par_each(n: usize, threads: usize, work: impl Fn(usize) -> Result<()> + Sync)
     })
 }
 
-/// Threads to add `n` vectors with: one per core for large changes, where
-/// the split pays for the threads.
+/// Threads to add `n` vectors to an index of `len` with: one per core for
+/// large changes, where the split pays for the threads, once the graph is
+/// past its first few thousand nodes. Parallel adds into a tiny graph left
+/// the most nodes unreachable (and each re-add leaves a retired node: a
+/// 300-record rebuild then kept 1-3 of them).
 #[cfg(feature = "usearch")]
-fn build_threads(n: usize) -> usize {
+fn build_threads(n: usize, len: usize) -> usize {
     const PER_THREAD: usize = 64;
+    const SEQUENTIAL_BELOW: usize = 4096;
+    if len < SEQUENTIAL_BELOW {
+        return 1;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     cores.min(n / PER_THREAD).max(1)
 }
