@@ -146,7 +146,7 @@ fn parallel_ingest_leaves_every_record_reachable() {
         let mut rng = Rng::new(seed);
         let centres: Vec<Vec<f32>> = (0..8).map(|_| rng.vector(dim)).collect();
         let mut all = Vec::new();
-        // The first 4,096 nodes are added one at a time; the rest in parallel.
+        // The first 1,000 nodes are added one at a time; the rest in parallel.
         for batch in 0..8 {
             let records: Vec<Record> = (0..2000)
                 .map(|i| Record::new(format!("r{batch}-{i}"), rng.clustered(dim, &centres)))

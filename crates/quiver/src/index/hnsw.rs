@@ -19,8 +19,8 @@
 //!   waypoint, like hnswlib's `mark_deleted`. Searches filter retired keys
 //!   out; `compact` rebuilds once they pile up.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -476,19 +476,62 @@ impl HnswIndex {
         self.index.add(key, vector).map_err(|e| e.to_string())
     }
 
-    /// Whether a search for `vector` (a node's own) finds `key`: a cheap
-    /// check that a node just added is linked into the graph.
-    ///
-    /// A cheap search (ef 10) settles almost every node; one it misses is
-    /// searched for again at ef 128 before it counts as lost. On hard data
-    /// (a synthetic 1M set with recall@10 0.87 at ef 128) the cheap search
-    /// alone missed so many that re-adding them all doubled the ingest
-    /// time and, each re-add leaving a retired node, lowered recall.
-    pub(crate) fn finds_itself(&self, key: u64, vector: &[f32]) -> bool {
-        [10, 128].into_iter().any(|ef| {
-            self.search_once(vector, 10, ef)
-                .is_ok_and(|hits| hits.iter().any(|h| h.0 == key))
-        })
+    /// Whether a search of the owned graph (where adds go; a viewed
+    /// snapshot beneath is not searched) for `vector`, a node's own, at
+    /// `ef` finds `key`: a check that a node just added is linked in.
+    pub(crate) fn finds_itself(&self, key: u64, vector: &[f32], ef: usize) -> bool {
+        let _gate = self.enter_ef(ef);
+        let _permit = self.permits.acquire();
+        // usearch widens ef to k: a greedy search (ef 1) asks for one hit.
+        // Retired nodes may fill some of the places; the key is live.
+        self.index
+            .search(vector, ef.min(10))
+            .is_ok_and(|m| m.keys.contains(&key))
+    }
+
+    /// Of `keys`, just added to the owned graph, the positions of those
+    /// whose links do not show them reachable. A node is shown reachable
+    /// when a node outside `keys` (in the graph before them; assumed
+    /// reachable) links to it, or a node shown reachable among `keys`
+    /// does. Links are read at the base level, where every search ends.
+    /// Cheap next to a search: a few dozen neighbour lists per node. The
+    /// caller keeps adds out meanwhile (usearch reads the lists in place).
+    pub(crate) fn unlinked(&self, keys: &[u64], threads: usize) -> Vec<usize> {
+        let pos: HashMap<u64, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let linked: Vec<AtomicBool> = keys.iter().map(|_| AtomicBool::new(false)).collect();
+        let next = AtomicUsize::new(0);
+        let links_to = |from: u64, to: u64| self.index.neighbors(from, 0).any(|k| k == to);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&key) = keys.get(i) else { return };
+                    let anchored = self
+                        .index
+                        .neighbors(key, 0)
+                        .any(|n| !pos.contains_key(&n) && links_to(n, key));
+                    linked[i].store(anchored, Ordering::Relaxed);
+                });
+            }
+        });
+        let mut reached: Vec<bool> = linked.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+        let mut stack: Vec<usize> = (0..keys.len()).filter(|&i| reached[i]).collect();
+        while let Some(i) = stack.pop() {
+            for n in self.index.neighbors(keys[i], 0) {
+                if let Some(&j) = pos.get(&n) {
+                    if !reached[j] {
+                        reached[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        (0..keys.len()).filter(|&i| !reached[i]).collect()
+    }
+
+    /// Nodes in the owned graph, the one adds go to (retired included).
+    pub(crate) fn owned_nodes(&self) -> usize {
+        self.index.size()
     }
 
     /// Retire a key; false if it was not there.
