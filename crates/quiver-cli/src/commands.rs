@@ -184,7 +184,7 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
             if out.human {
                 let status = if report.ok() { "ok" } else { "DAMAGED" };
                 out.line(&format!(
-                    "{status}: {} records, {} indexed, {} vectors compared, {} searched for",
+                    "{status}: {} records, {} indexed, {} vectors compared, {} checked reachable",
                     report.records,
                     report.indexed,
                     report.vectors_checked,

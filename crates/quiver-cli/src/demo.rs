@@ -191,7 +191,7 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
     }
     let report = coll.verify()?;
     out.line(&format!(
-        "verify   {}: {} records, {} vectors compared, {} found by their own vector",
+        "verify   {}: {} records, {} vectors compared, {} checked reachable",
         if report.ok() { "ok" } else { "DAMAGED" },
         report.records,
         report.vectors_checked,
