@@ -789,7 +789,7 @@ fn main() {
             "Quiver p50 µs",
             "scan p50 µs",
             "ratio to scan",
-            "usearch predicate recall@10",
+            "usearch predicate (same ef) recall@10",
             "usearch predicate p50 µs",
         ]);
         for (fi, &lim) in FILTERS.iter().enumerate() {
@@ -797,12 +797,17 @@ fn main() {
             let matrix: Vec<f32> = rows.iter().flat_map(|&i| data.row(i).to_vec()).collect();
             let text = format!("bucket < {lim}");
             let opts = SearchOptions::new(K).filter(text.parse().unwrap());
-            let plan = coll
-                .search(&data.queries[..dim], &opts)
-                .unwrap()
-                .plan
-                .name()
-                .to_string();
+            let plan = coll.search(&data.queries[..dim], &opts).unwrap().plan;
+            // usearch's predicate search at the ef Quiver's plan chose.
+            let plan_ef = match plan {
+                quiver::Plan::FilterHnsw { ef, .. } => ef,
+                _ => 64,
+            };
+            index.change_expansion_search(plan_ef);
+            let plan = match plan {
+                quiver::Plan::FilterHnsw { ef, .. } => format!("filter-hnsw, ef {ef}"),
+                p => p.name().to_string(),
+            };
             let mut lib = |q: &[f32]| ids(&coll.search(q, &opts).unwrap().hits);
             let mut scan = |q: &[f32]| -> Vec<usize> {
                 nearest(
