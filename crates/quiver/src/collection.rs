@@ -309,6 +309,9 @@ pub struct VerifyReport {
     /// Records checked to be reachable by a search: every one (none
     /// without the `usearch` feature, where every search is exact).
     pub reachability_checked: u64,
+    /// Records no search can reach (each also listed, up to five, in
+    /// `problems`).
+    pub unreachable: u64,
     /// Every problem found; empty means the collection is sound.
     pub problems: Vec<String>,
     /// Conditions that heal themselves and lose nothing, such as a snapshot
@@ -2619,7 +2622,7 @@ impl Collection {
         let mut problems = Vec::new();
         let mut notes = Vec::new();
         let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
-        let mut read = |conn: &Connection| -> Result<(u64, u64, u64)> {
+        let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64)> {
             let quick: String = conn
                 .query_row("PRAGMA quick_check", [], |r| r.get(0))
                 .during("sqlite quick_check")?;
@@ -2698,9 +2701,9 @@ impl Collection {
                     }
                 }
             }
-            Ok((records, checked, searched))
+            Ok((records, checked, searched, unreachable))
         };
-        let (records, checked, searched) = match &_writer {
+        let (records, checked, searched, unreachable) = match &_writer {
             Some(conn) => read(conn)?,
             None => self.store.read(|conn| {
                 begin_read(conn)?;
@@ -2714,6 +2717,7 @@ impl Collection {
             indexed: ix.len() as u64,
             vectors_checked: checked,
             reachability_checked: searched,
+            unreachable,
             problems,
             notes,
         })
