@@ -51,7 +51,22 @@ fn holder(file: &File) -> Option<u32> {
     let meta = file.metadata().ok()?;
     let dev = meta.dev();
     let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // The kernel lists /proc/locks a page per read call, by position: a
+    // line can be skipped when other locks come and go between two calls
+    // (seen in CI: pid 0 while other tests opened stores). Look again.
+    // Room for a page or more per call also avoids a tiny first read.
+    (0..5).find_map(|_| {
+        use std::io::Read;
+        let mut locks = String::with_capacity(1 << 16);
+        File::open("/proc/locks")
+            .ok()?
+            .read_to_string(&mut locks)
+            .ok()?;
+        find_holder(&locks, major, minor, meta.ino())
+    })
+}
+
+fn find_holder(locks: &str, major: u32, minor: u32, ino: u64) -> Option<u32> {
     // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"
     locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -62,8 +77,8 @@ fn holder(file: &File) -> Option<u32> {
         let mut parts = id.split(':');
         let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
         let min = u32::from_str_radix(parts.next()?, 16).ok()?;
-        let ino: u64 = parts.next()?.parse().ok()?;
-        (maj == major && min == minor && ino == meta.ino()).then(|| pid.parse().ok())?
+        let node: u64 = parts.next()?.parse().ok()?;
+        (maj == major && min == minor && node == ino).then(|| pid.parse().ok())?
     })
 }
 
