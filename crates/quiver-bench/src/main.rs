@@ -816,15 +816,12 @@ fn main() {
             let text = format!("bucket < {lim}");
             let opts = SearchOptions::new(K).filter(text.parse().unwrap());
             let plan = coll.search(&data.queries[..dim], &opts).unwrap().plan;
-            // usearch's predicate search at the ef Quiver's plan chose.
-            let plan_ef = match plan {
-                quiver::Plan::FilterHnsw { ef, .. } => ef,
-                _ => 64,
-            };
-            index.change_expansion_search(plan_ef);
-            let plan = match plan {
-                quiver::Plan::FilterHnsw { ef, .. } => format!("filter-hnsw, ef {ef}"),
-                p => p.name().to_string(),
+            // usearch's predicate search at the ef Quiver's plan chose
+            // (the default when its plan was exact).
+            index.change_expansion_search(plan.ef().unwrap_or(config.expansion_search));
+            let plan = match plan.ef() {
+                Some(ef) => format!("{}, ef {ef}", plan.name()),
+                None => plan.name().to_string(),
             };
             let mut lib = |q: &[f32]| ids(&coll.search(q, &opts).unwrap().hits);
             let mut scan = |q: &[f32]| -> Vec<usize> {

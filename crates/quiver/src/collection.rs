@@ -23,6 +23,8 @@ use crate::failpoint::failpoint;
 use crate::filter::{self, Filter};
 use crate::filtered::{self, MatchSet};
 #[cfg(feature = "usearch")]
+use crate::index::hnsw::par_each;
+#[cfg(feature = "usearch")]
 use crate::index::HnswIndex;
 use crate::index::{self, FlatIndex};
 use crate::record::{self, check_record, check_vector, Record};
@@ -644,9 +646,8 @@ fn apply(
                 .map_err(|m| index_err(name, "remove", m))?;
         }
         // Keys in one change are distinct, so a large change is added on
-        // every core.
-        // Sized by the graph the adds go to: above a viewed snapshot that
-        // is the small overlay, not the whole collection.
+        // every core, once the graph the adds go to is large enough (above
+        // a viewed snapshot, that is the small overlay, not the collection).
         let threads = build_threads(upserts.len(), r.hnsw.owned_nodes());
         let add_to = |hnsw: &HnswIndex, i: usize| -> Result<()> {
             let (k, v) = &upserts[i];
@@ -759,32 +760,6 @@ fn warm_ids(
             }
         })
         .ok()
-}
-
-/// Run `work(i)` for every i in `0..n` on `threads` threads, handing out
-/// short runs of indexes so that no thread idles while work is left.
-#[cfg(feature = "usearch")]
-fn par_each(n: usize, threads: usize, work: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
-    const RUN: usize = 16;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let start = next.fetch_add(RUN, Ordering::Relaxed);
-                        if start >= n {
-                            return Ok(());
-                        }
-                        (start..(start + RUN).min(n)).try_for_each(&work)?;
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    })
 }
 
 /// Threads to add `n` vectors to a graph of `len` nodes with: one per core

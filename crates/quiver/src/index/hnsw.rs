@@ -20,6 +20,7 @@
 //!   out; `compact` rebuilds once they pile up.
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
@@ -482,10 +483,9 @@ impl HnswIndex {
     pub(crate) fn finds_itself(&self, key: u64, vector: &[f32], ef: usize) -> bool {
         let _gate = self.enter_ef(ef);
         let _permit = self.permits.acquire();
-        // usearch widens ef to k: a greedy search (ef 1) asks for one hit.
-        // Retired nodes may fill some of the places; the key is live.
+        // Retired nodes may fill some of the 10 places; the key is live.
         self.index
-            .search(vector, ef.min(10))
+            .search(vector, 10)
             .is_ok_and(|m| m.keys.contains(&key))
     }
 
@@ -499,21 +499,17 @@ impl HnswIndex {
     pub(crate) fn unlinked(&self, keys: &[u64], threads: usize) -> Vec<usize> {
         let pos: HashMap<u64, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
         let linked: Vec<AtomicBool> = keys.iter().map(|_| AtomicBool::new(false)).collect();
-        let next = AtomicUsize::new(0);
         let links_to = |from: u64, to: u64| self.index.neighbors(from, 0).any(|k| k == to);
-        std::thread::scope(|s| {
-            for _ in 0..threads.max(1) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&key) = keys.get(i) else { return };
-                    let anchored = self
-                        .index
-                        .neighbors(key, 0)
-                        .any(|n| !pos.contains_key(&n) && links_to(n, key));
-                    linked[i].store(anchored, Ordering::Relaxed);
-                });
-            }
+        let anchored = par_each(keys.len(), threads.max(1), |i| -> Result<(), Infallible> {
+            let key = keys[i];
+            let from_before = self
+                .index
+                .neighbors(key, 0)
+                .any(|n| !pos.contains_key(&n) && links_to(n, key));
+            linked[i].store(from_before, Ordering::Relaxed);
+            Ok(())
         });
+        let Ok(()) = anchored;
         let mut reached: Vec<bool> = linked.iter().map(|l| l.load(Ordering::Relaxed)).collect();
         let mut stack: Vec<usize> = (0..keys.len()).filter(|&i| reached[i]).collect();
         while let Some(i) = stack.pop() {
@@ -716,6 +712,35 @@ impl HnswIndex {
     }
 }
 
+/// Run `work(i)` for every i in `0..n` on `threads` threads, handing out
+/// short runs of indexes so that no thread idles while work is left.
+pub(crate) fn par_each<E: Send>(
+    n: usize,
+    threads: usize,
+    work: impl Fn(usize) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    const RUN: usize = 16;
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<(), E> {
+                    loop {
+                        let start = next.fetch_add(RUN, Ordering::Relaxed);
+                        if start >= n {
+                            return Ok(());
+                        }
+                        (start..(start + RUN).min(n)).try_for_each(&work)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
 /// A counting semaphore: usearch fails a call outright when all thread
 /// slots are busy, so callers queue here instead.
 struct Semaphore {
@@ -863,21 +888,7 @@ mod tests {
                 .map(|i| centres[i % 8].iter().map(|c| c + 0.3 * next()).collect())
                 .collect();
             let h = HnswIndex::new(&config(dim), n as usize).unwrap();
-            let at = AtomicUsize::new(0);
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    s.spawn(|| loop {
-                        let i = at.fetch_add(16, Ordering::Relaxed);
-                        if i >= n as usize {
-                            return;
-                        }
-                        let end = (i + 16).min(n as usize);
-                        for (j, v) in vectors[i..end].iter().enumerate() {
-                            h.upsert((i + j) as u64 + 1, v).unwrap();
-                        }
-                    });
-                }
-            });
+            par_each(n as usize, 2, |j| h.upsert(j as u64 + 1, &vectors[j])).unwrap();
             let reached = h.reachable().unwrap();
             // The walk: from the nodes of the top level down the base level's links.
             let top = (1..=n).map(|k| h.index.level_of_key(k)).max().unwrap();
