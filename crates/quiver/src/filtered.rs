@@ -24,9 +24,11 @@ use crate::record;
 /// usearch's `filtered_search` took 7.0 ms at 1% selectivity, 4.5 ms at 3%,
 /// 2.9 ms at 10% and 1.3 ms at 30%; exact distances over the cached,
 /// normalised matches cost about 0.085 µs per match (0.17 ms for 2,000).
-/// They cross near 15,000 matches; 8,192 keeps the cache of match vectors
-/// bounded (8 sets × 8,192 × 1.5 KB = 100 MB at 384-d) and is still well
-/// inside the region where exact wins.
+/// They cross near 15,000 matches; 8,192 is well inside the region where
+/// exact wins. Larger collections raise the bound to an eighth of their
+/// size (see `Collection::match_set`). The cache of match vectors holds at
+/// most 8 × this bound or one set of the largest size, whichever is more:
+/// 100 MB at 384-d below 512k records, an eighth of the raw vectors above.
 pub const DEFAULT_EXACT_MAX: usize = 8192;
 
 /// The records matching a filter at one sequence number.
@@ -51,6 +53,11 @@ impl MatchSet {
 
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Vectors carried for the exact plan (none for a set too large for it).
+    fn vector_count(&self) -> usize {
+        self.vectors.as_ref().map_or(0, |_| self.keys.len())
     }
 }
 
@@ -168,11 +175,48 @@ impl Cache {
         self.sets.get(filter).filter(|s| s.seq == seq).cloned()
     }
 
-    pub(crate) fn put(&mut self, filter: String, set: Arc<MatchSet>) {
+    /// Keep `set`, emptying the cache first if it holds `CACHE_ENTRIES` sets
+    /// or if, with `set`, more than `max_vectors` cached vectors.
+    pub(crate) fn put(&mut self, filter: String, set: Arc<MatchSet>, max_vectors: usize) {
         self.sets.retain(|_, s| s.seq == set.seq);
-        if self.sets.len() >= CACHE_ENTRIES {
+        let held: usize = self.sets.values().map(|s| s.vector_count()).sum();
+        if self.sets.len() >= CACHE_ENTRIES || held + set.vector_count() > max_vectors {
             self.sets.clear();
         }
         self.sets.insert(filter, set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(seq: i64, n: usize, with_vectors: bool) -> Arc<MatchSet> {
+        Arc::new(MatchSet {
+            seq,
+            keys: (0..n as u64).collect(),
+            bitmap: Vec::new(),
+            vectors: with_vectors.then(|| vec![0.0; n * 2]),
+            metric: Metric::L2,
+        })
+    }
+
+    #[test]
+    fn cache_keeps_its_vectors_within_the_budget() {
+        let mut cache = Cache::default();
+        cache.put("a".into(), set(1, 40, true), 100);
+        cache.put("b".into(), set(1, 50, true), 100);
+        assert!(cache.get("a", 1).is_some() && cache.get("b", 1).is_some());
+        // 40 + 50 + 20 > 100: the older sets go.
+        cache.put("c".into(), set(1, 20, true), 100);
+        assert!(cache.get("a", 1).is_none() && cache.get("b", 1).is_none());
+        assert!(cache.get("c", 1).is_some());
+        // Sets without vectors cost nothing against the budget.
+        cache.put("d".into(), set(1, 1000, false), 100);
+        assert!(cache.get("c", 1).is_some() && cache.get("d", 1).is_some());
+        // A write (a later sequence) invalidates every older set.
+        cache.put("e".into(), set(2, 1, true), 100);
+        assert!(cache.get("c", 1).is_none() && cache.get("d", 2).is_none());
+        assert!(cache.get("e", 2).is_some());
     }
 }

@@ -59,7 +59,7 @@ pub struct StoreOptions {
     /// Called during rebuilds and replays.
     pub progress: Option<ProgressFn>,
     /// A filtered search whose filter matches at most this many records
-    /// (or a 64th of the collection, if more) computes exact distances
+    /// (or an eighth of the collection, if more) computes exact distances
     /// over just those; above, it runs a filtered HNSW search. Default
     /// 8,192 (measured, see `DEFAULT_EXACT_MAX`).
     pub filter_exact_max: usize,
