@@ -60,7 +60,7 @@ fn setup(dir: &Path) -> BTreeMap<String, Vec<f32>> {
 fn contents(store: &Path) -> BTreeMap<String, Vec<f32>> {
     let s = Store::open_read_only(store).unwrap();
     let c = s.get_collection("c").unwrap();
-    let all = c.scan(None, None, 10_000).unwrap();
+    let all = c.scan(None, None, 100_000).unwrap();
     assert_eq!(c.count().unwrap(), all.len() as u64);
     all.into_iter().map(|r| (r.id, r.vector)).collect()
 }
@@ -237,6 +237,49 @@ fn every_failpoint_leaves_exactly_the_committed_state() {
                 serde_json::from_str(&ok(&store, &["info", "c", "--json"])).unwrap();
             assert_eq!(info["config"]["connectivity"], 8, "{why}");
         }
+    }
+}
+
+/// An import long enough to start an automatic snapshot (10,000 changes),
+/// stopped while the background thread writes it and while the writer puts
+/// it in place: every batch that committed is there, whole.
+#[test]
+fn background_snapshot_stopped_anywhere_loses_nothing() {
+    let mut rng = Rng(7);
+    let more: Vec<(String, Vec<f32>)> = (0..10_500)
+        .map(|i| (format!("m{i:05}"), rng.vector(DIM)))
+        .collect();
+    let text: String = more
+        .iter()
+        .map(|(id, v)| format!("{{\"id\": \"{id}\", \"vector\": {}}}\n", json_vector(v)))
+        .collect();
+    for failpoint in [
+        "snapshot:partial-temp",
+        "snapshot:before-rename",
+        "snapshot:after-rename",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = setup(dir.path());
+        let store = dir.path().join("s");
+        let import = dir.path().join("more.jsonl");
+        std::fs::write(&import, &text).unwrap();
+        crash(
+            &store,
+            failpoint,
+            &["import", "c", import.to_str().unwrap(), "--batch", "500"],
+        );
+        // The snapshot starts after batch 20 commits; the stop comes before
+        // or after batch 21 commits, depending on the thread.
+        let got = contents(&store);
+        let batches = (got.len() - base.len()) / 500;
+        assert!(
+            (20..=21).contains(&batches),
+            "{failpoint}: {} records",
+            got.len()
+        );
+        let mut want = base.clone();
+        want.extend(more[..batches * 500].iter().cloned());
+        check(&store, &want, failpoint);
     }
 }
 

@@ -377,6 +377,24 @@ struct Indexes {
     ids: RwLock<HashMap<u64, Box<str>>>,
 }
 
+/// A snapshot serialised under the writer, being written by a thread.
+struct Staged {
+    thread: std::thread::JoinHandle<Result<Written>>,
+    /// The sequence its bytes hold.
+    applied: i64,
+    /// Pending changes it covers.
+    changes: u64,
+    vectors: usize,
+    options: String,
+}
+
+/// A staged snapshot on disk, fsynced, not yet in place.
+struct Written {
+    tmp: std::path::PathBuf,
+    digest: String,
+    length: usize,
+}
+
 pub(crate) struct CollState {
     pub(crate) cid: i64,
     pub(crate) name: String,
@@ -397,6 +415,8 @@ pub(crate) struct CollState {
     warming: AtomicBool,
     /// Keys the id cache did not have.
     id_misses: AtomicU64,
+    /// A snapshot being written in the background (see [`CollState::stage`]).
+    staged: Mutex<Option<Staged>>,
     /// That thread, and the flag that stops it (see [`CollState::stop_background`]).
     warm_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: AtomicBool,
@@ -1020,6 +1040,7 @@ impl CollState {
             seen_version: AtomicI64::new(-1),
             warming: AtomicBool::new(false),
             id_misses: AtomicU64::new(0),
+            staged: Mutex::new(None),
             warm_thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             delete_gate: RwLock::new(()),
@@ -1115,7 +1136,8 @@ impl CollState {
     }
 
     /// Write a snapshot of the index and record it. The caller holds the
-    /// writer connection, so no write runs meanwhile.
+    /// writer connection, so no write runs meanwhile. A background snapshot
+    /// still being written is waited for and installed first.
     fn snapshot(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
         let Some(dir) = &store.dir else {
             return Ok(());
@@ -1123,6 +1145,25 @@ impl CollState {
         if !cfg!(feature = "usearch") {
             return Ok(());
         }
+        self.install_staged(store, conn, true);
+        let options = options_stamp(&self.config());
+        let (bytes, applied, vectors) = self.serialise(store, conn)?;
+        snapshot::write_atomic(dir, self.cid, &bytes)?;
+        failpoint!("snapshot:after-rename");
+        let digest = snapshot::digest(&bytes);
+        self.record_snapshot(conn, &digest, bytes.len(), vectors, &options, applied)?;
+        self.pending.store(0, Ordering::SeqCst);
+        *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .snapshot_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// The index as snapshot bytes, the sequence they hold and their vector
+    /// count. A viewed (mapped) snapshot is materialised first.
+    fn serialise(&self, store: &Inner, conn: &mut Connection) -> Result<(Vec<u8>, i64, usize)> {
         #[cfg(feature = "usearch")]
         if self
             .indexes
@@ -1133,8 +1174,9 @@ impl CollState {
         {
             self.materialise(store, conn)?;
         }
+        #[cfg(not(feature = "usearch"))]
+        let _ = (store, conn);
         let applied = self.applied_seq.load(Ordering::SeqCst);
-        let config = self.config();
         #[cfg(feature = "usearch")]
         let (bytes, vectors) = {
             let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
@@ -1146,8 +1188,130 @@ impl CollState {
         };
         #[cfg(not(feature = "usearch"))]
         let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
-        snapshot::write_atomic(dir, self.cid, &bytes)?;
-        failpoint!("snapshot:after-rename");
+        Ok((bytes, applied, vectors))
+    }
+
+    /// Start a snapshot in the background: the index is serialised here,
+    /// under the writer, and a thread writes and fsyncs the bytes to the
+    /// staged file (hashing them on the way), so the writer goes on with
+    /// the next batch. A later write, `flush` or `close` installs it with
+    /// [`CollState::install_staged`]. Until then the live snapshot and its
+    /// record are untouched: a crash leaves them and a longer tail.
+    fn stage(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let Some(dir) = store.dir.clone() else {
+            return Ok(());
+        };
+        if !cfg!(feature = "usearch") {
+            return Ok(());
+        }
+        let options = options_stamp(&self.config());
+        let (bytes, applied, vectors) = self.serialise(store, conn)?;
+        let changes = self.pending.load(Ordering::SeqCst);
+        let cid = self.cid;
+        let index_dir = snapshot::index_dir(&dir);
+        let thread = std::thread::Builder::new()
+            .name("quiver-snapshot".into())
+            .spawn(move || {
+                let tmp = snapshot::write_temp(&dir, cid, &bytes, snapshot::STAGED)?;
+                Ok(Written {
+                    tmp,
+                    digest: snapshot::digest(&bytes),
+                    length: bytes.len(),
+                })
+            })
+            .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
+        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(Staged {
+            thread,
+            applied,
+            changes,
+            vectors,
+            options,
+        });
+        Ok(())
+    }
+
+    /// Install the background snapshot if its thread has finished (or, with
+    /// `wait`, once it has): rename it over the live file and record it.
+    /// The caller holds the writer. A failure is kept for `info`; the
+    /// changes stay pending, so a later snapshot covers them.
+    fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) {
+        let staged = {
+            let mut slot = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.take() {
+                Some(s) if wait || s.thread.is_finished() => s,
+                other => {
+                    *slot = other;
+                    return;
+                }
+            }
+        };
+        let Some(dir) = &store.dir else {
+            return;
+        };
+        let staged_path = snapshot::path(dir, self.cid).with_extension(snapshot::STAGED);
+        let written = staged.thread.join().unwrap_or_else(|_| {
+            Err(Error::io(
+                "write a snapshot",
+                &staged_path,
+                std::io::Error::other("the snapshot thread panicked"),
+            ))
+        });
+        let installed = written.and_then(|w| {
+            snapshot::install(dir, self.cid, &w.tmp)?;
+            failpoint!("snapshot:after-rename");
+            self.record_snapshot(
+                conn,
+                &w.digest,
+                w.length,
+                staged.vectors,
+                &staged.options,
+                staged.applied,
+            )
+        });
+        let mut error = self
+            .snapshot_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match installed {
+            Ok(()) => {
+                let left = self
+                    .pending
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(staged.changes);
+                self.pending.store(left, Ordering::SeqCst);
+                // The oldest change left is younger than the snapshot.
+                *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (left > 0).then(Instant::now);
+                *error = None;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged_path);
+                *error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Wait for a background snapshot and throw it away (the collection is
+    /// being dropped).
+    pub(crate) fn discard_staged(&self) {
+        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = staged {
+            if let Ok(Ok(w)) = s.thread.join() {
+                let _ = std::fs::remove_file(w.tmp);
+            }
+        }
+    }
+
+    /// Record a snapshot now in place, and prune the tombstones it covers.
+    fn record_snapshot(
+        &self,
+        conn: &mut Connection,
+        digest: &str,
+        length: usize,
+        vectors: usize,
+        options: &str,
+        applied: i64,
+    ) -> Result<()> {
         let tx = conn.transaction().during("begin snapshot record")?;
         tx.execute(
             "INSERT OR REPLACE INTO snapshots
@@ -1155,10 +1319,10 @@ impl CollState {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 self.cid,
-                snapshot::digest(&bytes),
-                bytes.len() as i64,
+                digest,
+                length as i64,
                 vectors as i64,
-                options_stamp(&config),
+                options,
                 index::engine_version(),
                 applied,
                 unix_now()
@@ -1175,32 +1339,38 @@ impl CollState {
             params![self.cid, applied],
         )
         .during("record pruning")?;
-        tx.commit().during("commit snapshot record")?;
-        self.pending.store(0, Ordering::SeqCst);
-        *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        *self
-            .snapshot_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(())
+        tx.commit().during("commit snapshot record")
     }
 
-    /// Snapshot if at least `min` changes are pending (and at least one).
+    /// Install a background snapshot, waiting for it; then snapshot if at
+    /// least `min` changes are pending (and at least one).
     pub(crate) fn snapshot_if(&self, store: &Inner, min: u64) -> Result<()> {
         let mut conn = store.writer("snapshot")?;
         if self.dropped.load(Ordering::SeqCst) {
             return Ok(());
         }
+        self.install_staged(store, &mut conn, true);
         if self.pending.load(Ordering::SeqCst) >= min.max(1) {
             self.snapshot(store, &mut conn)?;
         }
         Ok(())
     }
 
-    /// After a write: snapshot when the tail has grown past the threshold.
-    /// The threshold grows with the collection (a quarter of its slots), so
-    /// the bytes written by snapshots stay proportional to the bytes ingested.
+    /// After a write: install a finished background snapshot, and start
+    /// one when the tail has grown past the threshold and none is being
+    /// written. The threshold grows with the collection (a quarter of its
+    /// slots), so the bytes written by snapshots stay proportional to the
+    /// bytes ingested.
     fn maybe_snapshot(&self, store: &Inner, conn: &mut Connection) {
+        self.install_staged(store, conn, false);
+        if self
+            .staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return;
+        }
         let pending = self.pending.load(Ordering::SeqCst);
         if pending == 0 {
             return;
@@ -1219,7 +1389,7 @@ impl CollState {
         if by_count || by_age {
             // The write itself is committed; a failed snapshot only means a
             // longer replay later. Keep the error for `info`.
-            if let Err(e) = self.snapshot(store, conn) {
+            if let Err(e) = self.stage(store, conn) {
                 *self
                     .snapshot_error
                     .lock()

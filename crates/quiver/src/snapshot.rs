@@ -4,6 +4,9 @@
 //! fsync the directory. Only after that does the caller record the digest in
 //! SQLite, so a crash at any step leaves either the old file with its old
 //! record, or a file whose digest matches no record (which open rebuilds).
+//! Automatic snapshots stage their bytes in `<cid>.usearch.next` on a
+//! background thread; the writer later renames and records them the same
+//! way. A crash before that leaves the live file and its record as they were.
 //!
 //! Reading: the length and blake3 digest are checked against the record
 //! before any byte reaches usearch, which trusts its input.
@@ -213,10 +216,21 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Replace the snapshot of `cid` with `bytes`, durably.
 pub(crate) fn write_atomic(store: &Path, cid: i64, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(store, cid, bytes, TEMP)?;
+    install(store, cid, &tmp)
+}
+
+/// Extension of the temp file a snapshot written in place is staged in.
+const TEMP: &str = "usearch.tmp";
+/// Extension of the temp file a background snapshot is staged in, until
+/// the writer installs it.
+pub(crate) const STAGED: &str = "usearch.next";
+
+/// Write `bytes` to `<cid>.<ext>` and fsync it; return its path.
+pub(crate) fn write_temp(store: &Path, cid: i64, bytes: &[u8], ext: &str) -> Result<PathBuf> {
     let dir = index_dir(store);
     ensure_dir(&dir)?;
-    let live = path(store, cid);
-    let tmp = live.with_extension("usearch.tmp");
+    let tmp = path(store, cid).with_extension(ext);
     let io = |op: &str, p: &Path, e| Error::io(op, p, e);
     let mut f = OpenOptions::new()
         .write(true)
@@ -236,10 +250,15 @@ pub(crate) fn write_atomic(store: &Path, cid: i64, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io("write snapshot temp file", &tmp, e))?;
-    drop(f);
+    Ok(tmp)
+}
+
+/// Rename a written temp file over the live snapshot of `cid`, durably.
+pub(crate) fn install(store: &Path, cid: i64, tmp: &Path) -> Result<()> {
     failpoint!("snapshot:before-rename");
-    fs::rename(&tmp, &live).map_err(|e| io("rename snapshot into place", &live, e))?;
-    sync_dir(&dir)
+    let live = path(store, cid);
+    fs::rename(tmp, &live).map_err(|e| Error::io("rename snapshot into place", &live, e))?;
+    sync_dir(&index_dir(store))
 }
 
 /// fsync a directory so a rename in it is durable.
@@ -265,10 +284,10 @@ pub(crate) fn read_checked(
     Ok(bytes)
 }
 
-/// Remove a collection's snapshot (and a leftover temp file), if present.
+/// Remove a collection's snapshot (and leftover temp files), if present.
 pub(crate) fn remove(store: &Path, cid: i64) -> Result<()> {
     let live = path(store, cid);
-    for p in [live.with_extension("usearch.tmp"), live] {
+    for p in [live.with_extension(TEMP), live.with_extension(STAGED), live] {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

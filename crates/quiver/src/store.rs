@@ -46,7 +46,10 @@ pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 pub struct StoreOptions {
     /// Snapshot a collection automatically once this many changes (or a
     /// quarter of the collection's size, whichever is larger) are not yet
-    /// in its snapshot. Default 10,000.
+    /// in its snapshot. Default 10,000. The write that crosses the line
+    /// serialises the index; a background thread writes, hashes and
+    /// fsyncs it, and a later write (or `flush`, or `close`) puts it in
+    /// place.
     pub snapshot_every_changes: u64,
     /// Snapshot automatically on the next write once the oldest
     /// un-snapshotted change is this many seconds old. Default 300.
@@ -400,6 +403,7 @@ impl Store {
         tx.commit().during("commit drop collection")?;
         if let Some(state) = self.inner.unregister(name) {
             state.mark_dropped();
+            state.discard_staged();
         }
         if let Some(dir) = &self.inner.dir {
             // The rows are gone; a leftover file is harmless (numbered by a

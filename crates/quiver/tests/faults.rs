@@ -416,3 +416,65 @@ fn viewed_snapshot_takes_writes_and_saves_them() {
     assert_contents(&coll, &model);
     assert!(coll.verify().unwrap().ok());
 }
+
+/// Automatic snapshots are written by a background thread and installed by
+/// a later write or the close: a store dropped without a close snapshot
+/// reopens from the newest one plus only the changes after it, and no
+/// staged file is left behind, also when the collection is dropped while
+/// one is being written.
+#[test]
+fn background_snapshots_are_installed_and_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || StoreOptions {
+        snapshot_every_changes: 100,
+        close_snapshot_min_changes: u64::MAX,
+        ..StoreOptions::default()
+    };
+    let mut rng = Rng::new(5);
+    let mut model = BTreeMap::new();
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let coll = store
+            .create_collection("docs", &CollectionConfig::new(DIM))
+            .unwrap();
+        for b in 0..12 {
+            let batch = common::records(&mut rng, 30, DIM, &format!("b{b}-"));
+            coll.upsert(&batch).unwrap();
+            model.extend(batch.into_iter().map(|r| (r.id, r.vector)));
+        }
+        // Batches 4, 8 and 12 reach the threshold; whether the staged
+        // snapshots are in place yet is up to the threads.
+        let info = coll.info().unwrap();
+        assert!(info.tail <= 360, "{info:?}");
+        assert_eq!(info.snapshot_error, None);
+    }
+    let staged: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e != "usearch"))
+        .collect();
+    assert!(staged.is_empty(), "left behind: {staged:?}");
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let coll = store.get_collection("docs").unwrap();
+        let info = coll.info().unwrap();
+        assert_eq!(info.load.source, IndexSource::Snapshot);
+        // At least the snapshot started at 120 changes is in place (the
+        // drop waits for one still being written); only the changes after
+        // the newest installed one are replayed.
+        assert!(info.load.tail_replayed <= 240, "{info:?}");
+        assert_eq!(info.load.tail_replayed, info.tail);
+        assert_contents(&coll, &model);
+        assert!(coll.verify().unwrap().ok());
+        // 120 more changes start a snapshot; drop the collection at once.
+        let batch = common::records(&mut rng, 120, DIM, "late");
+        coll.upsert(&batch).unwrap();
+        drop(coll);
+        assert!(store.drop_collection("docs").unwrap());
+    }
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
