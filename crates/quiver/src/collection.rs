@@ -1174,6 +1174,8 @@ impl CollState {
         {
             self.materialise(store, conn)?;
         }
+        #[cfg(feature = "usearch")]
+        self.relink_unreached(conn)?;
         #[cfg(not(feature = "usearch"))]
         let _ = (store, conn);
         let applied = self.applied_seq.load(Ordering::SeqCst);
@@ -1189,6 +1191,71 @@ impl CollState {
         #[cfg(not(feature = "usearch"))]
         let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
         Ok((bytes, applied, vectors))
+    }
+
+    /// Add again, one at a time, the live nodes no search can reach, so no
+    /// snapshot holds one. The write path checks each parallel add, but a
+    /// node shown reachable then can lose its last in-link later, when
+    /// usearch prunes a neighbour's list for a newer node: an exact count
+    /// after a 1M ingest found 2 (usearch's own build: 11). A walk of the
+    /// links ([`HnswIndex::walk`]) finds them; only when it reaches fewer
+    /// live nodes than the index holds are the collection's keys read to
+    /// name them. The caller holds the writer. Returns how many.
+    #[cfg(feature = "usearch")]
+    fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
+        let lost: Vec<u64> = {
+            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            if ix.hnsw.is_viewed() {
+                return Ok(0);
+            }
+            let reached = ix.hnsw.walk();
+            let live = reached
+                .iter()
+                .filter(|k| **k < index::hnsw::DEAD_BASE)
+                .count();
+            if live >= ix.hnsw.len() {
+                return Ok(0);
+            }
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM records WHERE cid = ?1")
+                .during("prepare key scan")?;
+            let keys = stmt
+                .query_map([self.cid], |r| r.get::<_, i64>(0))
+                .during("read keys")?;
+            let mut lost = Vec::new();
+            for key in keys {
+                let key = key.during("read keys")? as u64;
+                if !reached.contains(&key) && ix.hnsw.contains(key) {
+                    lost.push(key);
+                }
+            }
+            lost
+        };
+        if lost.is_empty() {
+            return Ok(0);
+        }
+        let dim = self.config().dimension;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, vector FROM records WHERE key = ?1")
+            .during("prepare vector lookup")?;
+        let mut upserts = Vec::with_capacity(lost.len());
+        for key in lost {
+            let (id, blob): (String, Vec<u8>) = stmt
+                .query_row([key as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .during("read vector")?;
+            upserts.push((key, decode_vector(&self.name, &id, &blob, dim)?));
+        }
+        self.indexes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .grow(upserts.len(), &self.name)?;
+        let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in &upserts {
+            ix.hnsw
+                .upsert(*k, v)
+                .map_err(|m| index_err(&self.name, "add", m))?;
+        }
+        Ok(upserts.len())
     }
 
     /// Start a snapshot in the background: the index is serialised here,
@@ -1212,7 +1279,7 @@ impl CollState {
         let thread = std::thread::Builder::new()
             .name("quiver-snapshot".into())
             .spawn(move || {
-                let tmp = snapshot::write_temp(&dir, cid, &bytes, snapshot::STAGED)?;
+                let tmp = snapshot::write_temp(&dir, cid, &bytes)?;
                 Ok(Written {
                     tmp,
                     digest: snapshot::digest(&bytes),
@@ -1248,7 +1315,7 @@ impl CollState {
         let Some(dir) = &store.dir else {
             return;
         };
-        let staged_path = snapshot::path(dir, self.cid).with_extension(snapshot::STAGED);
+        let staged_path = snapshot::temp_path(dir, self.cid);
         let written = staged.thread.join().unwrap_or_else(|_| {
             Err(Error::io(
                 "write a snapshot",

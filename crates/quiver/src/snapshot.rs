@@ -4,9 +4,10 @@
 //! fsync the directory. Only after that does the caller record the digest in
 //! SQLite, so a crash at any step leaves either the old file with its old
 //! record, or a file whose digest matches no record (which open rebuilds).
-//! Automatic snapshots stage their bytes in `<cid>.usearch.next` on a
-//! background thread; the writer later renames and records them the same
-//! way. A crash before that leaves the live file and its record as they were.
+//! Automatic snapshots write and fsync the temp file on a background
+//! thread; the writer later renames and records it the same way (one
+//! snapshot at a time, so they share the temp file). A crash before that
+//! leaves the live file and its record as they were.
 //!
 //! Reading: the length and blake3 digest are checked against the record
 //! before any byte reaches usearch, which trusts its input.
@@ -216,21 +217,20 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Replace the snapshot of `cid` with `bytes`, durably.
 pub(crate) fn write_atomic(store: &Path, cid: i64, bytes: &[u8]) -> Result<()> {
-    let tmp = write_temp(store, cid, bytes, TEMP)?;
+    let tmp = write_temp(store, cid, bytes)?;
     install(store, cid, &tmp)
 }
 
-/// Extension of the temp file a snapshot written in place is staged in.
-const TEMP: &str = "usearch.tmp";
-/// Extension of the temp file a background snapshot is staged in, until
-/// the writer installs it.
-pub(crate) const STAGED: &str = "usearch.next";
+/// The temp file of `cid`'s next snapshot, until it is renamed into place.
+pub(crate) fn temp_path(store: &Path, cid: i64) -> PathBuf {
+    path(store, cid).with_extension("usearch.tmp")
+}
 
-/// Write `bytes` to `<cid>.<ext>` and fsync it; return its path.
-pub(crate) fn write_temp(store: &Path, cid: i64, bytes: &[u8], ext: &str) -> Result<PathBuf> {
+/// Write `bytes` to the temp file of `cid` and fsync it; return its path.
+pub(crate) fn write_temp(store: &Path, cid: i64, bytes: &[u8]) -> Result<PathBuf> {
     let dir = index_dir(store);
     ensure_dir(&dir)?;
-    let tmp = path(store, cid).with_extension(ext);
+    let tmp = temp_path(store, cid);
     let io = |op: &str, p: &Path, e| Error::io(op, p, e);
     let mut f = OpenOptions::new()
         .write(true)
@@ -287,7 +287,7 @@ pub(crate) fn read_checked(
 /// Remove a collection's snapshot (and leftover temp files), if present.
 pub(crate) fn remove(store: &Path, cid: i64) -> Result<()> {
     let live = path(store, cid);
-    for p in [live.with_extension(TEMP), live.with_extension(STAGED), live] {
+    for p in [temp_path(store, cid), live] {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

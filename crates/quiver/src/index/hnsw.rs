@@ -32,6 +32,26 @@ use crate::snapshot::{Mapping, VectorCheck};
 /// Error text from usearch (its exception type stays inside this module).
 pub(crate) type HnswError = String;
 
+/// A set of keys hashed by one multiply: keys are rowids, not attacker input.
+pub(crate) type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.0 = (self.0.rotate_left(5) ^ k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Smallest capacity ever reserved.
 const MIN_CAPACITY: usize = 1024;
 
@@ -556,6 +576,33 @@ impl HnswIndex {
         Ok(out)
     }
 
+    /// Nodes of the owned graph (live and retired) that a walk of the
+    /// base-level links reaches from the node a search lands on, that is,
+    /// what searches can reach. Links only, no distances: a fraction of a
+    /// search with ef = the graph's size. The caller keeps adds out (usearch
+    /// reads the lists in place).
+    pub(crate) fn walk(&self) -> KeySet {
+        let mut seen = KeySet::with_capacity_and_hasher(self.index.size(), Default::default());
+        if self.index.size() == 0 {
+            return seen;
+        }
+        let mut stack = {
+            let _gate = self.enter_ef(self.default_ef);
+            let _permit = self.permits.acquire();
+            let m = self.index.search(&vec![1.0f32; self.dim], 1);
+            m.map(|m| m.keys).unwrap_or_default()
+        };
+        seen.extend(stack.iter().copied());
+        while let Some(k) = stack.pop() {
+            for n in self.index.neighbors(k, 0) {
+                if seen.insert(n) {
+                    stack.push(n);
+                }
+            }
+        }
+        seen
+    }
+
     /// Nodes in the owned graph, the one adds go to (retired included).
     pub(crate) fn owned_nodes(&self) -> usize {
         self.index.size()
@@ -887,7 +934,7 @@ mod tests {
             let vectors: Vec<Vec<f32>> = (0..n as usize)
                 .map(|i| centres[i % 8].iter().map(|c| c + 0.3 * next()).collect())
                 .collect();
-            let h = HnswIndex::new(&config(dim), n as usize).unwrap();
+            let mut h = HnswIndex::new(&config(dim), n as usize).unwrap();
             par_each(n as usize, 2, |j| h.upsert(j as u64 + 1, &vectors[j])).unwrap();
             let reached = h.reachable().unwrap();
             // The walk: from the nodes of the top level down the base level's links.
@@ -904,8 +951,18 @@ mod tests {
                 }
             }
             assert_eq!(reached, walked, "seed {seed}");
+            // The walk from where a search lands reaches the same nodes.
+            let from_search: HashSet<u64> = h.walk().into_iter().collect();
+            assert_eq!(from_search, reached, "seed {seed}");
             if reached.len() < n as usize {
                 seen_unreachable = true;
+                // Added again alone, the lost nodes are linked in.
+                let lost: Vec<u64> = (1..=n).filter(|k| !reached.contains(k)).collect();
+                h.grow(lost.len()).unwrap();
+                for k in &lost {
+                    h.upsert(*k, &vectors[*k as usize - 1]).unwrap();
+                }
+                assert_eq!(h.reachable().unwrap().len(), n as usize, "seed {seed}");
                 break;
             }
         }
