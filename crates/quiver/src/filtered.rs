@@ -95,10 +95,18 @@ pub(crate) fn compute(
         .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
         .during("count filter matches")?;
     let with_vectors = count as usize <= exact_max;
-    let sql = format!(
-        "SELECT key{} FROM records WHERE {where_} ORDER BY key",
-        if with_vectors { ", vector" } else { "" }
-    );
+    // The keys come sorted from the field index through a temp b-tree;
+    // with the vectors in the same select, SQLite sorted the 1.5 KB blobs
+    // too (about 5x slower at 20k matches of 200k). So the vectors are read
+    // by key, in key order, after the keys are sorted.
+    let sql = if with_vectors {
+        format!(
+            "SELECT key, vector FROM records WHERE key IN \
+             (SELECT key FROM records WHERE {where_}) ORDER BY key"
+        )
+    } else {
+        format!("SELECT key FROM records WHERE {where_} ORDER BY key")
+    };
     let mut stmt = conn.prepare_cached(&sql).during("prepare filter scan")?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params.iter()))
