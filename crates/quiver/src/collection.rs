@@ -1672,6 +1672,7 @@ impl Collection {
             })
             .during("read the largest key")?;
         let mut applied = Vec::with_capacity(last.len());
+        let mut ids = Vec::with_capacity(last.len());
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -1717,12 +1718,24 @@ impl Collection {
                         .during("update full-text index")?;
                 }
                 applied.push((key as u64, r.vector.clone()));
+                ids.push((key as u64, r.id.as_str()));
             }
         }
         failpoint!("upsert:before-commit");
         tx.commit().during("commit upsert")?;
         failpoint!("upsert:after-commit");
         self.after_commit(&mut conn, seq, &applied, &[])?;
+        // The ids are at hand (a key keeps its id for life): cache them, so
+        // searches right after an ingest do not look them up in SQLite.
+        // At 1M, the first 1,000 searches after the ingest were 1.4-1.6x
+        // usearch at ef 16 while the cache warmed from SQLite.
+        {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let mut cache = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+            for (key, id) in ids {
+                cache.entry(key).or_insert_with(|| id.into());
+            }
+        }
         Ok(seq as u64)
     }
 
@@ -2250,7 +2263,18 @@ impl Collection {
         // of up to an eighth of the collection run exact.
         let size = st.indexes.read().unwrap_or_else(|p| p.into_inner()).len();
         let exact_max = self.store.options.filter_exact_max.max(size / 8);
-        let (dim, metric) = (self.config().dimension, self.config().metric);
+        let config = self.config();
+        let (dim, metric) = (config.dimension, config.metric);
+        // The exact plan's vectors: from the index when it holds them
+        // exactly (f32 storage), else from SQLite.
+        let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+        #[cfg(feature = "usearch")]
+        let from_index = |key: u64| ix.hnsw.get(key).ok().flatten();
+        #[cfg(feature = "usearch")]
+        let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
+            (config.scalar == Scalar::F32).then_some(&from_index as _);
+        #[cfg(not(feature = "usearch"))]
+        let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> = None;
         let set = Arc::new(self.store.read(|conn| {
             begin_read(conn)?;
             let seq: i64 = read_seq(conn, st.cid)?;
@@ -2262,6 +2286,7 @@ impl Collection {
                     dim,
                     metric,
                     exact_max,
+                    vector_of,
                 },
                 &compiled,
                 seq,
@@ -2269,6 +2294,7 @@ impl Collection {
             end_read(conn)?;
             Ok(set)
         })?);
+        drop(ix);
         // Cache only a set taken at the sequence the index is at.
         if set.seq == st.applied_seq.load(Ordering::SeqCst) {
             st.matches.lock().unwrap_or_else(|p| p.into_inner()).put(
