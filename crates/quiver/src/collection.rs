@@ -1245,16 +1245,8 @@ impl CollState {
                 .during("read vector")?;
             upserts.push((key, decode_vector(&self.name, &id, &blob, dim)?));
         }
-        self.indexes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .grow(upserts.len(), &self.name)?;
-        let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in &upserts {
-            ix.hnsw
-                .upsert(*k, v)
-                .map_err(|m| index_err(&self.name, "add", m))?;
-        }
+        // A handful: `apply` adds them one at a time (checked, were there many).
+        apply(&self.indexes, &self.name, &upserts, &[])?;
         Ok(upserts.len())
     }
 
@@ -1300,20 +1292,23 @@ impl CollState {
     /// Install the background snapshot if its thread has finished (or, with
     /// `wait`, once it has): rename it over the live file and record it.
     /// The caller holds the writer. A failure is kept for `info`; the
-    /// changes stay pending, so a later snapshot covers them.
-    fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) {
+    /// changes stay pending, so a later snapshot covers them. Returns true
+    /// while one is still being written (only without `wait`).
+    fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) -> bool {
         let staged = {
             let mut slot = self.staged.lock().unwrap_or_else(|p| p.into_inner());
             match slot.take() {
                 Some(s) if wait || s.thread.is_finished() => s,
                 other => {
+                    let busy = other.is_some();
                     *slot = other;
-                    return;
+                    return busy;
                 }
             }
         };
+        // Staged only when the store has a directory.
         let Some(dir) = &store.dir else {
-            return;
+            return false;
         };
         let staged_path = snapshot::temp_path(dir, self.cid);
         let written = staged.thread.join().unwrap_or_else(|_| {
@@ -1356,6 +1351,7 @@ impl CollState {
                 *error = Some(e.to_string());
             }
         }
+        false
     }
 
     /// Wait for a background snapshot and throw it away (the collection is
@@ -1429,13 +1425,7 @@ impl CollState {
     /// slots), so the bytes written by snapshots stay proportional to the
     /// bytes ingested.
     fn maybe_snapshot(&self, store: &Inner, conn: &mut Connection) {
-        self.install_staged(store, conn, false);
-        if self
-            .staged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
+        if self.install_staged(store, conn, false) {
             return;
         }
         let pending = self.pending.load(Ordering::SeqCst);

@@ -130,15 +130,7 @@ pub(crate) fn compute(
                 .during("scan filter matches")?
                 .as_blob()
                 .unwrap_or(&[]);
-            let v = record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
-                collection: collection.into(),
-                reason: format!("record key {key} has a vector of {} bytes", blob.len()),
-            })?;
-            if metric == Metric::Cos {
-                vs.extend(normalised(&v));
-            } else {
-                vs.extend_from_slice(&v);
-            }
+            push(vs, &decode(collection, key, blob, dim)?, metric);
         }
     }
     if let (true, Some(vector_of)) = (exact, vector_of) {
@@ -154,17 +146,10 @@ pub(crate) fn compute(
                     let blob: Vec<u8> = from_sqlite
                         .query_row([key as i64], |r| r.get(0))
                         .during("read match vector")?;
-                    record::decode(&blob, dim).ok_or_else(|| Error::Corrupt {
-                        collection: collection.into(),
-                        reason: format!("record key {key} has a vector of {} bytes", blob.len()),
-                    })?
+                    decode(collection, key as i64, &blob, dim)?
                 }
             };
-            if metric == Metric::Cos {
-                vs.extend(normalised(&v));
-            } else {
-                vs.extend_from_slice(&v);
-            }
+            push(&mut vs, &v, metric);
         }
         vectors = Some(vs);
     }
@@ -180,6 +165,23 @@ pub(crate) fn compute(
         vectors,
         metric,
     })
+}
+
+/// A match's vector from its SQLite blob.
+fn decode(collection: &str, key: i64, blob: &[u8], dim: usize) -> Result<Vec<f32>> {
+    record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
+        collection: collection.into(),
+        reason: format!("record key {key} has a vector of {} bytes", blob.len()),
+    })
+}
+
+/// Append a match's vector as the exact plan scores it (normalised for cosine).
+fn push(vs: &mut Vec<f32>, v: &[f32], metric: Metric) {
+    if metric == Metric::Cos {
+        vs.extend(normalised(v));
+    } else {
+        vs.extend_from_slice(v);
+    }
 }
 
 fn normalised(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
