@@ -3,6 +3,8 @@
 //! Two passes: the first reads and validates every line (and vector) without
 //! writing, so bad input anywhere leaves the store untouched; the second
 //! writes, one transaction per batch, so a killed import leaves whole batches.
+//! The writes go through [`quiver::Bulk`]: each batch is added to the index
+//! while the next one is read, embedded and committed.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -10,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use quiver::embed::SentenceEmbedder;
-use quiver::{jsonl, Collection, Record, Store};
+use quiver::{jsonl, Bulk, Record, Store};
 
 use crate::output::{input, progress_bar, CliResult, Failure, Out};
 use crate::{Cli, ImportArgs};
@@ -56,6 +58,9 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
     let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
     let (mut done, mut batches) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(args.batch);
+    // Each batch goes into the index while the next is read, embedded and
+    // committed.
+    let mut bulk = coll.bulk()?;
     loop {
         let item = source.next(&file)?;
         let end = item.is_none();
@@ -63,7 +68,7 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
         if batch.len() == args.batch || (end && !batch.is_empty()) {
             let report = args.report_commits;
             commit(
-                &coll,
+                &mut bulk,
                 model.as_ref(),
                 &mut batch,
                 &mut done,
@@ -77,6 +82,7 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
             break;
         }
     }
+    bulk.finish()?;
     // A bulk load ends with a snapshot, so the next open replays nothing.
     coll.flush()?;
     bar.finish_and_clear();
@@ -96,7 +102,7 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
 }
 
 fn commit(
-    coll: &Collection,
+    bulk: &mut Bulk<'_>,
     model: Option<&SentenceEmbedder>,
     batch: &mut Vec<(Record, bool)>,
     done: &mut u64,
@@ -118,7 +124,7 @@ fn commit(
         }
     }
     let records: Vec<Record> = batch.drain(..).map(|(r, _)| r).collect();
-    coll.upsert(&records)?;
+    bulk.upsert(&records)?;
     *done += records.len() as u64;
     *batches += 1;
 

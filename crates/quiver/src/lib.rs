@@ -41,7 +41,7 @@ mod store;
 mod text;
 
 pub use collection::{
-    Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexInfo, IndexSource,
+    Alter, Bulk, Collection, CollectionInfo, CompactReport, Hit, Include, IndexInfo, IndexSource,
     LoadReport, Plan, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
     MAX_K,
 };

@@ -184,6 +184,135 @@ fn parallel_ingest_leaves_every_record_reachable() {
     }
 }
 
+/// The top hit of an exact search for `v` among the index's records (an
+/// HNSW search at an ef of the whole collection).
+fn nearest(coll: &quiver::Collection, v: &[f32], n: usize) -> String {
+    let r = coll.search(v, &SearchOptions::new(1).ef(n)).unwrap();
+    r.hits[0].id.clone()
+}
+
+/// A bulk load commits each batch before `upsert` returns and has the
+/// batch before it in the index by then; searches on other threads run
+/// all along; a bad batch is refused alone and the load goes on; the
+/// finished load is whole in SQLite and in the index, and after a reopen.
+#[test]
+fn bulk_load_commits_each_batch_and_indexes_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = DIM;
+    let mut rng = Rng::new(21);
+    // Batches large enough to be added on both cores once the graph has
+    // 1,000 nodes.
+    let batches: Vec<Vec<Record>> = (0..6)
+        .map(|b| common::records(&mut rng, 700, dim, &format!("b{b}-")))
+        .collect();
+    let mut expected = std::collections::BTreeMap::new();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let coll = store
+            .create_collection("c", &CollectionConfig::new(dim))
+            .unwrap();
+        let done = AtomicBool::new(false);
+        let searches = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let (c, done, searches) = (&coll, &done, &searches);
+            s.spawn(move || {
+                let mut rng = Rng::new(5);
+                while !done.load(Ordering::Relaxed) {
+                    let r = c.search(&rng.vector(dim), &SearchOptions::new(5)).unwrap();
+                    assert!(r.hits.len() <= 5);
+                    searches.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let mut bulk = coll.bulk().unwrap();
+            let mut seqs = Vec::new();
+            for (b, batch) in batches.iter().enumerate() {
+                if b == 3 {
+                    // A batch with one vector of the wrong size: refused
+                    // whole, before anything of it is written.
+                    let mut bad = batch.clone();
+                    bad[350].vector.push(0.5);
+                    let e = bulk.upsert(&bad).unwrap_err();
+                    assert!(matches!(e, Error::DimensionMismatch { .. }), "{e}");
+                }
+                seqs.push(bulk.upsert(batch).unwrap());
+                // Committed: a reader sees the whole batch in SQLite.
+                let reader = Store::open_read_only(dir.path()).unwrap();
+                let rc = reader.get_collection("c").unwrap();
+                assert_eq!(rc.count().unwrap(), 700 * (b as u64 + 1));
+                drop(reader);
+                // The batch before is in the index.
+                if b > 0 {
+                    let prev = &batches[b - 1];
+                    for r in [&prev[0], &prev[699]] {
+                        assert_eq!(nearest(&coll, &r.vector, 700 * b), r.id);
+                    }
+                }
+                expected.extend(batch.iter().map(|r| (r.id.clone(), r.vector.clone())));
+            }
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+            bulk.finish().unwrap();
+            done.store(true, Ordering::Relaxed);
+        });
+        assert!(searches.load(Ordering::Relaxed) > 0);
+        common::assert_contents(&coll, &expected);
+        let last = &batches[5];
+        for r in [&last[0], &last[699]] {
+            assert_eq!(nearest(&coll, &r.vector, 4200), r.id);
+        }
+        // Reachability is guaranteed at each snapshot (see
+        // `parallel_ingest_leaves_every_record_reachable`).
+        coll.flush().unwrap();
+        let v = coll.verify().unwrap();
+        assert_eq!((v.records, v.indexed), (4200, 4200), "{v:?}");
+        assert!(v.problems.is_empty(), "{v:?}");
+        // A second load after the first, dropped without `finish`: its
+        // last batch still goes into the index.
+        let extra = common::records(&mut rng, 300, dim, "x");
+        let mut bulk = coll.bulk().unwrap();
+        bulk.upsert(&extra).unwrap();
+        drop(bulk);
+        expected.extend(extra.iter().map(|r| (r.id.clone(), r.vector.clone())));
+        assert_eq!(nearest(&coll, &extra[299].vector, 4500), extra[299].id);
+        assert_eq!(coll.verify().unwrap().indexed, 4500);
+        coll.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store.get_collection("c").unwrap();
+    common::assert_contents(&coll, &expected);
+    let v = coll.verify().unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.indexed, 4500);
+}
+
+/// While a bulk load holds the write lock, other writers wait for it.
+#[test]
+fn bulk_load_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store
+        .create_collection("c", &CollectionConfig::new(DIM))
+        .unwrap();
+    let mut rng = Rng::new(3);
+    let first = common::records(&mut rng, 100, DIM, "a");
+    let second = common::records(&mut rng, 100, DIM, "b");
+    let order = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let mut bulk = coll.bulk().unwrap();
+        bulk.upsert(&first).unwrap();
+        let (c, order, second) = (&coll, &order, &second);
+        let writer = s.spawn(move || {
+            c.upsert(second).unwrap();
+            order.lock().unwrap().push("upsert");
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        order.lock().unwrap().push("finish");
+        bulk.finish().unwrap();
+        writer.join().unwrap();
+    });
+    assert_eq!(*order.lock().unwrap(), ["finish", "upsert"]);
+    assert_eq!(coll.count().unwrap(), 200);
+}
+
 /// i8 index storage ranks approximately; Quiver ranks the candidates by
 /// their exact f32 vectors, so the distances returned are exact.
 #[test]
