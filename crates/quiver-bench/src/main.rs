@@ -12,10 +12,12 @@
 //! `--plot FILE.svg`, `--quiver PATH` (the CLI binary; default: beside this
 //! one), `--ingest-only` (stop after the ingest line: for profiling ingest),
 //! `--ingest-runs N` (usearch build and Quiver ingest run in turn N times;
-//! default 3 up to 200k vectors, else 1).
+//! default 5 up to 50k vectors, 3 up to 200k, else 1).
 //!
 //! Library latencies are measured interleaved, query by query, with raw
-//! usearch's, so a noisy machine slows both alike and the ratio holds.
+//! usearch's, so a noisy machine slows both alike and the ratio holds. The
+//! CLI's are paired the same way with the library's: a `quiver search
+//! --queries -` process is fed one query at a time through a pipe.
 
 #![allow(clippy::unwrap_used)] // A benchmark that meets bad data should stop loudly.
 
@@ -440,6 +442,67 @@ fn wait4(child: &mut std::process::Child) -> (i64, bool) {
 
 /// Run a child to completion: its stdout and (inflated, see
 /// [`run_child`]) peak RSS in MiB.
+/// A `quiver search --queries -` process (under `--child-rss`, for its
+/// peak RSS), fed one query at a time through a pipe.
+struct CliSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    rss_file: tempfile::NamedTempFile,
+}
+
+impl CliSession {
+    fn start(cmd: &Command) -> Self {
+        let rss_file = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--child-rss")
+            .arg(rss_file.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        CliSession {
+            stdin: child.stdin.take().unwrap(),
+            stdout: std::io::BufReader::new(child.stdout.take().unwrap()),
+            child,
+            rss_file,
+        }
+    }
+
+    /// Send one query; its answer line.
+    fn ask(&mut self, q: &[f32]) -> Value {
+        use std::io::{BufRead, Write};
+        let row: Vec<u8> = q.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.stdin.write_all(&row).unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    /// Close its stdin and reap it: its peak RSS in MiB.
+    fn end(self) -> f64 {
+        let CliSession {
+            mut child,
+            stdin,
+            rss_file,
+            ..
+        } = self;
+        drop(stdin);
+        let (_, ok) = wait4(&mut child);
+        assert!(ok, "the CLI search process failed");
+        let kib: f64 = std::fs::read_to_string(rss_file.path())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
 fn wait_child(cmd: &mut Command) -> (String, f64) {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -659,9 +722,14 @@ fn main() {
     // The two cannot run interleaved like searches, so on small sets they
     // run in turn several times (the last pair is kept for what follows)
     // and the median ratio is reported beside every pair's.
-    let runs: usize = arg("--ingest-runs").map_or(if n <= 200_000 { 3 } else { 1 }, |r| {
-        r.parse::<usize>().unwrap().max(1)
-    });
+    let runs: usize = arg("--ingest-runs").map_or(
+        match n {
+            0..=50_000 => 5,
+            50_001..=200_000 => 3,
+            _ => 1,
+        },
+        |r| r.parse::<usize>().unwrap().max(1),
+    );
     let mut pairs: Vec<(f64, f64)> = Vec::new();
     for r in 1..runs {
         let (spare, build) = build_raw();
@@ -882,29 +950,26 @@ fn main() {
     rep.table(&["after", "RSS", "peak RSS since the previous row"]);
     rep.memory("searches (both indexes held)");
 
-    // 5. The CLI, end to end, each query's own time (`--timings`), between
-    //    two library passes; and each search process's peak RSS next to a
+    // 5. The CLI, end to end: a `quiver search --queries - --timings`
+    //    process fed one query at a time, each answer's own time
+    //    (`took_us`) paired with the library's time on the same query
+    //    right beside it; and each search process's peak RSS next to a
     //    raw usearch process that loads its own saved index.
     let raw_memory = index.memory_usage();
     drop(index);
     let qfile = work.path().join("queries.f32");
     let qbytes: Vec<u8> = data.queries.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(&qfile, &qbytes).unwrap();
-    // The CLI gets the queries twice and is timed on the second pass: the
-    // first includes a fresh process's warm-up (page faults into the
-    // mapped snapshot, the id cache filling), reported beside it.
-    let qfile2 = work.path().join("queries2.f32");
-    std::fs::write(&qfile2, [qbytes.as_slice(), qbytes.as_slice()].concat()).unwrap();
     if have_cli {
         rep.line("");
-        rep.line("The CLI (`quiver search --queries FILE --timings`, its own per-query `took_us`; the query set given twice, timed on the second pass), next to library passes run just before and after; peak RSS of each search process:");
+        rep.line("The CLI (`quiver search --queries - --timings`, a fresh process fed the queries through a pipe one at a time; its own per-query `took_us`). The first pass is the fresh process's warm-up; in the second, each query goes to the CLI and to the library in turn (alternating which goes first), so both see the same moment of the machine. Peak RSS of each search process:");
         rep.table(&[
             "ef",
             "CLI recall@10",
             "CLI first pass p50 µs",
             "CLI p50 µs",
             "CLI p99 µs",
-            "library p50 µs (before, after)",
+            "library p50 µs (same pass)",
             "CLI / library",
             "CLI process peak MiB",
             "usearch process peak MiB",
@@ -912,46 +977,41 @@ fn main() {
         ]);
         for &ef in &efs {
             let opts = SearchOptions::new(K).ef(ef);
-            let lib_pass = || {
-                let mut t = Timer::new();
-                for (q, want) in data.queries().zip(&data.truth) {
-                    t.time(want, || ids(&coll.search(q, &opts).unwrap().hits));
-                }
-                t.stats().p50
-            };
-            let before = lib_pass();
-            let (out, cli_rss) = run_child(
+            let mut cli = CliSession::start(
                 Command::new(&bin)
                     .arg("--store")
                     .arg(&store_dir)
-                    .args(["search", "bench", "--queries"])
-                    .arg(&qfile2)
+                    .args(["search", "bench", "--queries", "-"])
                     .args(["-k", &K.to_string(), "--ef", &ef.to_string(), "--timings"]),
             );
-            let after = lib_pass();
-            let lines: Vec<Value> = out
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            let mut first: Vec<f64> = lines[..nq]
-                .iter()
-                .map(|l| l["took_us"].as_f64().unwrap())
-                .collect();
+            let took = |line: &Value| line["took_us"].as_f64().unwrap();
+            let mut first: Vec<f64> = data.queries().map(|q| took(&cli.ask(q))).collect();
             first.sort_by(|a, b| a.total_cmp(b));
             let first_p50 = pct(&first, 0.5);
-            let mut t = Timer::new();
-            for (l, want) in lines[nq..].iter().zip(&data.truth) {
-                let got: Vec<usize> = l["hits"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| h["id"].as_str().unwrap().parse().unwrap())
-                    .collect();
-                t.recall += recall(&got, want);
-                t.short += usize::from(got.len() < want.len());
-                t.us.push(l["took_us"].as_f64().unwrap());
+            let (mut c, mut l) = (Timer::new(), Timer::new());
+            for (i, (q, want)) in data.queries().zip(&data.truth).enumerate() {
+                let mut ask_cli = || {
+                    let line = cli.ask(q);
+                    let got: Vec<usize> = line["hits"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| h["id"].as_str().unwrap().parse().unwrap())
+                        .collect();
+                    c.recall += recall(&got, want);
+                    c.short += usize::from(got.len() < want.len());
+                    c.us.push(took(&line));
+                };
+                if i % 2 == 0 {
+                    ask_cli();
+                    l.time(want, || ids(&coll.search(q, &opts).unwrap().hits));
+                } else {
+                    l.time(want, || ids(&coll.search(q, &opts).unwrap().hits));
+                    ask_cli();
+                }
             }
-            let c = t.stats();
+            let cli_rss = cli.end();
+            let (c, lib) = (c.stats(), l.stats().p50);
             let (_, raw_rss) = run_child(
                 Command::new(std::env::current_exe().unwrap())
                     .arg("--child-usearch")
@@ -959,14 +1019,13 @@ fn main() {
                     .arg(&qfile)
                     .args([&dim.to_string(), &scalar_name, &ef.to_string()]),
             );
-            let lib = (before + after) / 2.0;
             rep.line(format!(
-                "| {ef} | {:.4} | {first_p50:.0} | {:.0} | {:.0} | {before:.0}, {after:.0} | **{:.2}** | {cli_rss:.0} | {raw_rss:.0} | **{:.2}** |",
+                "| {ef} | {:.4} | {first_p50:.0} | {:.0} | {:.0} | {lib:.0} | **{:.2}** | {cli_rss:.0} | {raw_rss:.0} | **{:.2}** |",
                 c.recall, c.p50, c.p99, c.p50 / lib, cli_rss / raw_rss
             ));
             rep.json.push(
                 json!({"phase": "cli", "ef": ef, "recall": c.recall, "short": c.short,
-                "p50_us": c.p50, "p99_us": c.p99, "first_pass_p50_us": first_p50, "library_p50_us": [before, after],
+                "p50_us": c.p50, "p99_us": c.p99, "first_pass_p50_us": first_p50, "library_p50_us": lib,
                 "ratio_to_library": c.p50 / lib, "cli_peak_rss_mib": cli_rss,
                 "usearch_process_peak_rss_mib": raw_rss, "rss_ratio": cli_rss / raw_rss}),
             );

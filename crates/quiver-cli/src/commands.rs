@@ -328,6 +328,19 @@ struct SearchLine<'a> {
     took_us: Option<f64>,
 }
 
+impl<'a> SearchLine<'a> {
+    /// A result line; with `started`, its wall time since then.
+    fn new(r: &'a quiver::SearchResult, started: Option<std::time::Instant>) -> Self {
+        SearchLine {
+            hits: &r.hits,
+            plan: r.plan.name(),
+            ef: r.plan.ef(),
+            matches: r.plan.matches(),
+            took_us: started.map(|t| t.elapsed().as_secs_f64() * 1e6),
+        }
+    }
+}
+
 fn parse_filter(text: Option<&str>) -> CliResult<Option<Filter>> {
     Ok(match text {
         Some(t) => Some(t.parse::<Filter>()?),
@@ -410,9 +423,16 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
         (None, Some(p)) => read_query_texts(p)?,
         (None, None) => Vec::new(),
     };
+    let streamed = a.queries.as_deref() == Some(Path::new("-"));
+    if streamed && a.mode != "vector" {
+        return input("--queries - (vectors from stdin) works in vector mode only");
+    }
     let store = open_read(cli)?;
     let coll = store.get_collection(&a.name)?;
     let dim = coll.config().dimension;
+    if streamed {
+        return search_stdin(&coll, dim, &opts, a.timings, out);
+    }
     let vectors: Vec<Vec<f32>> = match (&a.vector, &a.queries) {
         (Some(v), _) => vec![parse_vector("--vector", v)?],
         (None, Some(path)) => read_f32_rows(path, dim, "--queries")?
@@ -441,15 +461,56 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             "hybrid" => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
             _ => coll.search(&vectors[i], &opts)?,
         };
-        out.json(&SearchLine {
-            hits: &r.hits,
-            plan: r.plan.name(),
-            ef: r.plan.ef(),
-            matches: r.plan.matches(),
-            took_us: a.timings.then(|| started.elapsed().as_secs_f64() * 1e6),
-        })?;
+        out.json(&SearchLine::new(&r, a.timings.then_some(started)))?;
     }
     Ok(())
+}
+
+/// `--queries -`: read one row of `dim` f32s from stdin at a time and
+/// answer it at once, flushing each line, until stdin ends. A row cut
+/// short by the end of stdin is bad input (exit 2), after the answers
+/// to the whole rows before it.
+fn search_stdin(
+    coll: &quiver::Collection,
+    dim: usize,
+    opts: &SearchOptions,
+    timings: bool,
+    out: &mut Out,
+) -> CliResult<()> {
+    use std::io::Read;
+    let mut stdin = std::io::stdin().lock();
+    let mut row = vec![0u8; dim * 4];
+    let mut rows = 0u64;
+    loop {
+        let mut got = 0;
+        while got < row.len() {
+            match stdin.read(&mut row[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return input(format!("--queries -: cannot read stdin: {e}")),
+            }
+        }
+        if got == 0 {
+            return Ok(());
+        }
+        if got < row.len() {
+            return input(format!(
+                "--queries -: stdin ended {got} bytes into row {}, not a whole {dim}-d f32 row ({} bytes)",
+                rows + 1,
+                row.len()
+            ));
+        }
+        let v: Vec<f32> = row
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let started = std::time::Instant::now();
+        let r = coll.search(&v, opts)?;
+        out.json(&SearchLine::new(&r, timings.then_some(started)))?;
+        out.flush()?;
+        rows += 1;
+    }
 }
 
 /// Parse a JSON array of numbers into f32s.

@@ -198,7 +198,9 @@ pub(crate) struct SearchArgs {
     /// Hybrid: weight of the keyword list.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub keyword_weight: f32,
-    /// Raw little-endian f32 file of query vectors (N × dim).
+    /// Raw little-endian f32 file of query vectors (N × dim). `-` reads
+    /// them from stdin and answers each as it arrives (one line, flushed):
+    /// a long-lived search process fed through a pipe.
     #[arg(long, value_name = "FILE.f32")]
     pub queries: Option<PathBuf>,
     /// Hits per query.

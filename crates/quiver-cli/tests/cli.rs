@@ -197,6 +197,65 @@ fn full_round_trip() {
 }
 
 /// DESIGN §8 through the CLI: exit 2, one line naming the problem, store unchanged.
+/// `--queries -`: each row from stdin is answered before the next is
+/// sent (the test waits for each line with stdin still open); a row cut
+/// short at the end is bad input, after the whole rows' answers.
+#[test]
+fn queries_from_stdin_are_answered_as_they_arrive() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let (_dir, store, vectors) = populated();
+    let mut child = Command::new(common::bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["search", "c", "--queries", "-", "-k", "3", "--timings"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for i in [5usize, 250, 17] {
+        let row: Vec<u8> = vectors[i].iter().flat_map(|x| x.to_le_bytes()).collect();
+        stdin.write_all(&row).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["hits"][0]["id"], format!("r{i}"), "{line}");
+        assert_eq!(v["hits"].as_array().unwrap().len(), 3);
+        assert!(v["took_us"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    // Half a row, then the end of stdin.
+    stdin.write_all(&[0u8; DIM * 2]).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("stdin ended 16 bytes into row 4"), "{err}");
+
+    // Only vector mode reads vectors from stdin.
+    let out = quiver(
+        &store,
+        &[
+            "search",
+            "c",
+            "--queries",
+            "-",
+            "--mode",
+            "hybrid",
+            "--text",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn bad_input_exits_2_and_changes_nothing() {
     let (dir, store, _) = populated();
