@@ -393,6 +393,9 @@ struct Written {
     tmp: std::path::PathBuf,
     digest: String,
     length: usize,
+    /// The serialised index, handed back so a bulk load can serialise the
+    /// next snapshot into the same memory (see [`CollState::spare`]).
+    bytes: Vec<u8>,
 }
 
 pub(crate) struct CollState {
@@ -417,6 +420,13 @@ pub(crate) struct CollState {
     id_misses: AtomicU64,
     /// A snapshot being written in the background (see [`CollState::stage`]).
     staged: Mutex<Option<Staged>>,
+    /// A [`Bulk`] load is running: keep each snapshot's buffer in `spare`
+    /// for the next. Serialising into fresh memory page-faulted in every
+    /// page: 2.3% of a 50k ingest's CPU, on the writer, while the adds
+    /// wait. Outside a bulk load the buffer is freed, not kept beside the
+    /// index.
+    bulk_loading: AtomicBool,
+    spare: Mutex<Option<Vec<u8>>>,
     /// That thread, and the flag that stops it (see [`CollState::stop_background`]).
     warm_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: AtomicBool,
@@ -668,21 +678,30 @@ fn apply(
         // Keys in one change are distinct, so a large change is added on
         // every core, once the graph the adds go to is large enough (above
         // a viewed snapshot, that is the small overlay, not the collection).
-        let threads = build_threads(upserts.len(), r.hnsw.owned_nodes());
+        // The first nodes of a graph go in one at a time (see
+        // `build_threads`), the rest of the change in parallel.
+        let owned = r.hnsw.owned_nodes();
+        let head = SEQUENTIAL_BELOW.saturating_sub(owned).min(upserts.len());
+        let threads = build_threads(upserts.len() - head, owned + head);
         let add_to = |hnsw: &HnswIndex, i: usize| -> Result<()> {
             let (k, v) = &upserts[i];
             hnsw.upsert(*k, v).map_err(|m| index_err(name, "add", m))
         };
         let add = |i: usize| add_to(&r.hnsw, i);
+        (0..head).try_for_each(add)?;
+        let rest = &upserts[head..];
         if threads <= 1 {
-            (0..upserts.len()).try_for_each(add)?;
+            (head..upserts.len()).try_for_each(add)?;
         } else {
             // Parallel adds can leave a node no search reaches (usearch
             // #735; measured here: 5 of 3,000). Once every add is done,
             // the nodes not shown reachable are found and added again
             // alone, which links them properly.
-            par_each(upserts.len(), threads, add)?;
-            let lost = missing_nodes(&r.hnsw, upserts, threads)?;
+            par_each(rest.len(), threads, |i| add(head + i))?;
+            let lost: Vec<usize> = missing_nodes(&r.hnsw, rest, threads)?
+                .into_iter()
+                .map(|i| head + i)
+                .collect();
             drop(r);
             if !lost.is_empty() {
                 // Each re-add takes a new slot: make room first.
@@ -782,17 +801,24 @@ fn warm_ids(
         .ok()
 }
 
+/// A graph's first nodes are added one at a time ([`apply`] splits a
+/// change there), the rest by [`build_threads`]. Parallel adds into a tiny
+/// graph left the most nodes unreachable (and each re-add leaves a retired
+/// node: a 300-record rebuild then kept 1-3 of them). Up to 4,096 nodes
+/// were added one at a time at first; 1,000 made pypi-minilm-20k's ingest
+/// 0.86-0.88× usearch's build instead of 0.77×, with 0-1 re-adds a batch.
+/// 256 (with the split) took a fresh process's replay of a 999-change tail
+/// above a 20k snapshot from 97-106 ms to 68-69 ms to its first answer,
+/// every node reachable and no re-add.
+#[cfg(feature = "usearch")]
+const SEQUENTIAL_BELOW: usize = 256;
+
 /// Threads to add `n` vectors to a graph of `len` nodes with: one per core
 /// for large changes, where the split pays for the threads, once the graph
-/// has its first thousand nodes. Parallel adds into a tiny graph left the
-/// most nodes unreachable (and each re-add leaves a retired node: a
-/// 300-record rebuild then kept 1-3 of them). Up to 4,096 nodes were added
-/// one at a time before; 1,000 made pypi-minilm-20k's ingest 0.86-0.88×
-/// usearch's build instead of 0.77×, with 0-1 re-adds a batch.
+/// has its first [`SEQUENTIAL_BELOW`] nodes.
 #[cfg(feature = "usearch")]
 fn build_threads(n: usize, len: usize) -> usize {
     const PER_THREAD: usize = 64;
-    const SEQUENTIAL_BELOW: usize = 1000;
     if len < SEQUENTIAL_BELOW {
         return 1;
     }
@@ -1041,6 +1067,8 @@ impl CollState {
             warming: AtomicBool::new(false),
             id_misses: AtomicU64::new(0),
             staged: Mutex::new(None),
+            bulk_loading: AtomicBool::new(false),
+            spare: Mutex::new(None),
             warm_thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             delete_gate: RwLock::new(()),
@@ -1184,7 +1212,7 @@ impl CollState {
             let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
             let bytes = ix
                 .hnsw
-                .to_bytes()
+                .to_bytes(self.spare.lock().unwrap_or_else(|p| p.into_inner()).take())
                 .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
             (bytes, ix.hnsw.len())
         };
@@ -1276,6 +1304,7 @@ impl CollState {
                     tmp,
                     digest: snapshot::digest(&bytes),
                     length: bytes.len(),
+                    bytes,
                 })
             })
             .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
@@ -1317,6 +1346,13 @@ impl CollState {
                 &staged_path,
                 std::io::Error::other("the snapshot thread panicked"),
             ))
+        });
+        let written = written.map(|mut w| {
+            if self.bulk_loading.load(Ordering::SeqCst) {
+                *self.spare.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::mem::take(&mut w.bytes));
+            }
+            w
         });
         let installed = written.and_then(|w| {
             snapshot::install(dir, self.cid, &w.tmp)?;
@@ -1679,14 +1715,16 @@ impl Bulk<'_> {
 
 impl Drop for Bulk<'_> {
     fn drop(&mut self) {
+        let state = &self.coll.state;
         if let Err(e) = self.settle() {
-            *self
-                .coll
-                .state
+            *state
                 .snapshot_error
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
+        state.bulk_loading.store(false, Ordering::SeqCst);
+        // A snapshot still being written hands its buffer back to no one.
+        *state.spare.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -1783,6 +1821,7 @@ impl Collection {
     pub fn bulk(&self) -> Result<Bulk<'_>> {
         let conn = self.store.writer("upsert")?;
         self.alive()?;
+        self.state.bulk_loading.store(true, Ordering::SeqCst);
         Ok(Bulk {
             coll: self,
             conn,

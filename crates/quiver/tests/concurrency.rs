@@ -284,6 +284,59 @@ fn bulk_load_commits_each_batch_and_indexes_the_one_before() {
     assert_eq!(v.indexed, 4500);
 }
 
+/// Snapshots taken during a bulk load (here every few batches) are
+/// serialised into the memory of the one before; each is whole: after the
+/// load, a reopen loads the last one and replays only what came after it.
+#[cfg(feature = "usearch")]
+#[test]
+fn bulk_load_snapshots_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // Close writes no snapshot: the reopen starts from the load's last.
+    let options = || quiver::StoreOptions {
+        snapshot_every_changes: 500,
+        close_snapshot_min_changes: u64::MAX,
+        ..Default::default()
+    };
+    let mut rng = Rng::new(9);
+    let mut expected = std::collections::BTreeMap::new();
+    let snapshot_seq = {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let coll = store
+            .create_collection("c", &CollectionConfig::new(DIM))
+            .unwrap();
+        let mut bulk = coll.bulk().unwrap();
+        let mut seqs = Vec::new();
+        for b in 0..12 {
+            let batch = common::records(&mut rng, 400, DIM, &format!("b{b}-"));
+            bulk.upsert(&batch).unwrap();
+            seqs.push(coll.info().unwrap().snapshot.map(|s| s.applied_seq));
+            expected.extend(batch.into_iter().map(|r| (r.id, r.vector)));
+        }
+        bulk.finish().unwrap();
+        let info = coll.info().unwrap();
+        assert_eq!(info.snapshot_error, None);
+        // Several snapshots, each at a later batch.
+        let mut taken: Vec<u64> = seqs.into_iter().flatten().collect();
+        taken.dedup();
+        assert!(taken.len() >= 3, "{taken:?}");
+        info.snapshot.unwrap().applied_seq
+    };
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let coll = store.get_collection("c").unwrap();
+    common::assert_contents(&coll, &expected);
+    let info = coll.info().unwrap();
+    assert_eq!(
+        info.load.source,
+        quiver::IndexSource::Snapshot,
+        "{:?}",
+        info.load
+    );
+    assert_eq!(info.snapshot.unwrap().applied_seq, snapshot_seq);
+    let v = coll.verify().unwrap();
+    assert_eq!((v.records, v.indexed), (4800, 4800), "{v:?}");
+    assert_eq!(v.vectors_checked, 4800);
+}
+
 /// While a bulk load holds the write lock, other writers wait for it.
 #[test]
 fn bulk_load_holds_the_write_lock() {

@@ -746,12 +746,17 @@ impl HnswIndex {
     }
 
     /// The index serialised, taken while the caller keeps writers out.
-    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, HnswError> {
+    /// The index serialised, into `reuse`'s memory if given: its pages
+    /// are already mapped, and only a longer tail is zeroed.
+    pub(crate) fn to_bytes(&self, reuse: Option<Vec<u8>>) -> Result<Vec<u8>, HnswError> {
         if self.is_viewed() {
             return Err("a viewed snapshot is loaded into memory before it is saved".into());
         }
         let _permit = self.permits.acquire();
-        let mut buf = vec![0u8; self.index.serialized_length()];
+        let len = self.index.serialized_length();
+        let mut buf = reuse.unwrap_or_default();
+        // usearch writes every byte of the length it reports.
+        buf.resize(len, 0);
         self.index
             .save_to_buffer(&mut buf)
             .map_err(|e| e.to_string())?;
@@ -855,7 +860,12 @@ mod tests {
         let hits = h.search(&[6.0, 1.0, 0.5, 6.0], 20, Some(64)).unwrap();
         assert!(hits.iter().all(|(k, _)| *k < DEAD_BASE && *k != 6));
         assert_eq!(hits.len(), 20);
-        let bytes = h.to_bytes().unwrap();
+        let bytes = h.to_bytes(None).unwrap();
+        // Reused memory, longer or shorter and full of other bytes, gives
+        // the same bytes: usearch writes every byte it reports.
+        for len in [bytes.len() + 100, bytes.len() - 100] {
+            assert_eq!(h.to_bytes(Some(vec![0xAB; len])).unwrap(), bytes);
+        }
         assert!(HnswIndex::load(&cfg, &bytes, h.len() + 1).is_err());
         let back = HnswIndex::load(&cfg, &bytes, h.len()).unwrap();
         assert_eq!(back.len(), h.len());
