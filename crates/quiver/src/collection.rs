@@ -2455,14 +2455,13 @@ impl Collection {
         let st = &self.state;
         let text = filter.to_string();
         let applied = st.applied_seq.load(Ordering::SeqCst);
-        if let Some(set) = st
-            .matches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&text, applied)
-        {
-            return Ok(set);
-        }
+        let older = {
+            let cache = st.matches.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(set) = cache.get(&text, applied) {
+                return Ok(set);
+            }
+            cache.latest(&text)
+        };
         let compiled = filter::sql::compile(filter, 2)?;
         // The exact plan's cost grows with the matches; usearch's filtered
         // search is slow at low selectivity and its recall stalls as ef
@@ -2488,19 +2487,23 @@ impl Collection {
         let set = Arc::new(self.store.read(|conn| {
             begin_read(conn)?;
             let seq: i64 = read_seq(conn, st.cid)?;
-            let set = filtered::compute(
-                conn,
-                &filtered::Scope {
-                    collection: &st.name,
-                    cid: st.cid,
-                    dim,
-                    metric,
-                    exact_max,
-                    vector_of,
-                },
-                &compiled,
-                seq,
-            )?;
+            let scope = filtered::Scope {
+                collection: &st.name,
+                cid: st.cid,
+                dim,
+                metric,
+                exact_max,
+                vector_of,
+            };
+            // After a write, from the set before it when that is cheaper.
+            let advanced = match &older {
+                Some(old) => filtered::advance(conn, &scope, &compiled, old, seq)?,
+                None => None,
+            };
+            let set = match advanced {
+                Some(set) => set,
+                None => filtered::compute(conn, &scope, &compiled, seq)?,
+            };
             end_read(conn)?;
             Ok(set)
         })?);

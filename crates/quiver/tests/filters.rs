@@ -172,6 +172,122 @@ fn filtered_recall(seed: u64, metric: Metric, scalar: quiver::Scalar) {
     );
 }
 
+/// Writes between filtered searches: upserts moving records into and out
+/// of each filter, new records, deletes by id and by filter, and now and
+/// then a flush (whose snapshot prunes the tombstones the cached sets
+/// would need). After every write each filter's count and results match
+/// a model of the collection: exact plans equal to brute force, the
+/// bitmap plan at full recall here, `exact` equal to brute force.
+#[test]
+fn match_sets_follow_writes_between_filtered_searches() {
+    for scalar in [quiver::Scalar::F32, quiver::Scalar::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        // Few enough matches for the exact plan in two filters, not the third.
+        let opts = StoreOptions {
+            filter_exact_max: 400,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(dir.path(), opts).unwrap();
+        let mut config = CollectionConfig::new(DIM);
+        config.scalar = scalar;
+        let coll = store.create_collection("f", &config).unwrap();
+        let mut rng = Rng::new(5);
+        let mut model: BTreeMap<String, (Vec<f32>, i64)> = BTreeMap::new();
+        type Model = BTreeMap<String, (Vec<f32>, i64)>;
+        fn write(coll: &quiver::Collection, ids: Vec<usize>, rng: &mut Rng, model: &mut Model) {
+            let records: Vec<Record> = ids
+                .into_iter()
+                .map(|i| {
+                    let sel = rng.below(1000) as i64;
+                    Record::new(format!("r{i:05}"), rng.vector(DIM))
+                        .with_metadata(json!({ "sel": sel }))
+                })
+                .collect();
+            coll.upsert(&records).unwrap();
+            for r in records {
+                let sel = r.metadata.as_ref().unwrap()["sel"].as_i64().unwrap();
+                model.insert(r.id, (r.vector, sel));
+            }
+        }
+        write(&coll, (0..2000).collect(), &mut rng, &mut model);
+        type SelPred = fn(i64) -> bool;
+        let filters: [(&str, SelPred); 3] = [
+            ("sel < 10", |s| s < 10),
+            ("sel < 150", |s| s < 150),
+            ("sel >= 500", |s| s >= 500),
+        ];
+        let queries: Vec<Vec<f32>> = (0..5).map(|_| rng.vector(DIM)).collect();
+        for round in 0..14 {
+            if round > 0 {
+                // Existing ids get new metadata (in or out of each filter)
+                // and vectors; some ids are new.
+                let ids: Vec<usize> = (0..40).map(|_| rng.below(2300) as usize).collect();
+                let mut unique = ids.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                write(&coll, unique, &mut rng, &mut model);
+                let gone: Vec<String> = (0..10)
+                    .map(|_| format!("r{:05}", rng.below(2300)))
+                    .collect();
+                coll.delete(&gone).unwrap();
+                for id in &gone {
+                    model.remove(id);
+                }
+            }
+            if round % 4 == 3 {
+                let f: Filter = "sel >= 995".parse().unwrap();
+                let n = coll.delete_where(&f).unwrap();
+                let before = model.len();
+                model.retain(|_, (_, s)| *s < 995);
+                assert_eq!(n, before - model.len());
+            }
+            if round % 5 == 4 {
+                coll.flush().unwrap();
+            }
+            for (text, pred) in &filters {
+                let filter: Filter = text.parse().unwrap();
+                let matching: Vec<(String, Vec<f32>)> = model
+                    .iter()
+                    .filter(|(_, (_, s))| pred(*s))
+                    .map(|(id, (v, _))| (id.clone(), v.clone()))
+                    .collect();
+                let n = matching.len() as u64;
+                assert_eq!(
+                    coll.count_where(&filter).unwrap(),
+                    n,
+                    "{text} round {round}"
+                );
+                for q in &queries {
+                    let want = brute_force(Metric::Cos, &matching, q, 10);
+                    let r = coll
+                        .search(q, &SearchOptions::new(10).filter(filter.clone()))
+                        .unwrap();
+                    assert_eq!(r.plan.matches(), Some(n), "{text} round {round}");
+                    let got: Vec<String> = r.hits.into_iter().map(|h| h.id).collect();
+                    match r.plan {
+                        Plan::FilterExact { .. } => {
+                            assert_eq!(got, want, "{text} round {round} ({scalar})");
+                        }
+                        _ => {
+                            assert_eq!(got.len(), want.len(), "{text} round {round}");
+                            let rc = recall(&got, &want);
+                            assert!(rc >= 0.8, "{text} round {round}: recall {rc}");
+                        }
+                    }
+                    let r = coll
+                        .search(
+                            q,
+                            &SearchOptions::new(10).filter(filter.clone()).exact(true),
+                        )
+                        .unwrap();
+                    let got: Vec<String> = r.hits.into_iter().map(|h| h.id).collect();
+                    assert_eq!(got, want, "{text} round {round}: exact");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn injection_attempts_are_literal_text() {
     let store = Store::open_in_memory().unwrap();
