@@ -154,16 +154,7 @@ pub(crate) fn compute(
             .prepare_cached("SELECT vector FROM records WHERE key = ?1")
             .during("prepare vector lookup")?;
         for &key in &keys {
-            // A key committed but not yet applied to the index: read it.
-            let v = match vector_of(key) {
-                Some(v) => v,
-                None => {
-                    let blob: Vec<u8> = from_sqlite
-                        .query_row([key as i64], |r| r.get(0))
-                        .during("read match vector")?;
-                    decode(collection, key as i64, &blob, dim)?
-                }
-            };
+            let v = vector_by_key(&mut from_sqlite, Some(vector_of), collection, key, dim)?;
             push(&mut vs, &v, metric);
         }
         vectors = Some(vs);
@@ -281,15 +272,7 @@ pub(crate) fn advance(
                     // Already normalised for cosine.
                     From::Old(i) => vs.extend_from_slice(&ov[i * dim..(i + 1) * dim]),
                     From::New(key) => {
-                        let v = match vector_of.and_then(|f| f(key)) {
-                            Some(v) => v,
-                            None => {
-                                let blob: Vec<u8> = from_sqlite
-                                    .query_row([key as i64], |r| r.get(0))
-                                    .during("read match vector")?;
-                                decode(collection, key as i64, &blob, dim)?
-                            }
-                        };
+                        let v = vector_by_key(&mut from_sqlite, vector_of, collection, key, dim)?;
                         push(&mut vs, &v, metric);
                     }
                 }
@@ -305,6 +288,25 @@ pub(crate) fn advance(
         })
         .collect();
     Ok(Some(MatchSet::new(seq, keys, vectors, metric)))
+}
+
+/// A match's vector: from `vector_of` (the index) when it has the key,
+/// else from SQLite through `from_sqlite` (`SELECT vector ... key = ?1`):
+/// a key committed but not yet applied to the index.
+fn vector_by_key(
+    from_sqlite: &mut rusqlite::CachedStatement<'_>,
+    vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>>,
+    collection: &str,
+    key: u64,
+    dim: usize,
+) -> Result<Vec<f32>> {
+    if let Some(v) = vector_of.and_then(|f| f(key)) {
+        return Ok(v);
+    }
+    let blob: Vec<u8> = from_sqlite
+        .query_row([key as i64], |r| r.get(0))
+        .during("read match vector")?;
+    decode(collection, key as i64, &blob, dim)
 }
 
 /// A match's vector from its SQLite blob.
