@@ -501,10 +501,7 @@ fn search_stdin(
                 row.len()
             ));
         }
-        let v: Vec<f32> = row
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let v = le_f32s(&row);
         let started = std::time::Instant::now();
         let r = coll.search(&v, opts)?;
         out.json(&SearchLine::new(&r, timings.then_some(started)))?;
@@ -535,10 +532,15 @@ pub(crate) fn read_f32_rows(path: &Path, dim: usize, flag: &str) -> CliResult<Ve
             bytes.len()
         ));
     }
-    Ok(bytes
+    Ok(le_f32s(&bytes))
+}
+
+/// Little-endian f32s from raw bytes (a whole number of rows).
+pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+        .collect()
 }
 
 fn store_options() -> StoreOptions {

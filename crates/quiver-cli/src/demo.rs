@@ -9,6 +9,7 @@ use std::time::Instant;
 use quiver::{CollectionConfig, Include, Record, SearchOptions, Store};
 use serde::Deserialize;
 
+use crate::commands::le_f32s;
 use crate::output::{CliResult, Failure, Out};
 
 const SAMPLE: &str = include_str!("../data/sample.jsonl");
@@ -29,13 +30,6 @@ struct SampleLine {
     id: String,
     text: Option<String>,
     metadata: Option<serde_json::Value>,
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -67,7 +61,7 @@ pub(crate) fn run(args: &DemoArgs, out: &mut Out) -> CliResult<()> {
 }
 
 fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
-    let vectors = floats(SAMPLE_VECTORS);
+    let vectors = le_f32s(SAMPLE_VECTORS);
     let mut records = Vec::new();
     for (line, v) in SAMPLE.lines().zip(vectors.chunks_exact(DIM)) {
         let l: SampleLine = serde_json::from_str(line).map_err(internal)?;
@@ -78,7 +72,7 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
             metadata: l.metadata,
         });
     }
-    let query_vectors = floats(QUERY_VECTORS);
+    let query_vectors = le_f32s(QUERY_VECTORS);
     let query_texts: Vec<String> = QUERIES
         .lines()
         .map(|l| {

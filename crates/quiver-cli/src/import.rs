@@ -195,9 +195,7 @@ impl Source {
                             self.line_no, self.dim
                         ));
                     }
-                    raw.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()
+                    crate::commands::le_f32s(&raw)
                 }
                 (None, Some(v)) => v,
                 (None, None) if line.text.is_some() => Vec::new(),
