@@ -923,6 +923,82 @@ mod tests {
             }
         });
     }
+    /// Cycles of the state usearch 2.26.6 crashed in (USEARCH-NOTES,
+    /// "Concurrent add and search"): an empty index, threads spinning on
+    /// every read (search, filtered search, get, usearch's own exact scan),
+    /// and the first adds. Unpatched, a search that overlaps the first add
+    /// measures against a null vector (SIGSEGV) within a few thousand
+    /// cycles. `QUIVER_STRESS_CYCLES` runs it longer.
+    #[test]
+    fn reads_overlapping_the_first_adds_of_an_empty_index() {
+        let cycles: usize = std::env::var("QUIVER_STRESS_CYCLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000);
+        let dim = 8;
+        let adds = 48u64;
+        let vector = |key: u64| -> Vec<f32> {
+            (0..dim as u64)
+                .map(|i| ((key * 37 + i * 11) % 23) as f32 + 1.0)
+                .collect()
+        };
+        for cycle in 0..cycles {
+            let h = HnswIndex::new(&config(dim), 0).unwrap();
+            let (added, done) = (AtomicUsize::new(0), AtomicBool::new(false));
+            let spinning = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                let reader = |mode: usize| {
+                    let (h, added, done, spinning) = (&h, &added, &done, &spinning);
+                    move || {
+                        spinning.fetch_add(1, Ordering::AcqRel);
+                        let mut i = 0u64;
+                        while !done.load(Ordering::Acquire) {
+                            i += 1;
+                            // Everything below `before` was added before this read began.
+                            let before = added.load(Ordering::Acquire) as u64;
+                            let q = vector(i % adds + 1);
+                            let hits = match mode {
+                                0 => h.search(&q, 4, None).unwrap(),
+                                1 => h.filtered_search(&q, 4, 16, 4, |k| k % 2 == 1).unwrap(),
+                                _ => {
+                                    let key = i % (before + 2) + 1;
+                                    let got = h.get(key).unwrap();
+                                    assert!(
+                                        key > before || got == Some(vector(key)),
+                                        "cycle {cycle}"
+                                    );
+                                    let _permit = h.permits.acquire();
+                                    let m = h.index.exact_search(&q, 4).unwrap();
+                                    m.keys.into_iter().zip(m.distances).collect()
+                                }
+                            };
+                            assert!(hits.len() <= 4, "cycle {cycle}");
+                            for (key, d) in hits {
+                                assert!(
+                                    (1..=adds).contains(&key) && d.is_finite(),
+                                    "cycle {cycle}: {key} {d}"
+                                );
+                            }
+                        }
+                    }
+                };
+                let readers: Vec<_> = (0..3).map(|m| s.spawn(reader(m))).collect();
+                while spinning.load(Ordering::Acquire) < readers.len() {
+                    std::hint::spin_loop();
+                }
+                for key in 1..=adds {
+                    h.upsert(key, &vector(key)).unwrap();
+                    added.store(key as usize, Ordering::Release);
+                }
+                done.store(true, Ordering::Release);
+                for r in readers {
+                    r.join().unwrap();
+                }
+            });
+            assert_eq!(h.len(), adds as usize);
+        }
+    }
+
     /// `reachable` (one search with ef = the graph's size) against an
     /// independent walk of the links, on graphs built by parallel adds
     /// without the write path's repair, which leave a few nodes unreachable.
