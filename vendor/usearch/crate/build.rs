@@ -5,6 +5,8 @@ fn main() {
 }
 
 fn build_usearch() -> Result<(), Box<dyn Error>> {
+    // The package is renamed (Cargo.toml): keep the include prefix the sources use.
+    cxx_build::CFG.include_prefix = "usearch";
     let mut build = cxx_build::bridge("rust/lib.rs");
 
     build

@@ -967,6 +967,7 @@ mod tests {
                                         key > before || got == Some(vector(key)),
                                         "cycle {cycle}"
                                     );
+                                    let _gate = h.enter_ef(h.default_ef);
                                     let _permit = h.permits.acquire();
                                     let m = h.index.exact_search(&q, 4).unwrap();
                                     m.keys.into_iter().zip(m.distances).collect()

@@ -4816,6 +4816,9 @@ class index_gt {
                 compressed_slot_t successor_slot = candidate_neighbors[i];
                 if (static_cast<std::size_t>(successor_slot) >= slots_seen)
                     continue;
+                // The acquire pairs with `publish_node_`: the vector and key stored before it are visible.
+                if (!published_node_(successor_slot))
+                    continue;
                 if (visits.set(successor_slot))
                     continue;
 
