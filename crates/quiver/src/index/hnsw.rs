@@ -440,8 +440,11 @@ impl HnswIndex {
         self.capacity + self.base.as_ref().map_or(0, |b| b.index.size())
     }
 
-    /// Heap bytes, plus the viewed snapshot's mapped bytes.
+    /// Heap bytes, plus the viewed snapshot's mapped bytes. usearch counts
+    /// them by walking every node and reading its allocator's totals, which
+    /// adds change: writers are held off meanwhile.
     pub(crate) fn memory_bytes(&self) -> usize {
+        let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
         self.index.memory_usage() + self.base.as_ref().map_or(0, |b| b.map.bytes().len())
     }
 

@@ -3624,7 +3624,9 @@ class index_gt {
         stats_t result{};
 
         for (std::size_t i = 0; i != size(); ++i) {
-            node_t node = node_at_(i);
+            node_t node = published_node_(i); // Skip a slot whose add has not published it yet
+            if (!node)
+                continue;
             std::size_t max_edges = node.level() * config_.connectivity + config_.connectivity_base;
             std::size_t edges = 0;
             for (level_t level = 0; level <= node.level(); ++level)
@@ -3650,7 +3652,9 @@ class index_gt {
         std::size_t max_edges_per_node = !level ? config_.connectivity_base : config_.connectivity;
 
         for (std::size_t i = 0; i != size(); ++i) {
-            node_t node = node_at_(i);
+            node_t node = published_node_(i); // Skip a slot whose add has not published it yet
+            if (!node)
+                continue;
             if (static_cast<std::size_t>(node.level()) < level)
                 continue;
 
@@ -3674,7 +3678,9 @@ class index_gt {
 
         std::size_t head_bytes = node_head_bytes_();
         for (std::size_t i = 0; i != size(); ++i) {
-            node_t node = node_at_(i);
+            node_t node = published_node_(i); // Skip a slot whose add has not published it yet
+            if (!node)
+                continue;
 
             stats_per_level[0].nodes++;
             stats_per_level[0].edges += neighbors_(node, 0).size();
