@@ -650,9 +650,11 @@ impl HnswIndex {
     /// (the collection default when `None`).
     ///
     /// A usearch search that overlaps an `add` can come back with fewer
-    /// than k hits (measured: 5 of 25,097 searches during a stream of adds),
-    /// and one that overlaps a retirement can report the retired key. Such a
-    /// result is retried once with writers held off, which is exact.
+    /// than k hits: usearch counts a node (`size`, hence `len`) before the
+    /// add publishes and links it, so a small graph can hold fewer reachable
+    /// nodes than it reports (an empty result while the first node goes
+    /// in). One that overlaps a retirement can report the retired key. Such
+    /// a result is retried once with writers held off, which is exact.
     pub(crate) fn search(
         &self,
         query: &[f32],
