@@ -1,8 +1,9 @@
 //! Searching a collection from its very first record on: threads search a
 //! fresh collection (plain, filtered exact, filtered HNSW, hybrid) while
 //! its first records arrive through `upsert`, through `bulk()`, through a
-//! read-only handle following a writer process, and while records are
-//! deleted, compacted and the collection altered. usearch 2.26.6 crashed
+//! read-only handle following a writer process, into the empty overlay
+//! above a viewed snapshot, and while records are deleted, compacted and
+//! the collection altered. usearch 2.26.6 crashed
 //! (SIGSEGV) when a search overlapped the first add of an empty index; see
 //! `vendor/usearch/quiver.patch`.
 //!
@@ -17,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use quiver::{
-    Alter, Collection, CollectionConfig, Filter, Fusion, Plan, Record, SearchOptions, Store,
-    StoreOptions,
+    Alter, Collection, CollectionConfig, Filter, Fusion, IndexSource, Plan, Record, SearchOptions,
+    Store, StoreOptions,
 };
 use serde_json::json;
 
@@ -280,6 +281,57 @@ fn first_records_while_deleting_compacting_and_altering() {
         });
         assert!(coll.verify().unwrap().ok());
         store.drop_collection(&name).unwrap();
+    }
+    check_seen(&seen, cycles);
+}
+
+/// After a reopen, the index is the viewed snapshot with an empty owned
+/// graph above it for the changes to come: its first adds are searched too.
+#[test]
+fn first_records_into_the_overlay_above_a_viewed_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Seen::default();
+    let cycles = (cycles() / 3).max(2);
+    // Of the records written so far, how many each search kind can match.
+    let written = [0, 1, 2].map(|_| AtomicUsize::new(0));
+    let count = |recs: &[Record]| {
+        for r in recs {
+            let n: usize = r.id[1..].parse().unwrap();
+            written[0].fetch_add(1, Ordering::AcqRel);
+            written[if n % GROUPS == 0 { 1 } else { 2 }].fetch_add(1, Ordering::AcqRel);
+        }
+    };
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let coll = store
+            .create_collection("c", &CollectionConfig::new(DIM))
+            .unwrap();
+        for b in 0..BATCHES {
+            coll.upsert(&batch("r", b)).unwrap();
+            count(&batch("r", b));
+        }
+        coll.flush().unwrap();
+    }
+    for cycle in 1..=cycles {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let coll = store.get_collection("c").unwrap();
+        let info = coll.info().unwrap();
+        assert_eq!(info.load.source, IndexSource::Snapshot);
+        assert_eq!(info.load.tail_replayed, 0);
+        // Hybrid (kind 3) is bounded by its vector list, as plain search is.
+        let floor = |kind: usize| written[if kind == 3 { 0 } else { kind }].load(Ordering::Acquire);
+        with_searchers(&coll, &seen, &floor, || {
+            for b in 0..BATCHES {
+                let recs: Vec<Record> = (b * BATCH..(b + 1) * BATCH)
+                    .map(|i| record("o", cycle * 1000 + i))
+                    .collect();
+                coll.upsert(&recs).unwrap();
+                count(&recs);
+            }
+        });
+        assert!(coll.verify().unwrap().ok());
+        // The next cycle opens a snapshot of everything: its overlay starts empty.
+        coll.flush().unwrap();
     }
     check_seen(&seen, cycles);
 }
