@@ -1,6 +1,8 @@
 //! The usearch HNSW index, wrapped so its traps cannot be reached.
 //!
-//! What this wrapper guarantees (see USEARCH-NOTES):
+//! The usearch beneath is Quiver's patched 2.26.6 (`vendor/usearch/`): a
+//! search or `get` that overlaps an `add` never sees a node before its
+//! vector. What this wrapper guarantees on top (see USEARCH-NOTES):
 //! - every `IndexOptions` field is set from the collection config;
 //! - capacity is tracked here and grown geometrically before adds
 //!   (`reserve` needs `&mut self`, so no other call can be in flight);
@@ -928,6 +930,7 @@ mod tests {
             }
         });
     }
+
     /// Cycles of the state usearch 2.26.6 crashed in (USEARCH-NOTES,
     /// "Concurrent add and search"): an empty index, threads spinning on
     /// every read (search, filtered search, get, usearch's own exact scan),
