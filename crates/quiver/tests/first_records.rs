@@ -165,9 +165,13 @@ fn check_seen(seen: &Seen, cycles: usize) {
     let n = seen.searches.load(Ordering::Relaxed);
     assert!(n >= cycles * 4, "only {n} searches in {cycles} cycles");
     assert!(seen.nonempty.load(Ordering::Relaxed) > 0);
-    // Both filtered plans ran at least once.
+    // Both filtered plans ran at least once (without usearch every search
+    // is exact).
     assert!(seen.filter_exact.load(Ordering::Relaxed) > 0);
-    assert!(seen.filter_hnsw.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        seen.filter_hnsw.load(Ordering::Relaxed) > 0,
+        cfg!(feature = "usearch")
+    );
 }
 
 #[test]
@@ -316,8 +320,10 @@ fn first_records_into_the_overlay_above_a_viewed_snapshot() {
         let store = Store::open_with(dir.path(), options()).unwrap();
         let coll = store.get_collection("c").unwrap();
         let info = coll.info().unwrap();
-        assert_eq!(info.load.source, IndexSource::Snapshot);
-        assert_eq!(info.load.tail_replayed, 0);
+        if cfg!(feature = "usearch") {
+            assert_eq!(info.load.source, IndexSource::Snapshot);
+            assert_eq!(info.load.tail_replayed, 0);
+        }
         // Hybrid (kind 3) is bounded by its vector list, as plain search is.
         let floor = |kind: usize| written[if kind == 3 { 0 } else { kind }].load(Ordering::Acquire);
         with_searchers(&coll, &seen, &floor, || {
