@@ -74,6 +74,10 @@ pub(crate) struct HnswIndex {
     /// Held shared by every add and retire; a search that came back short
     /// retries holding it exclusively.
     mutating: RwLock<()>,
+    /// Upserts that replace a key, from before its old vector leaves
+    /// searches until its new one is in: that key is missing meanwhile,
+    /// and searches still expect it (see [`HnswIndex::expected`]).
+    replacing: AtomicUsize,
     /// A snapshot viewed in place beneath `index`, which then holds only
     /// the changes since (see [`HnswIndex::view`]).
     base: Option<Base>,
@@ -329,6 +333,7 @@ impl HnswIndex {
             ef_gate: RwLock::new(()),
             dead: AtomicUsize::new(0),
             mutating: RwLock::new(()),
+            replacing: AtomicUsize::new(0),
             base: None,
         }
     }
@@ -493,6 +498,9 @@ impl HnswIndex {
         }
         let _permit = self.permits.acquire();
         let _m = self.mutating.read().unwrap_or_else(|p| p.into_inner());
+        // Counted before the old vector is hidden or retired, uncounted once
+        // the new one is added (or the add failed).
+        let _replacing = self.contains(key).then(|| Counted::enter(&self.replacing));
         if let Some(b) = &self.base {
             b.hide(key);
         }
@@ -500,6 +508,14 @@ impl HnswIndex {
             self.retire(key)?;
         }
         self.index.add(key, vector).map_err(|e| e.to_string())
+    }
+
+    /// How many live vectors a search may expect: `len`, plus the keys
+    /// being replaced, which are briefly in neither their old nor their
+    /// new form. A search that finds fewer is retried with writers held
+    /// off (see [`HnswIndex::search`]).
+    fn expected(&self) -> usize {
+        self.len() + self.replacing.load(Ordering::SeqCst)
     }
 
     /// Whether a search of the owned graph (where adds go; a viewed
@@ -655,8 +671,9 @@ impl HnswIndex {
     /// than k hits: usearch counts a node (`size`, hence `len`) before the
     /// add publishes and links it, so a small graph can hold fewer reachable
     /// nodes than it reports (an empty result while the first node goes
-    /// in). One that overlaps a retirement can report the retired key. Such
-    /// a result is retried once with writers held off, which is exact.
+    /// in), and a key being replaced is missing until its new vector is in.
+    /// One that overlaps a retirement can report the retired key. Such a
+    /// result is retried once with writers held off, which is exact.
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -664,7 +681,7 @@ impl HnswIndex {
         ef: Option<usize>,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
         let ef = ef.unwrap_or(self.default_ef);
-        self.retrying(k.min(self.len()), || self.search_once(query, k, ef))
+        self.retrying(k.min(self.expected()), || self.search_once(query, k, ef))
     }
 
     /// Approximate k nearest among keys for which `keep` is true, at `ef`.
@@ -798,6 +815,22 @@ pub(crate) fn par_each<E: Send>(
             .into_iter()
             .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
+}
+
+/// One unit of a counter for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A counting semaphore: usearch fails a call outright when all thread
