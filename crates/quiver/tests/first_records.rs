@@ -174,62 +174,57 @@ fn check_seen(seen: &Seen, cycles: usize) {
     );
 }
 
-#[test]
-fn first_records_through_upsert() {
+/// `cycles()` times: a fresh collection searched by `with_searchers` while
+/// `write(coll, applied, cycle)` writes its first records, storing in
+/// `applied` how many of them are in the index; then checked and dropped.
+fn fresh_collections(write: impl Fn(&Collection, &AtomicUsize, usize)) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), options()).unwrap();
     let seen = Seen::default();
     let cycles = cycles();
     for cycle in 0..cycles {
+        let name = format!("c{cycle}");
         let coll = store
-            .create_collection(&format!("c{cycle}"), &CollectionConfig::new(DIM))
+            .create_collection(&name, &CollectionConfig::new(DIM))
             .unwrap();
         let applied = AtomicUsize::new(0);
         let floor = |kind| matching(kind, applied.load(Ordering::Acquire));
-        with_searchers(&coll, &seen, &floor, || {
-            // Every other cycle starts with one record alone, which the
-            // first batch then replaces.
-            if cycle % 2 == 0 {
-                coll.upsert(&batch("r", 0)[..1]).unwrap();
-                applied.store(1, Ordering::Release);
-            }
-            for b in 0..BATCHES {
-                coll.upsert(&batch("r", b)).unwrap();
-                applied.store((b + 1) * BATCH, Ordering::Release);
-            }
-        });
+        with_searchers(&coll, &seen, &floor, || write(&coll, &applied, cycle));
         assert_eq!(coll.count().unwrap(), (BATCHES * BATCH) as u64);
-        store.drop_collection(&format!("c{cycle}")).unwrap();
+        assert!(coll.verify().unwrap().ok());
+        store.drop_collection(&name).unwrap();
     }
     check_seen(&seen, cycles);
 }
 
 #[test]
+fn first_records_through_upsert() {
+    fresh_collections(|coll, applied, cycle| {
+        // Every other cycle starts with one record alone, which the first
+        // batch then replaces.
+        if cycle % 2 == 0 {
+            coll.upsert(&batch("r", 0)[..1]).unwrap();
+            applied.store(1, Ordering::Release);
+        }
+        for b in 0..BATCHES {
+            coll.upsert(&batch("r", b)).unwrap();
+            applied.store((b + 1) * BATCH, Ordering::Release);
+        }
+    });
+}
+
+#[test]
 fn first_records_through_bulk() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), options()).unwrap();
-    let seen = Seen::default();
-    let cycles = cycles();
-    for cycle in 0..cycles {
-        let coll = store
-            .create_collection(&format!("c{cycle}"), &CollectionConfig::new(DIM))
-            .unwrap();
-        let applied = AtomicUsize::new(0);
-        let floor = |kind| matching(kind, applied.load(Ordering::Acquire));
-        with_searchers(&coll, &seen, &floor, || {
-            let mut bulk = coll.bulk().unwrap();
-            for b in 0..BATCHES {
-                bulk.upsert(&batch("r", b)).unwrap();
-                // Returned: this batch committed, the one before it applied.
-                applied.store(b * BATCH, Ordering::Release);
-            }
-            bulk.finish().unwrap();
-            applied.store(BATCHES * BATCH, Ordering::Release);
-        });
-        assert!(coll.verify().unwrap().ok());
-        store.drop_collection(&format!("c{cycle}")).unwrap();
-    }
-    check_seen(&seen, cycles);
+    fresh_collections(|coll, applied, _| {
+        let mut bulk = coll.bulk().unwrap();
+        for b in 0..BATCHES {
+            bulk.upsert(&batch("r", b)).unwrap();
+            // Returned: this batch committed, the one before it applied.
+            applied.store(b * BATCH, Ordering::Release);
+        }
+        bulk.finish().unwrap();
+        applied.store(BATCHES * BATCH, Ordering::Release);
+    });
 }
 
 #[test]
