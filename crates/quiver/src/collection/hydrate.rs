@@ -1,0 +1,176 @@
+//! Hits from index keys: ids from the key → id cache or SQLite, and the fields asked for.
+
+use super::*;
+
+/// Fill a collection's id cache from SQLite on a background thread, so
+/// that ids-only searches stop going to SQLite soon after open without
+/// making the open itself wait. Stops when the store or collection goes.
+pub(super) fn warm_ids(
+    conn: Connection,
+    state: std::sync::Weak<CollState>,
+) -> Option<std::thread::JoinHandle<()>> {
+    const ROWS: i64 = 16_384;
+    std::thread::Builder::new()
+        .name("quiver-warm-ids".into())
+        .spawn(move || {
+            let mut after = i64::MIN;
+            loop {
+                let Some(st) = state.upgrade() else { return };
+                if st.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let rows: Result<Vec<(i64, String)>> = (|| {
+                    conn.prepare_cached(
+                        "SELECT key, id FROM records WHERE cid = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                    )
+                    .during("prepare id warm-up")?
+                    .query_map(params![st.cid, after, ROWS], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .during("read ids")?
+                    .collect::<rusqlite::Result<_>>()
+                    .during("read ids")
+                })();
+                let Ok(rows) = rows else { return };
+                let Some(last) = rows.last() else { return };
+                after = last.0;
+                let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+                // Only keys the index holds: a key deleted meanwhile stays out.
+                let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+                for (key, id) in rows {
+                    if ix.contains(key as u64) {
+                        ids.entry(key as u64).or_insert_with(|| id.into_boxed_str());
+                    }
+                }
+            }
+        })
+        .ok()
+}
+
+impl Collection {
+    /// Turn index keys into hits, skipping keys deleted meanwhile.
+    pub(super) fn resolve(
+        &self,
+        found: &[(u64, f32, Option<Ranks>)],
+        include: Include,
+        dim: usize,
+    ) -> Result<Vec<Hit>> {
+        if include == Include::default() {
+            return self.resolve_ids(found);
+        }
+        let name = &self.state.name;
+        let sql = format!(
+            "SELECT id, {}, {}, {} FROM records WHERE key = ?1 AND cid = ?2",
+            if include.text { "text" } else { "NULL" },
+            if include.metadata { "metadata" } else { "NULL" },
+            if include.vector { "vector" } else { "NULL" },
+        );
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).during("prepare hit lookup")?;
+            let mut hits = Vec::with_capacity(found.len());
+            for (key, distance, ranks) in found {
+                let (key, distance) = (*key, *distance);
+                let row = stmt
+                    .query_row(params![key as i64, self.state.cid], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .during("look up hit")?;
+                let Some((id, text, meta, blob)) = row else {
+                    continue;
+                };
+                let vector = match blob {
+                    Some(b) => Some(decode_vector(name, &id, &b, dim)?),
+                    None => None,
+                };
+                let metadata = parse_metadata(name, &id, meta)?;
+                hits.push(Hit {
+                    id,
+                    distance,
+                    text,
+                    metadata,
+                    vector,
+                    ranks: ranks.clone(),
+                });
+            }
+            Ok(hits)
+        })
+    }
+
+    /// [`Collection::resolve`] for ids-only hits: from the id cache, and
+    /// from SQLite (then cached) for keys not in it.
+    pub(super) fn resolve_ids(&self, found: &[(u64, f32, Option<Ranks>)]) -> Result<Vec<Hit>> {
+        let hit = |id: &str, distance: f32, ranks: &Option<Ranks>| Hit {
+            id: id.to_string(),
+            distance,
+            text: None,
+            metadata: None,
+            vector: None,
+            ranks: ranks.clone(),
+        };
+        let mut hits: Vec<Option<Hit>> = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let ids = ix.ids.read().unwrap_or_else(|p| p.into_inner());
+            for (i, (key, distance, ranks)) in found.iter().enumerate() {
+                match ids.get(key) {
+                    Some(id) => hits.push(Some(hit(id, *distance, ranks))),
+                    None => {
+                        hits.push(None);
+                        missing.push(i);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            // Warm up once searches have missed a few hundred keys: a
+            // one-shot search (one CLI call) never pays for it.
+            let missed = self
+                .state
+                .id_misses
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            if missed >= 256 && !self.state.warming.swap(true, Ordering::AcqRel) {
+                if let Ok(conn) = self.store.open_reader() {
+                    *self
+                        .state
+                        .warm_thread
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        warm_ids(conn, Arc::downgrade(&self.state));
+                }
+            }
+            let rows = self.store.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT id FROM records WHERE key = ?1 AND cid = ?2")
+                    .during("prepare hit lookup")?;
+                let mut rows = Vec::with_capacity(missing.len());
+                for &i in &missing {
+                    let key = found[i].0;
+                    let id: Option<String> = stmt
+                        .query_row(params![key as i64, self.state.cid], |r| r.get(0))
+                        .optional()
+                        .during("look up hit")?;
+                    rows.push((i, key, id));
+                }
+                Ok(rows)
+            })?;
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+            for (i, key, id) in rows {
+                // Deleted since the index search: no hit (the caller retries).
+                let Some(id) = id else { continue };
+                let (_, distance, ranks) = &found[i];
+                hits[i] = Some(hit(&id, *distance, ranks));
+                // A key deleted after this lookup may be cached here, but
+                // the index never returns a removed key again, so the entry
+                // is never read.
+                ids.insert(key, id.into_boxed_str());
+            }
+        }
+        Ok(hits.into_iter().flatten().collect())
+    }
+}

@@ -1,0 +1,388 @@
+//! Opening a collection: the snapshot viewed or loaded and the tail
+//! replayed, or a rebuild from SQLite; a read-only handle catching up.
+
+use super::*;
+
+/// Replay every change stamped after `after` onto `lock`'s indexes.
+/// Returns the number of changes applied.
+pub(super) fn replay(
+    conn: &Connection,
+    store: &Inner,
+    name: &str,
+    cid: i64,
+    dim: usize,
+    after: i64,
+    lock: &RwLock<Indexes>,
+) -> Result<u64> {
+    let total: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                  + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+            params![cid, after],
+            |r| r.get(0),
+        )
+        .during("count tail")?;
+    let mut done = 0u64;
+    let removes: Vec<u64> = conn
+        .prepare_cached("SELECT key FROM tombstones WHERE cid = ?1 AND seq > ?2")
+        .during("read tombstones")?
+        .query_map(params![cid, after], |r| r.get::<_, i64>(0))
+        .during("read tombstones")?
+        .map(|k| k.map(|k| k as u64))
+        .collect::<rusqlite::Result<_>>()
+        .during("read tombstones")?;
+    apply(lock, name, &[], &removes)?;
+    done += removes.len() as u64;
+    stream_records(conn, name, cid, dim, Some(after), |chunk| {
+        apply(lock, name, chunk, &[])?;
+        done += chunk.len() as u64;
+        report(store, name, "replay", done, total as u64);
+        Ok(())
+    })?;
+    Ok(done)
+}
+
+/// Feed `(key, vector)` rows of a collection, optionally only those stamped
+/// after a sequence, in chunks.
+pub(super) fn stream_records(
+    conn: &Connection,
+    name: &str,
+    cid: i64,
+    dim: usize,
+    after: Option<i64>,
+    mut f: impl FnMut(&[(u64, Vec<f32>)]) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key, vector FROM records WHERE cid = ?1 AND seq > ?2 ORDER BY key")
+        .during("read records")?;
+    let mut rows = stmt
+        .query(params![cid, after.unwrap_or(-1)])
+        .during("read records")?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(row) = rows.next().during("read records")? {
+        let key: i64 = row.get(0).during("read records")?;
+        let blob = row
+            .get_ref(1)
+            .during("read records")?
+            .as_blob()
+            .unwrap_or(&[]);
+        let v = record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
+            collection: name.into(),
+            reason: format!(
+                "record key {key} has a vector of {} bytes, expected {}",
+                blob.len(),
+                dim * 4
+            ),
+        })?;
+        chunk.push((key as u64, v));
+        if chunk.len() == CHUNK {
+            f(&chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        f(&chunk)?;
+    }
+    Ok(())
+}
+
+pub(super) fn report(store: &Inner, name: &str, phase: &'static str, done: u64, total: u64) {
+    if let Some(p) = &store.options.progress {
+        p(&Progress {
+            collection: name.into(),
+            phase,
+            done,
+            total,
+        });
+    }
+}
+
+/// Build indexes from every record in SQLite.
+pub(super) fn rebuild(
+    conn: &Connection,
+    store: &Inner,
+    name: &str,
+    cid: i64,
+    config: &CollectionConfig,
+) -> Result<Indexes> {
+    let total: i64 = conn
+        .query_row("SELECT count(*) FROM records WHERE cid = ?1", [cid], |r| {
+            r.get(0)
+        })
+        .during("count records")?;
+    let lock = RwLock::new(Indexes::empty(config, total as usize, name)?);
+    let mut done = 0u64;
+    report(store, name, "rebuild", 0, total as u64);
+    stream_records(conn, name, cid, config.dimension, None, |chunk| {
+        apply(&lock, name, chunk, &[])?;
+        done += chunk.len() as u64;
+        report(store, name, "rebuild", done, total as u64);
+        Ok(())
+    })?;
+    Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Load indexes from the snapshot if it is usable; else `Err(reason)`.
+#[cfg(feature = "usearch")]
+pub(super) fn load_snapshot(
+    store: &Inner,
+    conn: &Connection,
+    cid: i64,
+    config: &CollectionConfig,
+) -> Result<(Indexes, i64), String> {
+    let dir = store.dir.as_ref().ok_or("in-memory store")?;
+    let row = read_snapshot_row(conn, cid)
+        .map_err(|e| e.to_string())?
+        .ok_or("no snapshot recorded")?;
+    if row.options != options_stamp(config) {
+        return Err(format!(
+            "snapshot options {:?} differ from the collection's",
+            row.options
+        ));
+    }
+    let (map, vectors) = snapshot::map_checked(dir, cid, row.info.bytes, &row.info.digest)?;
+    let hnsw = HnswIndex::view(config, map, vectors, row.info.vectors as usize)?;
+    Ok((
+        Indexes {
+            hnsw,
+            flat: None,
+            ids: RwLock::new(HashMap::new()),
+        },
+        row.info.applied_seq as i64,
+    ))
+}
+
+#[cfg(not(feature = "usearch"))]
+pub(super) fn load_snapshot(
+    _: &Inner,
+    _: &Connection,
+    _: i64,
+    _: &CollectionConfig,
+) -> Result<(Indexes, i64), String> {
+    Err("built without usearch: the exact index loads from SQLite".into())
+}
+
+/// Load a collection's indexes: snapshot + tail, else rebuild.
+/// Returns the indexes, the sequence they reflect, the report, and the
+/// number of changes not covered by a snapshot.
+pub(super) fn load_indexes(
+    store: &Inner,
+    conn: &Connection,
+    name: &str,
+    row: &CollectionRow,
+) -> Result<(Indexes, LoadReport, u64)> {
+    let started = Instant::now();
+    let (indexes, report, pending) = match load_snapshot(store, conn, row.cid, &row.config) {
+        Ok((indexes, applied)) => {
+            let lock = RwLock::new(indexes);
+            let n = replay(
+                conn,
+                store,
+                name,
+                row.cid,
+                row.config.dimension,
+                applied,
+                &lock,
+            )?;
+            let report = LoadReport {
+                source: IndexSource::Snapshot,
+                reason: None,
+                tail_replayed: n,
+                millis: 0.0,
+            };
+            (
+                lock.into_inner().unwrap_or_else(|p| p.into_inner()),
+                report,
+                n,
+            )
+        }
+        Err(reason) => {
+            let indexes = rebuild(conn, store, name, row.cid, &row.config)?;
+            let pending = indexes.len() as u64;
+            let report = LoadReport {
+                source: IndexSource::Rebuilt,
+                reason: Some(reason),
+                tail_replayed: 0,
+                millis: 0.0,
+            };
+            (indexes, report, pending)
+        }
+    };
+    Ok((
+        indexes,
+        LoadReport {
+            millis: started.elapsed().as_secs_f64() * 1e3,
+            ..report
+        },
+        pending,
+    ))
+}
+
+impl CollState {
+    /// Load a collection by name (its index from snapshot + tail, or rebuilt).
+    pub(crate) fn load(store: &Inner, name: &str) -> Result<Option<Arc<Self>>> {
+        if store.is_read_only() {
+            let state = store.read(|conn| {
+                begin_read(conn)?;
+                let Some(row) = read_collection(conn, "name = ?1", &name)? else {
+                    return Ok(None);
+                };
+                let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
+                end_read(conn)?;
+                Ok(Some(CollState::new(
+                    row.cid, name, row.config, indexes, row.seq, load,
+                )))
+            })?;
+            if let Some(s) = &state {
+                store.register(s.clone());
+            }
+            return Ok(state);
+        }
+        // Writable: hold the writer so no write slips between reading the
+        // tail and registering the state.
+        let mut conn = store.writer("open collection")?;
+        if let Some(s) = store.loaded(name) {
+            return Ok(Some(s));
+        }
+        let Some(row) = read_collection(&conn, "name = ?1", &name)? else {
+            return Ok(None);
+        };
+        let (indexes, load, pending) = load_indexes(store, &conn, name, &row)?;
+        let rebuilt = load.source == IndexSource::Rebuilt;
+        let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
+        state.add_pending(pending);
+        if rebuilt {
+            // Write a fresh snapshot now so the next open is fast.
+            state.snapshot(store, &mut conn)?;
+        }
+        store.register(state.clone());
+        Ok(Some(state))
+    }
+
+    /// A viewed snapshot whose vectors failed their background check:
+    /// rebuild from SQLite (and, for a writer, snapshot afresh).
+    #[cfg(feature = "usearch")]
+    pub(crate) fn recover_damaged(&self, store: &Inner) -> Result<()> {
+        const REASON: &str = "the snapshot's vectors do not match their recorded digest";
+        let damaged = |st: &CollState| {
+            st.indexes
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .hnsw
+                .snapshot_check()
+                .is_some_and(|c| c.get() == crate::index::CheckState::Failed)
+        };
+        if store.is_read_only() {
+            let _r = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+            if !damaged(self) {
+                return Ok(());
+            }
+            return store.read(|conn| {
+                begin_read(conn)?;
+                let seq = read_seq(conn, self.cid)?;
+                self.rebuild_now_unsaved(store, conn, REASON)?;
+                self.applied_seq.store(seq, Ordering::SeqCst);
+                end_read(conn)
+            });
+        }
+        let mut conn = store.writer("rebuild")?;
+        if !damaged(self) {
+            return Ok(());
+        }
+        self.rebuild_now(store, &mut conn, REASON)
+    }
+
+    /// Swap in a rebuild from SQLite without snapshotting it.
+    pub(super) fn rebuild_now_unsaved(
+        &self,
+        store: &Inner,
+        conn: &Connection,
+        reason: &str,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let config = self.config();
+        let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
+        *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.load.lock().unwrap_or_else(|p| p.into_inner()) = LoadReport {
+            source: IndexSource::Rebuilt,
+            reason: Some(reason.into()),
+            tail_replayed: 0,
+            millis: started.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok(())
+    }
+
+    /// Replace the indexes with a rebuild from SQLite and snapshot them.
+    pub(super) fn rebuild_now(
+        &self,
+        store: &Inner,
+        conn: &mut Connection,
+        reason: &str,
+    ) -> Result<()> {
+        let seq: i64 = read_seq(conn, self.cid)?;
+        self.rebuild_now_unsaved(store, conn, reason)?;
+        self.applied_seq.store(seq, Ordering::SeqCst);
+        let pending = self.indexes.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        self.pending.store(0, Ordering::SeqCst);
+        self.add_pending(pending.max(1));
+        failpoint!(&format!("{reason}:before-snapshot"));
+        self.snapshot(store, conn)
+    }
+}
+
+impl Collection {
+    /// For a read-only handle: catch up with changes committed by the
+    /// writer since this process loaded the index. A writable handle is
+    /// always current, and this does nothing.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`] if the writer dropped the collection; SQLite failures.
+    pub fn refresh(&self) -> Result<()> {
+        if !self.store.is_read_only() {
+            return Ok(());
+        }
+        let st = &self.state;
+        let _r = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        // Read before the check: a commit after this read moves it again.
+        let version = self.store.data_version()?;
+        if version == st.seen_version.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.store.read(|conn| {
+            begin_read(conn)?;
+            let Some(row) = read_collection(conn, "cid = ?1", &st.cid)? else {
+                st.mark_dropped();
+                end_read(conn)?;
+                return Err(Error::Dropped {
+                    name: st.name.clone(),
+                });
+            };
+            let applied = st.applied_seq.load(Ordering::SeqCst);
+            if row.seq == applied && row.config == st.config() {
+                st.seen_version.store(version, Ordering::SeqCst);
+                return end_read(conn);
+            }
+            if row.pruned_seq > applied || row.config != st.config() {
+                // Tombstones we would need are gone, or the index settings
+                // changed: load afresh.
+                let (indexes, load, _) = load_indexes(&self.store, conn, &st.name, &row)?;
+                *st.indexes.write().unwrap_or_else(|p| p.into_inner()) = indexes;
+                *st.config.write().unwrap_or_else(|p| p.into_inner()) = row.config.clone();
+                *st.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+            } else {
+                replay(
+                    conn,
+                    &self.store,
+                    &st.name,
+                    st.cid,
+                    row.config.dimension,
+                    applied,
+                    &st.indexes,
+                )?;
+            }
+            st.applied_seq.store(row.seq, Ordering::SeqCst);
+            st.seen_version.store(version, Ordering::SeqCst);
+            end_read(conn)
+        })
+    }
+}

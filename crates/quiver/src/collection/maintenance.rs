@@ -1,0 +1,373 @@
+//! Maintenance: info, verify, repair, compact, alter, field indexes.
+
+use super::*;
+
+impl Collection {
+    /// Create an SQLite index on a metadata path so filters on it count and
+    /// select matches without scanning the collection. Returns false if the
+    /// path was indexed already.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] for a bad path, [`Error::ReadOnly`], SQLite failures.
+    pub fn index_field(&self, path: &str) -> Result<bool> {
+        let segs = filter::sql::check_path(path)?;
+        let mut conn = self.store.writer("index field")?;
+        self.alive()?;
+        let cid = self.state.cid;
+        let tx = conn.transaction().during("begin index field")?;
+        let added = tx
+            .execute(
+                "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
+                params![cid, segs.join(".")],
+            )
+            .during("record field index")?;
+        if added == 1 {
+            let id = tx.last_insert_rowid();
+            tx.execute_batch(&format!(
+                "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
+                filter::sql::path_expr(&segs)
+            ))
+            .during("create field index")?;
+        }
+        tx.commit().during("commit field index")?;
+        Ok(added == 1)
+    }
+
+    /// Everything about the collection: counts, sequence numbers, the
+    /// snapshot, the tail, the index and how it was loaded.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn info(&self) -> Result<CollectionInfo> {
+        self.alive()?;
+        let st = &self.state;
+        let (count, seq, snapshot, tail) = self.store.read(|conn| {
+            begin_read(conn)?;
+            let (count, seq): (i64, i64) = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM records WHERE cid = ?1), seq FROM collections WHERE cid = ?1",
+                    [st.cid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .during("read collection info")?;
+            let snapshot = read_snapshot_row(conn, st.cid)?.map(|r| r.info);
+            let after = snapshot.as_ref().map_or(-1, |s| s.applied_seq as i64);
+            let tail: i64 = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                          + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+                    params![st.cid, after],
+                    |r| r.get(0),
+                )
+                .during("count tail")?;
+            end_read(conn)?;
+            Ok((count as u64, seq as u64, snapshot, tail as u64))
+        })?;
+        Ok(CollectionInfo {
+            name: st.name.clone(),
+            config: st.config(),
+            count,
+            seq,
+            applied_seq: st.applied_seq.load(Ordering::SeqCst) as u64,
+            snapshot,
+            tail,
+            index: st.indexes.read().unwrap_or_else(|p| p.into_inner()).info(),
+            load: st.load.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            snapshot_error: st
+                .snapshot_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            indexed_fields: self.indexed_fields()?,
+        })
+    }
+
+    /// Check that the index agrees with SQLite: same key set, vectors equal
+    /// (within the index's precision), every record reachable by a search
+    /// (one pass over the graph: a search whose ef is the graph's size
+    /// returns every node reachable from its entry point), the snapshot
+    /// file matching its record, and SQLite's own `quick_check`. Changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// SQLite failures (a damaged store is a report, not an error).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.alive()?;
+        if self.store.is_read_only() {
+            self.refresh()?;
+        }
+        let config = self.config();
+        let st = &self.state;
+        // Hold the writer (if any) so the index and SQLite hold still.
+        let _writer = if self.store.is_read_only() {
+            None
+        } else {
+            Some(self.store.writer("verify")?)
+        };
+        let _refresh = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+        let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64)> {
+            let quick: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .during("sqlite quick_check")?;
+            if quick != "ok" {
+                problems.push(format!("sqlite quick_check: {quick}"));
+            }
+            let seq: i64 = read_seq(conn, st.cid)?;
+            let applied = st.applied_seq.load(Ordering::SeqCst);
+            if seq != applied {
+                problems.push(format!(
+                    "index reflects sequence {applied}, database is at {seq}"
+                ));
+            }
+            // Reachability: every node a search can reach, in one pass.
+            #[cfg(feature = "usearch")]
+            let reached = Some(
+                ix.hnsw
+                    .reachable()
+                    .map_err(|m| index_err(&st.name, "reachability pass", m))?,
+            );
+            // Without usearch every search is exact: nothing to reach.
+            #[cfg(not(feature = "usearch"))]
+            let reached: Option<std::collections::HashSet<u64>> = None;
+            let (mut records, mut checked, mut searched, mut missing) = (0u64, 0u64, 0u64, 0u64);
+            let mut unreachable = 0u64;
+            stream_records(conn, &st.name, st.cid, config.dimension, None, |chunk| {
+                for (key, v) in chunk {
+                    records += 1;
+                    if !ix.contains(*key) {
+                        missing += 1;
+                        if missing <= 5 {
+                            problems.push(format!("record key {key} is missing from the index"));
+                        }
+                        continue;
+                    }
+                    checked += check_index_vector(&ix, &config, *key, v, &mut problems);
+                    if let Some(reached) = &reached {
+                        searched += 1;
+                        if !reached.contains(key) {
+                            unreachable += 1;
+                            if unreachable <= 5 {
+                                problems.push(format!(
+                                    "record key {key} is not reachable by any search"
+                                ));
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if unreachable > 5 {
+                problems.push(format!(
+                    "{unreachable} records in all are not reachable by any search"
+                ));
+            }
+            if missing > 5 {
+                problems.push(format!(
+                    "{missing} records in all are missing from the index"
+                ));
+            }
+            if ix.len() as u64 != records {
+                problems.push(format!(
+                    "index holds {} vectors, database {} records",
+                    ix.len(),
+                    records
+                ));
+            }
+            if let Some(dir) = &self.store.dir {
+                if let Some(row) = read_snapshot_row(conn, st.cid)? {
+                    if let Err(why) =
+                        snapshot::read_checked(dir, st.cid, row.info.bytes, &row.info.digest)
+                    {
+                        notes.push(format!(
+                            "snapshot unusable ({why}); the next writable open rebuilds it, or run repair"
+                        ));
+                    }
+                }
+            }
+            Ok((records, checked, searched, unreachable))
+        };
+        let (records, checked, searched, unreachable) = match &_writer {
+            Some(conn) => read(conn)?,
+            None => self.store.read(|conn| {
+                begin_read(conn)?;
+                let out = read(conn);
+                end_read(conn)?;
+                out
+            })?,
+        };
+        Ok(VerifyReport {
+            records,
+            indexed: ix.len() as u64,
+            vectors_checked: checked,
+            reachability_checked: searched,
+            unreachable,
+            problems,
+            notes,
+        })
+    }
+
+    /// Rebuild the index from SQLite and write a fresh snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], SQLite, I/O and index failures.
+    pub fn repair(&self) -> Result<CollectionInfo> {
+        self.alive()?;
+        let mut conn = self.store.writer("repair")?;
+        self.state.rebuild_now(&self.store, &mut conn, "repair")?;
+        drop(conn);
+        self.info()
+    }
+
+    /// Reclaim the space of deleted records: rebuild the index when removed
+    /// vectors hold at least [`COMPACT_THRESHOLD`] of its slots (or always
+    /// with `force`), then VACUUM SQLite. usearch's own `compact` frees nothing.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], SQLite, I/O and index failures.
+    pub fn compact(&self, force: bool) -> Result<CompactReport> {
+        self.alive()?;
+        let mut conn = self.store.writer("compact")?;
+        let bytes_before = self.store_bytes();
+        let (deleted, slots) = {
+            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            (ix.slots() - ix.len(), ix.slots())
+        };
+        let rebuilt = force || (slots > 0 && deleted as f64 / slots as f64 >= COMPACT_THRESHOLD);
+        if rebuilt {
+            self.state.rebuild_now(&self.store, &mut conn, "compact")?;
+        } else if self.state.pending.load(Ordering::SeqCst) > 0 {
+            self.state.snapshot(&self.store, &mut conn)?;
+        }
+        if self.store.dir.is_some() {
+            failpoint!("compact:before-vacuum");
+            conn.execute_batch("VACUUM").during("vacuum")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .during("checkpoint")?;
+        }
+        drop(conn);
+        Ok(CompactReport {
+            rebuilt,
+            deleted_slots_before: deleted as u64,
+            bytes_before,
+            bytes_after: self.store_bytes(),
+        })
+    }
+
+    /// Bytes of the store's database files plus this collection's snapshot.
+    pub(super) fn store_bytes(&self) -> u64 {
+        let Some(dir) = &self.store.dir else {
+            return 0;
+        };
+        let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+        let db = crate::store::DB_FILE;
+        size(dir.join(db))
+            + size(dir.join(format!("{db}-wal")))
+            + size(snapshot::path(dir, self.state.cid))
+    }
+
+    /// Change index settings (not the dimension): updates the collection and
+    /// rebuilds its index from SQLite.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (nothing changed), [`Error::ReadOnly`],
+    /// SQLite, I/O and index failures.
+    pub fn alter(&self, change: &Alter) -> Result<CollectionInfo> {
+        self.alive()?;
+        let mut next = self.config();
+        next.metric = change.metric.unwrap_or(next.metric);
+        next.scalar = change.scalar.unwrap_or(next.scalar);
+        next.connectivity = change.connectivity.unwrap_or(next.connectivity);
+        next.expansion_add = change.expansion_add.unwrap_or(next.expansion_add);
+        next.expansion_search = change.expansion_search.unwrap_or(next.expansion_search);
+        next.validate()?;
+        let mut conn = self.store.writer("alter")?;
+        if next.metric == Metric::Cos && self.config().metric != Metric::Cos {
+            // Zero vectors were fine under the old metric; cos cannot take them.
+            let zero = zero_vector_id(&conn, self.state.cid, next.dimension)?;
+            if let Some(id) = zero {
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "record {id:?} has a zero vector, which the cos metric cannot take"
+                    ),
+                });
+            }
+        }
+        conn.execute(
+            "UPDATE collections SET metric = ?2, scalar = ?3, connectivity = ?4, expansion_add = ?5,
+                    expansion_search = ?6 WHERE cid = ?1",
+            params![
+                self.state.cid,
+                next.metric.as_str(),
+                next.scalar.as_str(),
+                next.connectivity as i64,
+                next.expansion_add as i64,
+                next.expansion_search as i64
+            ],
+        )
+        .during("update collection settings")?;
+        failpoint!("alter:after-update");
+        *self.state.config.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.state.rebuild_now(&self.store, &mut conn, "alter")?;
+        drop(conn);
+        self.info()
+    }
+}
+
+pub(super) fn zero_vector_id(conn: &Connection, cid: i64, dim: usize) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM records WHERE cid = ?1 AND vector = zeroblob(?2) LIMIT 1",
+        params![cid, (dim * 4) as i64],
+        |r| r.get(0),
+    )
+    .optional()
+    .during("look for zero vectors")
+}
+
+/// Compare the index's copy of a vector with SQLite's; returns 1 if compared.
+pub(super) fn check_index_vector(
+    ix: &Indexes,
+    config: &CollectionConfig,
+    key: u64,
+    v: &[f32],
+    problems: &mut Vec<String>,
+) -> u64 {
+    #[cfg(feature = "usearch")]
+    {
+        if config.scalar == Scalar::B1 {
+            return 0;
+        }
+        match ix.hnsw.get(key) {
+            Ok(Some(got)) => {
+                let same = match config.scalar {
+                    Scalar::F32 if config.metric != Metric::Cos => got == v,
+                    // Quantised (or normalised) copies: compare directions.
+                    _ => index::exact::distance(Metric::Cos, &got, v) <= 0.01,
+                };
+                if !same && problems.len() < 20 {
+                    problems.push(format!(
+                        "record key {key}: index vector differs from the database"
+                    ));
+                }
+            }
+            Ok(None) => problems.push(format!("record key {key}: index has no vector")),
+            Err(e) => problems.push(format!(
+                "record key {key}: reading its index vector failed: {e}"
+            )),
+        }
+        1
+    }
+    #[cfg(not(feature = "usearch"))]
+    {
+        let _ = config;
+        match ix.flat.as_ref().and_then(|f| f.get(key)) {
+            Some(got) if got == v => {}
+            _ => problems.push(format!(
+                "record key {key}: index vector differs from the database"
+            )),
+        }
+        1
+    }
+}

@@ -1,0 +1,616 @@
+//! A collection: its write path, the in-memory index kept in step with
+//! SQLite, snapshots, open-time recovery, search and maintenance.
+//!
+//! The protocol (DESIGN §3): a mutation is one SQLite transaction that
+//! stamps every row it touches with the collection's next sequence number;
+//! only after the commit is the change applied to the in-memory index.
+//! `applied_seq` is the sequence the index reflects. A snapshot records the
+//! `applied_seq` it contains, so opening = load snapshot + replay the rows
+//! and tombstones stamped after it.
+//!
+//! One file per concern: `write` (upserts, deletes), `bulk` (bulk loads),
+//! `indexes` (the indexes kept and applying changes to them), `persist`
+//! (snapshots), `load` (open, replay, rebuild, read-only catch-up),
+//! `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
+//! `maintenance` (info, verify, repair, compact, alter), `rows` (catalogue
+//! and record rows). This file holds the types they share.
+
+use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::error::{Error, Result, SqlContext};
+use crate::failpoint::failpoint;
+use crate::filter::{self, Filter};
+use crate::filtered::{self, MatchSet};
+#[cfg(feature = "usearch")]
+use crate::index::hnsw::par_each;
+#[cfg(feature = "usearch")]
+use crate::index::HnswIndex;
+use crate::index::{self, FlatIndex};
+use crate::record::{self, check_record, check_vector, Record};
+use crate::snapshot;
+use crate::store::{unix_now, Inner, Progress};
+use crate::text::{self, Fusion, Ranks};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+mod bulk;
+mod hydrate;
+mod indexes;
+mod load;
+mod maintenance;
+mod persist;
+mod read;
+mod rows;
+mod search;
+mod write;
+
+use indexes::*;
+use load::*;
+use read::*;
+use rows::*;
+
+pub use bulk::Bulk;
+pub(crate) use rows::config_from_row;
+
+/// Largest `k` a search accepts.
+pub const MAX_K: usize = 100_000;
+
+/// Compact rebuilds the index once removed vectors hold this share of its slots.
+pub const COMPACT_THRESHOLD: f64 = 0.2;
+
+/// What a search returns besides ids and distances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    /// The record's text.
+    pub text: bool,
+    /// The record's metadata.
+    pub metadata: bool,
+    /// The record's full-precision vector.
+    pub vector: bool,
+}
+
+/// Parameters of a search. Defaults: no `ef` override, approximate, ids
+/// only, no filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOptions {
+    /// Hits wanted: 1..=[`MAX_K`].
+    pub k: usize,
+    /// HNSW candidate list size for this query (collection default if `None`).
+    pub ef: Option<usize>,
+    /// Brute force over every vector: exact, slower.
+    pub exact: bool,
+    /// Fields to return with each hit.
+    pub include: Include,
+    /// Only records matching this filter.
+    pub filter: Option<Filter>,
+}
+
+impl SearchOptions {
+    /// Top `k`, approximate, ids and distances only.
+    pub fn new(k: usize) -> Self {
+        SearchOptions {
+            k,
+            ef: None,
+            exact: false,
+            include: Include::default(),
+            filter: None,
+        }
+    }
+
+    /// Only records matching `filter`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Set the per-query `ef`.
+    pub fn ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Search exactly.
+    pub fn exact(mut self, exact: bool) -> Self {
+        self.exact = exact;
+        self
+    }
+
+    /// Choose the fields returned with each hit.
+    pub fn include(mut self, include: Include) -> Self {
+        self.include = include;
+        self
+    }
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Record id.
+    pub id: String,
+    /// Distance to the query (lower is closer).
+    pub distance: f32,
+    /// Text, if asked for and present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Metadata, if asked for and present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Vector, if asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    /// Hybrid and keyword searches: how each list ranked and scored the hit.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<crate::text::Ranks>,
+}
+
+/// How a search was answered.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plan {
+    /// HNSW graph search with this candidate list size.
+    Hnsw {
+        /// The ef used.
+        ef: usize,
+    },
+    /// Brute force over every vector.
+    Exact,
+    /// A filter matched few records: exact distances over just those.
+    FilterExact {
+        /// Records matching the filter.
+        matches: u64,
+    },
+    /// A filter matched many records: HNSW search restricted to them.
+    FilterHnsw {
+        /// The ef that produced the answer (widened while too few came back).
+        ef: usize,
+        /// Records matching the filter.
+        matches: u64,
+    },
+    /// BM25 over the full-text index.
+    Keyword {
+        /// Records containing every query word.
+        matches: u64,
+    },
+    /// Reciprocal rank fusion of a vector list and a keyword list.
+    Hybrid {
+        /// The ef of the vector list, if it used HNSW.
+        ef: Option<usize>,
+        /// Records matching the filter, if one applied.
+        matches: Option<u64>,
+    },
+}
+
+impl Plan {
+    /// A short name: `hnsw`, `exact`, `filter-exact`, `filter-hnsw`, `keyword`, `hybrid`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plan::Hnsw { .. } => "hnsw",
+            Plan::Exact => "exact",
+            Plan::FilterExact { .. } => "filter-exact",
+            Plan::FilterHnsw { .. } => "filter-hnsw",
+            Plan::Keyword { .. } => "keyword",
+            Plan::Hybrid { .. } => "hybrid",
+        }
+    }
+
+    /// The ef used, if HNSW ran.
+    pub fn ef(&self) -> Option<usize> {
+        match *self {
+            Plan::Hnsw { ef } | Plan::FilterHnsw { ef, .. } => Some(ef),
+            Plan::Hybrid { ef, .. } => ef,
+            _ => None,
+        }
+    }
+
+    /// Records matching the filter (or containing every keyword), if one applied.
+    pub fn matches(&self) -> Option<u64> {
+        match *self {
+            Plan::FilterExact { matches }
+            | Plan::FilterHnsw { matches, .. }
+            | Plan::Keyword { matches } => Some(matches),
+            Plan::Hybrid { matches, .. } => matches,
+            _ => None,
+        }
+    }
+}
+
+/// Hits, closest first, and the plan that produced them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    /// At most k hits.
+    pub hits: Vec<Hit>,
+    /// How they were found.
+    pub plan: Plan,
+}
+
+/// Where an index came from when its collection was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexSource {
+    /// Created empty with the collection.
+    Created,
+    /// Loaded from the snapshot, then the tail replayed.
+    Snapshot,
+    /// Rebuilt from SQLite (no usable snapshot, or a repair/alter/compact).
+    Rebuilt,
+}
+
+/// How the index of a collection was last loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// Source of the index.
+    pub source: IndexSource,
+    /// Why a snapshot was not used, for rebuilds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Changes replayed on top of the snapshot.
+    pub tail_replayed: u64,
+    /// Wall time of the load, in milliseconds.
+    pub millis: f64,
+}
+
+/// What SQLite records about a collection's snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    /// The sequence number the snapshot includes.
+    pub applied_seq: u64,
+    /// File length.
+    pub bytes: u64,
+    /// Vectors in it.
+    pub vectors: u64,
+    /// blake3 of the file.
+    pub digest: String,
+    /// usearch version that wrote it.
+    pub usearch_version: String,
+    /// Unix time it was written.
+    pub written_at: i64,
+}
+
+/// The in-memory index of a collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexInfo {
+    /// `"hnsw"` (usearch) or `"flat"` (exact only).
+    pub kind: &'static str,
+    /// Vectors present.
+    pub vectors: u64,
+    /// Slots held by removed vectors until a rebuild.
+    pub deleted_slots: u64,
+    /// Reserved slots.
+    pub capacity: u64,
+    /// Bytes of memory the index uses.
+    pub memory_bytes: u64,
+}
+
+/// Everything about a collection, from [`Collection::info`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionInfo {
+    /// Name.
+    pub name: String,
+    /// Settings.
+    pub config: CollectionConfig,
+    /// Records in SQLite.
+    pub count: u64,
+    /// Last committed sequence number.
+    pub seq: u64,
+    /// Sequence the in-memory index reflects.
+    pub applied_seq: u64,
+    /// The snapshot, if one is recorded.
+    pub snapshot: Option<SnapshotInfo>,
+    /// Changes (record versions and tombstones) after the snapshot: what
+    /// the next open will replay.
+    pub tail: u64,
+    /// The in-memory index.
+    pub index: IndexInfo,
+    /// How the index was loaded by this process.
+    pub load: LoadReport,
+    /// The last automatic snapshot failure, if the latest attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_error: Option<String>,
+    /// Metadata paths with a field index.
+    pub indexed_fields: Vec<String>,
+}
+
+/// Outcome of [`Collection::verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Records in SQLite.
+    pub records: u64,
+    /// Vectors in the index.
+    pub indexed: u64,
+    /// Vectors compared between SQLite and the index.
+    pub vectors_checked: u64,
+    /// Records checked to be reachable by a search: every one (none
+    /// without the `usearch` feature, where every search is exact).
+    pub reachability_checked: u64,
+    /// Records no search can reach (each also listed, up to five, in
+    /// `problems`).
+    pub unreachable: u64,
+    /// Every problem found; empty means the collection is sound.
+    pub problems: Vec<String>,
+    /// Conditions that heal themselves and lose nothing, such as a snapshot
+    /// that no longer matches its record after a crash mid-snapshot (the
+    /// next writable open rebuilds it from SQLite; `repair` does it now).
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Outcome of [`Collection::compact`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompactReport {
+    /// Whether the index was rebuilt.
+    pub rebuilt: bool,
+    /// Removed-vector slots before.
+    pub deleted_slots_before: u64,
+    /// Bytes of the store's files before.
+    pub bytes_before: u64,
+    /// Bytes after.
+    pub bytes_after: u64,
+}
+
+/// Index settings that [`Collection::alter`] may change; `None` keeps a setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alter {
+    /// New metric.
+    pub metric: Option<Metric>,
+    /// New scalar kind.
+    pub scalar: Option<Scalar>,
+    /// New connectivity (M).
+    pub connectivity: Option<usize>,
+    /// New ef_construction.
+    pub expansion_add: Option<usize>,
+    /// New default ef.
+    pub expansion_search: Option<usize>,
+}
+
+/// A handle to a collection. Cheap to clone, `Send + Sync`, methods on `&self`.
+#[derive(Clone)]
+pub struct Collection {
+    store: Arc<Inner>,
+    state: Arc<CollState>,
+}
+
+/// The indexes of a collection; swapped whole on rebuild.
+struct Indexes {
+    #[cfg(feature = "usearch")]
+    hnsw: HnswIndex,
+    /// With usearch: built on the first exact search, then kept in step.
+    /// Without: always present, it is the index.
+    flat: Option<FlatIndex>,
+    /// Key → id of records found by searches, so an ids-only search does
+    /// not go to SQLite. A key's id never changes (keys are never reused:
+    /// `AUTOINCREMENT`), so entries only leave, when the key is removed.
+    ids: RwLock<HashMap<u64, Box<str>>>,
+}
+
+/// A snapshot serialised under the writer, being written by a thread.
+struct Staged {
+    thread: std::thread::JoinHandle<Result<Written>>,
+    /// The sequence its bytes hold.
+    applied: i64,
+    /// Pending changes it covers.
+    changes: u64,
+    vectors: usize,
+    options: String,
+}
+
+/// A staged snapshot on disk, fsynced, not yet in place.
+struct Written {
+    tmp: std::path::PathBuf,
+    digest: String,
+    length: usize,
+    /// The serialised index, handed back so a bulk load can serialise the
+    /// next snapshot into the same memory (see [`CollState::spare`]).
+    bytes: Vec<u8>,
+}
+
+pub(crate) struct CollState {
+    pub(crate) cid: i64,
+    pub(crate) name: String,
+    config: RwLock<CollectionConfig>,
+    dropped: AtomicBool,
+    indexes: RwLock<Indexes>,
+    /// `flat` is built lazily under this lock so two exact searches do not both build it.
+    flat_build: Mutex<()>,
+    applied_seq: AtomicI64,
+    /// Changes applied but not in the snapshot.
+    pending: AtomicU64,
+    pending_since: Mutex<Option<Instant>>,
+    load: Mutex<LoadReport>,
+    snapshot_error: Mutex<Option<String>>,
+    /// Serialises read-only refreshes.
+    refresh: Mutex<()>,
+    /// Set once a background thread has been started to fill the id cache.
+    warming: AtomicBool,
+    /// Keys the id cache did not have.
+    id_misses: AtomicU64,
+    /// A snapshot being written in the background (see [`CollState::stage`]).
+    staged: Mutex<Option<Staged>>,
+    /// A [`Bulk`] load is running: keep each snapshot's buffer in `spare`
+    /// for the next. Serialising into fresh memory page-faulted in every
+    /// page: 2.3% of a 50k ingest's CPU, on the writer, while the adds
+    /// wait. Outside a bulk load the buffer is freed, not kept beside the
+    /// index.
+    bulk_loading: AtomicBool,
+    spare: Mutex<Option<Vec<u8>>>,
+    /// That thread, and the flag that stops it (see [`CollState::stop_background`]).
+    warm_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop: AtomicBool,
+    /// The store's `data_version` when a read-only refresh last found
+    /// this collection current (-1: never).
+    seen_version: AtomicI64,
+    /// Held exclusively by a delete from before its commit until its keys
+    /// are out of the index. A search whose hits vanished from SQLite
+    /// (deleted between the index search and the lookup) retries holding
+    /// it shared, which sees one consistent state.
+    delete_gate: RwLock<()>,
+    /// Filter match sets, valid at one sequence number.
+    matches: Mutex<filtered::Cache>,
+}
+
+impl CollState {
+    fn new(
+        cid: i64,
+        name: &str,
+        config: CollectionConfig,
+        indexes: Indexes,
+        applied: i64,
+        load: LoadReport,
+    ) -> Arc<Self> {
+        Arc::new(CollState {
+            cid,
+            name: name.into(),
+            config: RwLock::new(config),
+            dropped: AtomicBool::new(false),
+            indexes: RwLock::new(indexes),
+            flat_build: Mutex::new(()),
+            applied_seq: AtomicI64::new(applied),
+            pending: AtomicU64::new(0),
+            pending_since: Mutex::new(None),
+            load: Mutex::new(load),
+            snapshot_error: Mutex::new(None),
+            refresh: Mutex::new(()),
+            seen_version: AtomicI64::new(-1),
+            warming: AtomicBool::new(false),
+            id_misses: AtomicU64::new(0),
+            staged: Mutex::new(None),
+            bulk_loading: AtomicBool::new(false),
+            spare: Mutex::new(None),
+            warm_thread: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            delete_gate: RwLock::new(()),
+            matches: Mutex::new(filtered::Cache::default()),
+        })
+    }
+
+    pub(crate) fn new_empty(cid: i64, name: &str, config: CollectionConfig) -> Result<Arc<Self>> {
+        let indexes = Indexes::empty(&config, 0, name)?;
+        let load = LoadReport {
+            source: IndexSource::Created,
+            reason: None,
+            tail_replayed: 0,
+            millis: 0.0,
+        };
+        Ok(CollState::new(cid, name, config, indexes, 0, load))
+    }
+
+    /// Stop and join this collection's background thread, if any. Each
+    /// step of it is short, so this returns quickly.
+    pub(crate) fn stop_background(&self) {
+        self.stop.store(true, Ordering::Release);
+        let handle = self
+            .warm_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+
+    fn config(&self) -> CollectionConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn add_pending(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.pending.fetch_add(n, Ordering::SeqCst);
+        self.pending_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+    }
+}
+
+/// A batch committed by [`Collection::commit_upsert`], to apply.
+struct Committed {
+    seq: i64,
+    upserts: Vec<(u64, Vec<f32>)>,
+    ids: Vec<(u64, String)>,
+}
+
+impl Collection {
+    pub(crate) fn new(store: Arc<Inner>, state: Arc<CollState>) -> Self {
+        Collection { store, state }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The collection's settings.
+    pub fn config(&self) -> CollectionConfig {
+        self.state.config()
+    }
+
+    fn alive(&self) -> Result<()> {
+        if self.state.dropped.load(Ordering::SeqCst) {
+            return Err(Error::Dropped {
+                name: self.state.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Check that `embedder` may write to and query this collection: the
+    /// same weights as the model the collection is bound to (models are
+    /// stamped `name@hash`; the hash decides), and the same dimension.
+    ///
+    /// # Errors
+    /// [`Error::Model`] on a different model, [`Error::DimensionMismatch`]
+    /// on a different dimension.
+    #[cfg(feature = "embed")]
+    pub fn check_embedder(&self, embedder: &dyn crate::embed::Embedder) -> Result<()> {
+        let config = self.config();
+        if let Some(bound) = &config.model {
+            let weights = |id: &str| id.rsplit_once('@').map_or(id, |(_, h)| h).to_string();
+            if weights(bound) != weights(embedder.id()) {
+                return Err(Error::Model {
+                    path: embedder.id().into(),
+                    reason: format!(
+                        "collection {:?} is bound to model {bound}; use that model, or `reembed` into a new collection",
+                        self.state.name
+                    ),
+                });
+            }
+        }
+        if embedder.dimension() != config.dimension {
+            return Err(Error::DimensionMismatch {
+                collection: self.state.name.clone(),
+                expected: config.dimension,
+                got: embedder.dimension(),
+                id: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check a record against this collection (id, dimension, finite
+    /// values, metadata shape) without writing anything.
+    ///
+    /// # Errors
+    /// As the validation errors of [`Collection::upsert`].
+    pub fn validate(&self, record: &Record) -> Result<()> {
+        check_record(&self.config(), &self.state.name, record)
+    }
+}

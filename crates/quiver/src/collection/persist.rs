@@ -1,0 +1,392 @@
+//! Snapshots: serialise under the writer, write on a thread, install, record in SQLite.
+
+use super::*;
+
+impl CollState {
+    /// Write a snapshot of the index and record it. The caller holds the
+    /// writer connection, so no write runs meanwhile. A background snapshot
+    /// still being written is waited for and installed first.
+    pub(super) fn snapshot(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let Some(dir) = &store.dir else {
+            return Ok(());
+        };
+        if !cfg!(feature = "usearch") {
+            return Ok(());
+        }
+        self.install_staged(store, conn, true);
+        let options = options_stamp(&self.config());
+        let (bytes, applied, vectors) = self.serialise(store, conn)?;
+        snapshot::write_atomic(dir, self.cid, &bytes)?;
+        failpoint!("snapshot:after-rename");
+        let digest = snapshot::digest(&bytes);
+        self.record_snapshot(conn, &digest, bytes.len(), vectors, &options, applied)?;
+        self.pending.store(0, Ordering::SeqCst);
+        *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .snapshot_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// The index as snapshot bytes, the sequence they hold and their vector
+    /// count. A viewed (mapped) snapshot is materialised first.
+    pub(super) fn serialise(
+        &self,
+        store: &Inner,
+        conn: &mut Connection,
+    ) -> Result<(Vec<u8>, i64, usize)> {
+        #[cfg(feature = "usearch")]
+        if self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .hnsw
+            .is_viewed()
+        {
+            self.materialise(store, conn)?;
+        }
+        #[cfg(feature = "usearch")]
+        self.relink_unreached(conn)?;
+        #[cfg(not(feature = "usearch"))]
+        let _ = (store, conn);
+        let applied = self.applied_seq.load(Ordering::SeqCst);
+        #[cfg(feature = "usearch")]
+        let (bytes, vectors) = {
+            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let bytes = ix
+                .hnsw
+                .to_bytes(self.spare.lock().unwrap_or_else(|p| p.into_inner()).take())
+                .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
+            (bytes, ix.hnsw.len())
+        };
+        #[cfg(not(feature = "usearch"))]
+        let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
+        Ok((bytes, applied, vectors))
+    }
+
+    /// Add again, one at a time, the live nodes no search can reach, so no
+    /// snapshot holds one. The write path checks each parallel add, but a
+    /// node shown reachable then can lose its last in-link later, when
+    /// usearch prunes a neighbour's list for a newer node: an exact count
+    /// after a 1M ingest found 2 (usearch's own build: 11). A walk of the
+    /// links ([`HnswIndex::walk`]) finds them; only when it reaches fewer
+    /// live nodes than the index holds are the collection's keys read to
+    /// name them. The caller holds the writer. Returns how many.
+    #[cfg(feature = "usearch")]
+    pub(super) fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
+        let lost: Vec<u64> = {
+            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            if ix.hnsw.is_viewed() {
+                return Ok(0);
+            }
+            let reached = ix.hnsw.walk();
+            let live = reached
+                .iter()
+                .filter(|k| **k < index::hnsw::DEAD_BASE)
+                .count();
+            if live >= ix.hnsw.len() {
+                return Ok(0);
+            }
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM records WHERE cid = ?1")
+                .during("prepare key scan")?;
+            let keys = stmt
+                .query_map([self.cid], |r| r.get::<_, i64>(0))
+                .during("read keys")?;
+            let mut lost = Vec::new();
+            for key in keys {
+                let key = key.during("read keys")? as u64;
+                if !reached.contains(&key) && ix.hnsw.contains(key) {
+                    lost.push(key);
+                }
+            }
+            lost
+        };
+        if lost.is_empty() {
+            return Ok(0);
+        }
+        let dim = self.config().dimension;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, vector FROM records WHERE key = ?1")
+            .during("prepare vector lookup")?;
+        let mut upserts = Vec::with_capacity(lost.len());
+        for key in lost {
+            let (id, blob): (String, Vec<u8>) = stmt
+                .query_row([key as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .during("read vector")?;
+            upserts.push((key, decode_vector(&self.name, &id, &blob, dim)?));
+        }
+        // A handful: `apply` adds them one at a time (checked, were there many).
+        apply(&self.indexes, &self.name, &upserts, &[])?;
+        Ok(upserts.len())
+    }
+
+    /// Start a snapshot in the background: the index is serialised here,
+    /// under the writer, and a thread writes and fsyncs the bytes to the
+    /// staged file (hashing them on the way), so the writer goes on with
+    /// the next batch. A later write, `flush` or `close` installs it with
+    /// [`CollState::install_staged`]. Until then the live snapshot and its
+    /// record are untouched: a crash leaves them and a longer tail.
+    pub(super) fn stage(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let Some(dir) = store.dir.clone() else {
+            return Ok(());
+        };
+        if !cfg!(feature = "usearch") {
+            return Ok(());
+        }
+        let options = options_stamp(&self.config());
+        let (bytes, applied, vectors) = self.serialise(store, conn)?;
+        let changes = self.pending.load(Ordering::SeqCst);
+        let cid = self.cid;
+        let index_dir = snapshot::index_dir(&dir);
+        let thread = std::thread::Builder::new()
+            .name("quiver-snapshot".into())
+            .spawn(move || {
+                let tmp = snapshot::write_temp(&dir, cid, &bytes)?;
+                Ok(Written {
+                    tmp,
+                    digest: snapshot::digest(&bytes),
+                    length: bytes.len(),
+                    bytes,
+                })
+            })
+            .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
+        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(Staged {
+            thread,
+            applied,
+            changes,
+            vectors,
+            options,
+        });
+        Ok(())
+    }
+
+    /// Install the background snapshot if its thread has finished (or, with
+    /// `wait`, once it has): rename it over the live file and record it.
+    /// The caller holds the writer. A failure is kept for `info`; the
+    /// changes stay pending, so a later snapshot covers them. Returns true
+    /// while one is still being written (only without `wait`).
+    pub(super) fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) -> bool {
+        let staged = {
+            let mut slot = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.take() {
+                Some(s) if wait || s.thread.is_finished() => s,
+                other => {
+                    let busy = other.is_some();
+                    *slot = other;
+                    return busy;
+                }
+            }
+        };
+        // Staged only when the store has a directory.
+        let Some(dir) = &store.dir else {
+            return false;
+        };
+        let staged_path = snapshot::temp_path(dir, self.cid);
+        let written = staged.thread.join().unwrap_or_else(|_| {
+            Err(Error::io(
+                "write a snapshot",
+                &staged_path,
+                std::io::Error::other("the snapshot thread panicked"),
+            ))
+        });
+        let written = written.map(|mut w| {
+            if self.bulk_loading.load(Ordering::SeqCst) {
+                *self.spare.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::mem::take(&mut w.bytes));
+            }
+            w
+        });
+        let installed = written.and_then(|w| {
+            snapshot::install(dir, self.cid, &w.tmp)?;
+            failpoint!("snapshot:after-rename");
+            self.record_snapshot(
+                conn,
+                &w.digest,
+                w.length,
+                staged.vectors,
+                &staged.options,
+                staged.applied,
+            )
+        });
+        let mut error = self
+            .snapshot_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match installed {
+            Ok(()) => {
+                let left = self
+                    .pending
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(staged.changes);
+                self.pending.store(left, Ordering::SeqCst);
+                // The oldest change left is younger than the snapshot.
+                *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (left > 0).then(Instant::now);
+                *error = None;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged_path);
+                *error = Some(e.to_string());
+            }
+        }
+        false
+    }
+
+    /// Wait for a background snapshot and throw it away (the collection is
+    /// being dropped).
+    pub(crate) fn discard_staged(&self) {
+        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = staged {
+            if let Ok(Ok(w)) = s.thread.join() {
+                let _ = std::fs::remove_file(w.tmp);
+            }
+        }
+    }
+
+    /// Record a snapshot now in place, and prune the tombstones it covers.
+    pub(super) fn record_snapshot(
+        &self,
+        conn: &mut Connection,
+        digest: &str,
+        length: usize,
+        vectors: usize,
+        options: &str,
+        applied: i64,
+    ) -> Result<()> {
+        let tx = conn.transaction().during("begin snapshot record")?;
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots
+                 (cid, digest, length, vectors, options, usearch_version, applied_seq, written_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                self.cid,
+                digest,
+                length as i64,
+                vectors as i64,
+                options,
+                index::engine_version(),
+                applied,
+                unix_now()
+            ],
+        )
+        .during("record snapshot")?;
+        tx.execute(
+            "DELETE FROM tombstones WHERE cid = ?1 AND seq <= ?2",
+            params![self.cid, applied],
+        )
+        .during("prune tombstones")?;
+        tx.execute(
+            "UPDATE collections SET pruned_seq = max(pruned_seq, ?2) WHERE cid = ?1",
+            params![self.cid, applied],
+        )
+        .during("record pruning")?;
+        tx.commit().during("commit snapshot record")
+    }
+
+    /// Install a background snapshot, waiting for it; then snapshot if at
+    /// least `min` changes are pending (and at least one).
+    pub(crate) fn snapshot_if(&self, store: &Inner, min: u64) -> Result<()> {
+        let mut conn = store.writer("snapshot")?;
+        if self.dropped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.install_staged(store, &mut conn, true);
+        if self.pending.load(Ordering::SeqCst) >= min.max(1) {
+            self.snapshot(store, &mut conn)?;
+        }
+        Ok(())
+    }
+
+    /// After a write: install a finished background snapshot, and start
+    /// one when the tail has grown past the threshold and none is being
+    /// written. The threshold grows with the collection (a quarter of its
+    /// slots), so the bytes written by snapshots stay proportional to the
+    /// bytes ingested.
+    pub(super) fn maybe_snapshot(&self, store: &Inner, conn: &mut Connection) {
+        if self.install_staged(store, conn, false) {
+            return;
+        }
+        let pending = self.pending.load(Ordering::SeqCst);
+        if pending == 0 {
+            return;
+        }
+        let slots = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .slots() as u64;
+        let by_count = pending >= store.options.snapshot_every_changes.max(slots / 4);
+        let by_age = self
+            .pending_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed().as_secs() >= store.options.snapshot_every_secs);
+        if by_count || by_age {
+            // The write itself is committed; a failed snapshot only means a
+            // longer replay later. Keep the error for `info`.
+            if let Err(e) = self.stage(store, conn) {
+                *self
+                    .snapshot_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Replace a viewed snapshot (mapped, read-only) with an index in
+    /// memory that can be saved: the snapshot loaded, then every change
+    /// after it replayed from SQLite. Runs under the writer, so nothing
+    /// commits meanwhile; searches go on against the old indexes.
+    #[cfg(feature = "usearch")]
+    pub(super) fn materialise(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+        let config = self.config();
+        let loaded = (|| -> std::result::Result<Indexes, String> {
+            let dir = store.dir.as_ref().ok_or("in-memory store")?;
+            let row = read_snapshot_row(conn, self.cid)
+                .map_err(|e| e.to_string())?
+                .ok_or("no snapshot recorded")?;
+            let bytes = snapshot::read_checked(dir, self.cid, row.info.bytes, &row.info.digest)?;
+            let hnsw = HnswIndex::load(&config, &bytes, row.info.vectors as usize)?;
+            let lock = RwLock::new(Indexes {
+                hnsw,
+                flat: None,
+                ids: RwLock::new(HashMap::new()),
+            });
+            replay(
+                conn,
+                store,
+                &self.name,
+                self.cid,
+                config.dimension,
+                row.info.applied_seq as i64,
+                &lock,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+        })();
+        match loaded {
+            Ok(fresh) => {
+                let mut ix = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+                // Keys keep their ids: carry the cache over.
+                let ids = std::mem::take(&mut *ix.ids.write().unwrap_or_else(|p| p.into_inner()));
+                *fresh.ids.write().unwrap_or_else(|p| p.into_inner()) = ids;
+                *ix = fresh;
+                Ok(())
+            }
+            Err(reason) => self.rebuild_now_unsaved(store, conn, &reason),
+        }
+    }
+}
+
+impl Collection {
+    /// Snapshot the index now if it has changes not in the snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], I/O and SQLite failures.
+    pub fn flush(&self) -> Result<()> {
+        self.alive()?;
+        self.state.snapshot_if(&self.store, 1)
+    }
+}

@@ -1,0 +1,276 @@
+//! Writes: upserts and deletes, each one SQLite transaction, then applied to the index.
+
+use super::*;
+
+impl Collection {
+    /// Insert or replace records, in one transaction. Returns the sequence
+    /// number the batch committed as. Within a batch, a later record with the
+    /// same id wins. Every record is validated before anything is written.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`], [`Error::InvalidVector`], [`Error::InvalidId`],
+    /// [`Error::InvalidMetadata`] (nothing written); [`Error::ReadOnly`];
+    /// SQLite, I/O and index failures.
+    pub fn upsert(&self, records: &[Record]) -> Result<u64> {
+        self.check_batch(records)?;
+        let mut conn = self.store.writer("upsert")?;
+        self.alive()?;
+        let c = self.commit_upsert(&mut conn, records)?;
+        self.after_commit(&mut conn, c.seq, &c.upserts, &[])?;
+        self.cache_ids(c.ids);
+        Ok(c.seq as u64)
+    }
+
+    pub(super) fn check_batch(&self, records: &[Record]) -> Result<()> {
+        let config = self.config();
+        for r in records {
+            check_record(&config, &self.state.name, r)?;
+        }
+        Ok(())
+    }
+
+    /// Write a validated batch in one transaction and commit it. The
+    /// caller holds the writer and then applies the result to the index.
+    pub(super) fn commit_upsert(
+        &self,
+        conn: &mut Connection,
+        records: &[Record],
+    ) -> Result<Committed> {
+        // Last occurrence of an id wins.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            last.insert(r.id.as_str(), i);
+        }
+        let metadata: Vec<Option<String>> = records
+            .iter()
+            .map(|r| r.metadata.as_ref().map(|m| m.to_string()))
+            .collect();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .during("begin upsert")?;
+        let seq = next_seq(&tx, self.state.cid)?;
+        // Keys come from the table's rowids: a key above the largest one
+        // before this change is a new row, with no text indexed to delete.
+        let max_key: i64 = tx
+            .query_row("SELECT coalesce(max(key), 0) FROM records", [], |r| {
+                r.get(0)
+            })
+            .during("read the largest key")?;
+        let mut applied = Vec::with_capacity(last.len());
+        let mut ids = Vec::with_capacity(last.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO records (cid, id, vector, text, metadata, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (cid, id) DO UPDATE SET vector = excluded.vector, text = excluded.text,
+                         metadata = excluded.metadata, seq = excluded.seq
+                     RETURNING key",
+                )
+                .during("prepare upsert")?;
+            let cid = self.state.cid;
+            let mut fts_del = tx
+                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .during("prepare full-text delete")?;
+            let mut fts_add = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO fts_{cid} (rowid, text) VALUES (?1, ?2)"
+                ))
+                .during("prepare full-text insert")?;
+            for (i, r) in records.iter().enumerate() {
+                if last.get(r.id.as_str()) != Some(&i) {
+                    continue;
+                }
+                let key: i64 = stmt
+                    .query_row(
+                        params![
+                            self.state.cid,
+                            r.id,
+                            record::encode(&r.vector),
+                            r.text,
+                            metadata[i],
+                            seq
+                        ],
+                        |row| row.get(0),
+                    )
+                    .during("upsert record")?;
+                // The text index changes in the same transaction.
+                if key <= max_key {
+                    fts_del.execute([key]).during("update full-text index")?;
+                }
+                if let Some(text) = &r.text {
+                    fts_add
+                        .execute(params![key, text])
+                        .during("update full-text index")?;
+                }
+                applied.push((key as u64, r.vector.clone()));
+                ids.push((key as u64, r.id.clone()));
+            }
+        }
+        failpoint!("upsert:before-commit");
+        tx.commit().during("commit upsert")?;
+        failpoint!("upsert:after-commit");
+        Ok(Committed {
+            seq,
+            upserts: applied,
+            ids,
+        })
+    }
+
+    /// Put ids just written in the id cache (a key keeps its id for life),
+    /// so searches right after an ingest do not look them up in SQLite. At
+    /// 1M, the first 1,000 searches after the ingest were 1.4-1.6x usearch
+    /// at ef 16 while the cache warmed from SQLite.
+    pub(super) fn cache_ids(&self, ids: Vec<(u64, String)>) {
+        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+        let mut cache = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+        for (key, id) in ids {
+            cache.entry(key).or_insert_with(|| id.into());
+        }
+    }
+
+    /// Delete records by id, in one transaction. Returns how many existed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`], [`Error::ReadOnly`], SQLite and index failures.
+    pub fn delete<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize> {
+        for id in ids {
+            record::check_id(id.as_ref())?;
+        }
+        self.delete_keys(|tx, cid| {
+            let mut del = tx
+                .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
+                .during("prepare delete")?;
+            let mut keys = Vec::new();
+            for id in ids {
+                let key: Option<i64> = del
+                    .query_row(params![cid, id.as_ref()], |r| r.get(0))
+                    .optional()
+                    .during("delete record")?;
+                keys.extend(key);
+            }
+            Ok(keys)
+        })
+    }
+
+    /// Delete every record matching `filter`, in one transaction. Returns how many.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], [`Error::ReadOnly`], SQLite and index failures.
+    pub fn delete_where(&self, filter: &Filter) -> Result<usize> {
+        let c = filter::sql::compile(filter, 2)?;
+        self.delete_keys(|tx, cid| {
+            let mut params: Vec<rusqlite::types::Value> = vec![cid.into()];
+            params.extend(c.params.iter().cloned());
+            let mut stmt = tx
+                .prepare(&format!(
+                    "DELETE FROM records WHERE cid = ?1 AND ({}) RETURNING key",
+                    c.sql
+                ))
+                .during("prepare delete by filter")?;
+            let keys = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
+                .during("delete by filter")?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+                .during("delete by filter");
+            keys
+        })
+    }
+
+    /// One delete transaction: `remove` deletes the rows and returns their
+    /// keys; this stamps the sequence, writes tombstones, updates the text
+    /// index, commits, and takes the keys out of the vector index.
+    pub(super) fn delete_keys(
+        &self,
+        remove: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<Vec<i64>>,
+    ) -> Result<usize> {
+        // Gate before writer: a search retrying under the gate may need the
+        // writer (to build the exact index), so this order cannot deadlock.
+        let _gate = self
+            .state
+            .delete_gate
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.store.writer("delete")?;
+        self.alive()?;
+        let cid = self.state.cid;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .during("begin delete")?;
+        let seq = next_seq(&tx, cid)?;
+        let keys = remove(&tx, cid)?;
+        if keys.is_empty() {
+            // Nothing changed: do not spend a sequence number.
+            tx.rollback().during("roll back empty delete")?;
+            return Ok(0);
+        }
+        {
+            let mut tomb = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO tombstones (cid, key, seq) VALUES (?1, ?2, ?3)",
+                )
+                .during("prepare tombstone")?;
+            let mut fts = tx
+                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .during("prepare full-text delete")?;
+            for key in &keys {
+                tomb.execute(params![cid, key, seq])
+                    .during("write tombstone")?;
+                fts.execute([key]).during("update full-text index")?;
+            }
+        }
+        failpoint!("delete:before-commit");
+        tx.commit().during("commit delete")?;
+        failpoint!("delete:after-commit");
+        let removed: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
+        self.after_commit(&mut conn, seq, &[], &removed)?;
+        Ok(removed.len())
+    }
+
+    /// Apply a committed change to the index; on failure, rebuild it from
+    /// SQLite (the commit stands either way).
+    pub(super) fn after_commit(
+        &self,
+        conn: &mut Connection,
+        seq: i64,
+        upserts: &[(u64, Vec<f32>)],
+        removes: &[u64],
+    ) -> Result<()> {
+        let st = &self.state;
+        let applied = apply(&st.indexes, &st.name, upserts, removes);
+        let changes = (upserts.len() + removes.len()) as u64;
+        self.after_apply(conn, seq, changes, applied).map(|_| ())
+    }
+
+    /// Record change `seq` as applied to the index, or, if applying it
+    /// failed, rebuild the index from SQLite. Returns true after a rebuild
+    /// (the index then holds every committed change). The caller holds the
+    /// writer and no change is being applied.
+    pub(super) fn after_apply(
+        &self,
+        conn: &mut Connection,
+        seq: i64,
+        changes: u64,
+        applied: Result<()>,
+    ) -> Result<bool> {
+        let st = &self.state;
+        if let Err(e) = applied {
+            st.rebuild_now(&self.store, conn, &format!("applying a change failed: {e}"))?;
+            return Ok(true);
+        }
+        st.applied_seq.store(seq, Ordering::SeqCst);
+        st.add_pending(changes);
+        st.maybe_snapshot(&self.store, conn);
+        Ok(false)
+    }
+}
+
+pub(super) fn next_seq(tx: &rusqlite::Transaction<'_>, cid: i64) -> Result<i64> {
+    let seq: i64 = tx
+        .query_row(
+            "UPDATE collections SET seq = seq + 1 WHERE cid = ?1 RETURNING seq",
+            [cid],
+            |r| r.get(0),
+        )
+        .during("advance sequence")?;
+    Ok(seq)
+}
