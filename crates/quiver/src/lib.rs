@@ -38,6 +38,7 @@ mod record;
 mod schema;
 mod snapshot;
 mod store;
+mod sync;
 mod text;
 
 pub use collection::{

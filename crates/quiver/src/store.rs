@@ -21,6 +21,7 @@ use crate::error::{Error, Result, SqlContext};
 use crate::lock::WriterLock;
 use crate::schema;
 use crate::snapshot;
+use crate::sync::{MutexExt, RwLockExt};
 
 /// File name of the database inside a store directory.
 pub const DB_FILE: &str = "quiver.db";
@@ -452,7 +453,7 @@ impl Inner {
     /// The write connection, or [`Error::ReadOnly`].
     pub(crate) fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>> {
         match &self.writer {
-            Some(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner())),
+            Some(m) => Ok(m.locked()),
             None => Err(Error::ReadOnly { operation }),
         }
     }
@@ -496,7 +497,7 @@ impl Inner {
     /// SQLite's `data_version` on the watch connection: equal values mean
     /// no other connection committed in between.
     pub(crate) fn data_version(&self) -> Result<i64> {
-        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        let mut watch = self.watch.locked();
         if watch.is_none() {
             *watch = Some(self.open_reader()?);
         }
@@ -506,7 +507,7 @@ impl Inner {
     }
 
     fn give_back(&self, conn: Connection) {
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.readers.locked();
         if pool.len() < 32 {
             pool.push(conn);
         }
@@ -519,7 +520,7 @@ impl Inner {
             let conn = self.writer("read")?;
             return f(&conn);
         }
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = self.readers.locked().pop();
         let conn = match pooled {
             Some(c) => c,
             None => self.open_reader()?,
@@ -534,34 +535,21 @@ impl Inner {
     }
 
     pub(crate) fn loaded(&self, name: &str) -> Option<Arc<CollState>> {
-        self.collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.collections.read_lock().get(name).cloned()
     }
 
     fn loaded_all(&self) -> Vec<Arc<CollState>> {
-        self.collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.collections.read_lock().values().cloned().collect()
     }
 
     pub(crate) fn register(&self, state: Arc<CollState>) {
         self.collections
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .write_lock()
             .insert(state.name.clone(), state);
     }
 
     fn unregister(&self, name: &str) -> Option<Arc<CollState>> {
-        self.collections
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
+        self.collections.write_lock().remove(name)
     }
 
     fn close_snapshots(&self) -> Result<()> {
@@ -580,12 +568,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for st in self
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        for st in self.collections.read_lock().values() {
             st.stop_background();
         }
         let _ = self.close_snapshots();

@@ -116,14 +116,11 @@ impl Drop for Bulk<'_> {
     fn drop(&mut self) {
         let state = &self.coll.state;
         if let Err(e) = self.settle() {
-            *state
-                .snapshot_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            *state.snapshot_error.locked() = Some(e.to_string());
         }
         state.bulk_loading.store(false, Ordering::SeqCst);
         // A snapshot still being written hands its buffer back to no one.
-        *state.spare.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *state.spare.locked() = None;
     }
 }
 

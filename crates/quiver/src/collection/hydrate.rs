@@ -32,9 +32,9 @@ pub(super) fn warm_ids(
                 let Ok(rows) = rows else { return };
                 let Some(last) = rows.last() else { return };
                 after = last.0;
-                let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+                let ix = st.indexes.read_lock();
                 // Only keys the index holds: a key deleted meanwhile stays out.
-                let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+                let mut ids = ix.ids.write_lock();
                 for (key, id) in rows {
                     if ix.contains(key as u64) {
                         ids.entry(key as u64).or_insert_with(|| id.into_boxed_str());
@@ -114,8 +114,8 @@ impl Collection {
         let mut hits: Vec<Option<Hit>> = Vec::with_capacity(found.len());
         let mut missing = Vec::new();
         {
-            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
-            let ids = ix.ids.read().unwrap_or_else(|p| p.into_inner());
+            let ix = self.state.indexes.read_lock();
+            let ids = ix.ids.read_lock();
             for (i, (key, distance, ranks)) in found.iter().enumerate() {
                 match ids.get(key) {
                     Some(id) => hits.push(Some(hit(id, *distance, ranks))),
@@ -135,12 +135,7 @@ impl Collection {
                 .fetch_add(missing.len() as u64, Ordering::Relaxed);
             if missed >= 256 && !self.state.warming.swap(true, Ordering::AcqRel) {
                 if let Ok(conn) = self.store.open_reader() {
-                    *self
-                        .state
-                        .warm_thread
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        warm_ids(conn, Arc::downgrade(&self.state));
+                    *self.state.warm_thread.locked() = warm_ids(conn, Arc::downgrade(&self.state));
                 }
             }
             let rows = self.store.read(|conn| {
@@ -158,8 +153,8 @@ impl Collection {
                 }
                 Ok(rows)
             })?;
-            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
-            let mut ids = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+            let ix = self.state.indexes.read_lock();
+            let mut ids = ix.ids.write_lock();
             for (i, key, id) in rows {
                 // Deleted since the index search: no hit (the caller retries).
                 let Some(id) = id else { continue };

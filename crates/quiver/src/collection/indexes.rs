@@ -109,7 +109,7 @@ pub(super) fn apply(
     removes: &[u64],
 ) -> Result<()> {
     {
-        let mut w = lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = lock.write_lock();
         #[cfg(feature = "usearch")]
         let needs = w.hnsw.needs_growth(upserts.len());
         #[cfg(not(feature = "usearch"))]
@@ -118,7 +118,7 @@ pub(super) fn apply(
             w.grow(upserts.len(), name)?;
         }
         // The flat index needs `&mut`; it is small work next to HNSW inserts.
-        let ids = w.ids.get_mut().unwrap_or_else(|p| p.into_inner());
+        let ids = w.ids.value_mut();
         for k in removes {
             ids.remove(k);
         }
@@ -133,7 +133,7 @@ pub(super) fn apply(
     }
     #[cfg(feature = "usearch")]
     {
-        let r = lock.read().unwrap_or_else(|p| p.into_inner());
+        let r = lock.read_lock();
         for k in removes {
             r.hnsw
                 .remove(*k)
@@ -169,10 +169,8 @@ pub(super) fn apply(
             drop(r);
             if !lost.is_empty() {
                 // Each re-add takes a new slot: make room first.
-                lock.write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .grow(lost.len(), name)?;
-                let r = lock.read().unwrap_or_else(|p| p.into_inner());
+                lock.write_lock().grow(lost.len(), name)?;
+                let r = lock.read_lock();
                 for i in lost {
                     add_to(&r.hnsw, i)?;
                 }
@@ -207,14 +205,11 @@ pub(super) fn missing_nodes(
         par_each(todo.len(), threads, |j| {
             let (k, v) = &upserts[todo[j]];
             if !hnsw.finds_itself(*k, v, ef) {
-                missed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(todo[j]);
+                missed.locked().push(todo[j]);
             }
             Ok(())
         })?;
-        todo = missed.into_inner().unwrap_or_else(|p| p.into_inner());
+        todo = missed.into_value();
         if todo.is_empty() {
             break;
         }

@@ -119,7 +119,7 @@ pub(super) fn rebuild(
         report(store, name, "rebuild", done, total as u64);
         Ok(())
     })?;
-    Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+    Ok(lock.into_value())
 }
 
 /// Load indexes from the snapshot if it is usable; else `Err(reason)`.
@@ -190,11 +190,7 @@ pub(super) fn load_indexes(
                 tail_replayed: n,
                 millis: 0.0,
             };
-            (
-                lock.into_inner().unwrap_or_else(|p| p.into_inner()),
-                report,
-                n,
-            )
+            (lock.into_value(), report, n)
         }
         Err(reason) => {
             let indexes = rebuild(conn, store, name, row.cid, &row.config)?;
@@ -266,14 +262,13 @@ impl CollState {
         const REASON: &str = "the snapshot's vectors do not match their recorded digest";
         let damaged = |st: &CollState| {
             st.indexes
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
+                .read_lock()
                 .hnsw
                 .snapshot_check()
                 .is_some_and(|c| c.get() == crate::index::CheckState::Failed)
         };
         if store.is_read_only() {
-            let _r = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+            let _r = self.refresh.locked();
             if !damaged(self) {
                 return Ok(());
             }
@@ -302,8 +297,8 @@ impl CollState {
         let started = Instant::now();
         let config = self.config();
         let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
-        *self.indexes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        *self.load.lock().unwrap_or_else(|p| p.into_inner()) = LoadReport {
+        *self.indexes.write_lock() = fresh;
+        *self.load.locked() = LoadReport {
             source: IndexSource::Rebuilt,
             reason: Some(reason.into()),
             tail_replayed: 0,
@@ -322,7 +317,7 @@ impl CollState {
         let seq: i64 = read_seq(conn, self.cid)?;
         self.rebuild_now_unsaved(store, conn, reason)?;
         self.applied_seq.store(seq, Ordering::SeqCst);
-        let pending = self.indexes.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        let pending = self.indexes.read_lock().len() as u64;
         self.pending.store(0, Ordering::SeqCst);
         self.add_pending(pending.max(1));
         failpoint!(&format!("{reason}:before-snapshot"));
@@ -342,7 +337,7 @@ impl Collection {
             return Ok(());
         }
         let st = &self.state;
-        let _r = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let _r = st.refresh.locked();
         // Read before the check: a commit after this read moves it again.
         let version = self.store.data_version()?;
         if version == st.seen_version.load(Ordering::SeqCst) {
@@ -366,9 +361,9 @@ impl Collection {
                 // Tombstones we would need are gone, or the index settings
                 // changed: load afresh.
                 let (indexes, load, _) = load_indexes(&self.store, conn, &st.name, &row)?;
-                *st.indexes.write().unwrap_or_else(|p| p.into_inner()) = indexes;
-                *st.config.write().unwrap_or_else(|p| p.into_inner()) = row.config.clone();
-                *st.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+                *st.indexes.write_lock() = indexes;
+                *st.config.write_lock() = row.config.clone();
+                *st.load.locked() = load;
             } else {
                 replay(
                     conn,

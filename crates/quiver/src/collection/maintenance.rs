@@ -71,13 +71,9 @@ impl Collection {
             applied_seq: st.applied_seq.load(Ordering::SeqCst) as u64,
             snapshot,
             tail,
-            index: st.indexes.read().unwrap_or_else(|p| p.into_inner()).info(),
-            load: st.load.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            snapshot_error: st
-                .snapshot_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            index: st.indexes.read_lock().info(),
+            load: st.load.locked().clone(),
+            snapshot_error: st.snapshot_error.locked().clone(),
             indexed_fields: self.indexed_fields()?,
         })
     }
@@ -104,10 +100,10 @@ impl Collection {
         } else {
             Some(self.store.writer("verify")?)
         };
-        let _refresh = st.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let _refresh = st.refresh.locked();
         let mut problems = Vec::new();
         let mut notes = Vec::new();
-        let ix = st.indexes.read().unwrap_or_else(|p| p.into_inner());
+        let ix = st.indexes.read_lock();
         let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64)> {
             let quick: String = conn
                 .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -232,7 +228,7 @@ impl Collection {
         let mut conn = self.store.writer("compact")?;
         let bytes_before = self.store_bytes();
         let (deleted, slots) = {
-            let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let ix = self.state.indexes.read_lock();
             (ix.slots() - ix.len(), ix.slots())
         };
         let rebuilt = force || (slots > 0 && deleted as f64 / slots as f64 >= COMPACT_THRESHOLD);
@@ -309,7 +305,7 @@ impl Collection {
         )
         .during("update collection settings")?;
         failpoint!("alter:after-update");
-        *self.state.config.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.state.config.write_lock() = next;
         self.state.rebuild_now(&self.store, &mut conn, "alter")?;
         drop(conn);
         self.info()

@@ -28,6 +28,7 @@ use crate::index::{self, FlatIndex};
 use crate::record::{self, check_record, check_vector, Record};
 use crate::snapshot;
 use crate::store::{unix_now, Inner, Progress};
+use crate::sync::{MutexExt, RwLockExt};
 use crate::text::{self, Fusion, Ranks};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -508,11 +509,7 @@ impl CollState {
     /// step of it is short, so this returns quickly.
     pub(crate) fn stop_background(&self) {
         self.stop.store(true, Ordering::Release);
-        let handle = self
-            .warm_thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.warm_thread.locked().take();
         if let Some(h) = handle {
             let _ = h.join();
         }
@@ -523,10 +520,7 @@ impl CollState {
     }
 
     fn config(&self) -> CollectionConfig {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.read_lock().clone()
     }
 
     fn add_pending(&self, n: u64) {
@@ -534,10 +528,7 @@ impl CollState {
             return;
         }
         self.pending.fetch_add(n, Ordering::SeqCst);
-        self.pending_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(Instant::now);
+        self.pending_since.locked().get_or_insert_with(Instant::now);
     }
 }
 

@@ -21,11 +21,8 @@ impl CollState {
         let digest = snapshot::digest(&bytes);
         self.record_snapshot(conn, &digest, bytes.len(), vectors, &options, applied)?;
         self.pending.store(0, Ordering::SeqCst);
-        *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        *self
-            .snapshot_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        *self.pending_since.locked() = None;
+        *self.snapshot_error.locked() = None;
         Ok(())
     }
 
@@ -37,13 +34,7 @@ impl CollState {
         conn: &mut Connection,
     ) -> Result<(Vec<u8>, i64, usize)> {
         #[cfg(feature = "usearch")]
-        if self
-            .indexes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .hnsw
-            .is_viewed()
-        {
+        if self.indexes.read_lock().hnsw.is_viewed() {
             self.materialise(store, conn)?;
         }
         #[cfg(feature = "usearch")]
@@ -53,10 +44,10 @@ impl CollState {
         let applied = self.applied_seq.load(Ordering::SeqCst);
         #[cfg(feature = "usearch")]
         let (bytes, vectors) = {
-            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let ix = self.indexes.read_lock();
             let bytes = ix
                 .hnsw
-                .to_bytes(self.spare.lock().unwrap_or_else(|p| p.into_inner()).take())
+                .to_bytes(self.spare.locked().take())
                 .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
             (bytes, ix.hnsw.len())
         };
@@ -76,7 +67,7 @@ impl CollState {
     #[cfg(feature = "usearch")]
     pub(super) fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
         let lost: Vec<u64> = {
-            let ix = self.indexes.read().unwrap_or_else(|p| p.into_inner());
+            let ix = self.indexes.read_lock();
             if ix.hnsw.is_viewed() {
                 return Ok(0);
             }
@@ -152,7 +143,7 @@ impl CollState {
                 })
             })
             .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
-        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(Staged {
+        *self.staged.locked() = Some(Staged {
             thread,
             applied,
             changes,
@@ -169,7 +160,7 @@ impl CollState {
     /// while one is still being written (only without `wait`).
     pub(super) fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) -> bool {
         let staged = {
-            let mut slot = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = self.staged.locked();
             match slot.take() {
                 Some(s) if wait || s.thread.is_finished() => s,
                 other => {
@@ -193,8 +184,7 @@ impl CollState {
         });
         let written = written.map(|mut w| {
             if self.bulk_loading.load(Ordering::SeqCst) {
-                *self.spare.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(std::mem::take(&mut w.bytes));
+                *self.spare.locked() = Some(std::mem::take(&mut w.bytes));
             }
             w
         });
@@ -210,10 +200,7 @@ impl CollState {
                 staged.applied,
             )
         });
-        let mut error = self
-            .snapshot_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut error = self.snapshot_error.locked();
         match installed {
             Ok(()) => {
                 let left = self
@@ -222,8 +209,7 @@ impl CollState {
                     .saturating_sub(staged.changes);
                 self.pending.store(left, Ordering::SeqCst);
                 // The oldest change left is younger than the snapshot.
-                *self.pending_since.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (left > 0).then(Instant::now);
+                *self.pending_since.locked() = (left > 0).then(Instant::now);
                 *error = None;
             }
             Err(e) => {
@@ -237,7 +223,7 @@ impl CollState {
     /// Wait for a background snapshot and throw it away (the collection is
     /// being dropped).
     pub(crate) fn discard_staged(&self) {
-        let staged = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let staged = self.staged.locked().take();
         if let Some(s) = staged {
             if let Ok(Ok(w)) = s.thread.join() {
                 let _ = std::fs::remove_file(w.tmp);
@@ -312,25 +298,17 @@ impl CollState {
         if pending == 0 {
             return;
         }
-        let slots = self
-            .indexes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .slots() as u64;
+        let slots = self.indexes.read_lock().slots() as u64;
         let by_count = pending >= store.options.snapshot_every_changes.max(slots / 4);
         let by_age = self
             .pending_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .is_some_and(|t| t.elapsed().as_secs() >= store.options.snapshot_every_secs);
         if by_count || by_age {
             // The write itself is committed; a failed snapshot only means a
             // longer replay later. Keep the error for `info`.
             if let Err(e) = self.stage(store, conn) {
-                *self
-                    .snapshot_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *self.snapshot_error.locked() = Some(e.to_string());
             }
         }
     }
@@ -364,14 +342,14 @@ impl CollState {
                 &lock,
             )
             .map_err(|e| e.to_string())?;
-            Ok(lock.into_inner().unwrap_or_else(|p| p.into_inner()))
+            Ok(lock.into_value())
         })();
         match loaded {
             Ok(fresh) => {
-                let mut ix = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+                let mut ix = self.indexes.write_lock();
                 // Keys keep their ids: carry the cache over.
-                let ids = std::mem::take(&mut *ix.ids.write().unwrap_or_else(|p| p.into_inner()));
-                *fresh.ids.write().unwrap_or_else(|p| p.into_inner()) = ids;
+                let ids = std::mem::take(&mut *ix.ids.write_lock());
+                *fresh.ids.write_lock() = ids;
                 *ix = fresh;
                 Ok(())
             }

@@ -121,8 +121,8 @@ impl Collection {
     /// 1M, the first 1,000 searches after the ingest were 1.4-1.6x usearch
     /// at ef 16 while the cache warmed from SQLite.
     pub(super) fn cache_ids(&self, ids: Vec<(u64, String)>) {
-        let ix = self.state.indexes.read().unwrap_or_else(|p| p.into_inner());
-        let mut cache = ix.ids.write().unwrap_or_else(|p| p.into_inner());
+        let ix = self.state.indexes.read_lock();
+        let mut cache = ix.ids.write_lock();
         for (key, id) in ids {
             cache.entry(key).or_insert_with(|| id.into());
         }
@@ -185,11 +185,7 @@ impl Collection {
     ) -> Result<usize> {
         // Gate before writer: a search retrying under the gate may need the
         // writer (to build the exact index), so this order cannot deadlock.
-        let _gate = self
-            .state
-            .delete_gate
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let _gate = self.state.delete_gate.write_lock();
         let mut conn = self.store.writer("delete")?;
         self.alive()?;
         let cid = self.state.cid;

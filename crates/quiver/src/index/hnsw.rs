@@ -30,6 +30,7 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::snapshot::{Mapping, VectorCheck};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Error text from usearch (its exception type stays inside this module).
 pub(crate) type HnswError = String;
@@ -100,26 +101,16 @@ struct Base {
 
 impl Base {
     fn visible(&self, key: u64) -> bool {
-        self.index.contains(key)
-            && !self
-                .hidden
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
+        self.index.contains(key) && !self.hidden.read_lock().contains(&key)
     }
 
     /// Hide a snapshot key; true if it was visible.
     fn hide(&self, key: u64) -> bool {
-        self.index.contains(key)
-            && self
-                .hidden
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key)
+        self.index.contains(key) && self.hidden.write_lock().insert(key)
     }
 
     fn hidden(&self) -> usize {
-        self.hidden.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.hidden.read_lock().len()
     }
 
     /// Nearest visible snapshot keys that `keep` accepts.
@@ -129,7 +120,7 @@ impl Base {
         k: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
-        let hidden = self.hidden.read().unwrap_or_else(|p| p.into_inner());
+        let hidden = self.hidden.read_lock();
         let m = if hidden.is_empty() && self.dead == 0 && keep.is_none() {
             self.index.search(query, k)
         } else {
@@ -166,20 +157,20 @@ impl Check {
     }
 
     pub(crate) fn get(&self) -> CheckState {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+        *self.state.locked()
     }
 
     /// Block until the check is over.
     pub(crate) fn wait(&self) -> CheckState {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.locked();
         while *s == CheckState::Pending {
-            s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = crate::sync::wait(&self.done, s);
         }
         *s
     }
 
     fn set(&self, state: CheckState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        *self.state.locked() = state;
         self.done.notify_all();
     }
 }
@@ -451,7 +442,7 @@ impl HnswIndex {
     /// them by walking every node and reading its allocator's totals, which
     /// adds change: writers are held off meanwhile.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
+        let _quiet = self.mutating.write_lock();
         self.index.memory_usage() + self.base.as_ref().map_or(0, |b| b.map.bytes().len())
     }
 
@@ -497,7 +488,7 @@ impl HnswIndex {
             return Err(format!("key {key} is in the reserved range"));
         }
         let _permit = self.permits.acquire();
-        let _m = self.mutating.read().unwrap_or_else(|p| p.into_inner());
+        let _m = self.mutating.read_lock();
         // Counted before the old vector is hidden or retired, uncounted once
         // the new one is added (or the add failed).
         let _replacing = self.contains(key).then(|| Counted::enter(&self.replacing));
@@ -632,7 +623,7 @@ impl HnswIndex {
     /// Retire a key; false if it was not there.
     pub(crate) fn remove(&self, key: u64) -> Result<bool, HnswError> {
         let _permit = self.permits.acquire();
-        let _m = self.mutating.read().unwrap_or_else(|p| p.into_inner());
+        let _m = self.mutating.read_lock();
         if key >= DEAD_BASE {
             return Ok(false);
         }
@@ -724,7 +715,7 @@ impl HnswIndex {
         if hits.len() >= want && hits.iter().all(|h| h.0 < DEAD_BASE) {
             return Ok(hits);
         }
-        let _quiet = self.mutating.write().unwrap_or_else(|p| p.into_inner());
+        let _quiet = self.mutating.write_lock();
         let mut hits = once()?;
         hits.retain(|h| h.0 < DEAD_BASE);
         Ok(hits)
@@ -755,12 +746,12 @@ impl HnswIndex {
     /// ef run together; switching waits for the others to finish.
     fn enter_ef(&self, ef: usize) -> std::sync::RwLockReadGuard<'_, ()> {
         loop {
-            let guard = self.ef_gate.read().unwrap_or_else(|p| p.into_inner());
+            let guard = self.ef_gate.read_lock();
             if self.current_ef.load(Ordering::Acquire) == ef {
                 return guard;
             }
             drop(guard);
-            let _w = self.ef_gate.write().unwrap_or_else(|p| p.into_inner());
+            let _w = self.ef_gate.write_lock();
             self.index.change_expansion_search(ef);
             if let Some(b) = &self.base {
                 b.index.change_expansion_search(ef);
@@ -851,9 +842,9 @@ impl Semaphore {
     }
 
     fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = self.free.locked();
         while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            free = crate::sync::wait(&self.freed, free);
         }
         *free -= 1;
         Permit(self)
@@ -862,7 +853,7 @@ impl Semaphore {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *self.0.free.locked() += 1;
         self.0.freed.notify_one();
     }
 }
