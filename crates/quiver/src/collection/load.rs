@@ -219,12 +219,12 @@ impl CollState {
     pub(crate) fn load(store: &Inner, name: &str) -> Result<Option<Arc<Self>>> {
         if store.is_read_only() {
             let state = store.read(|conn| {
-                begin_read(conn)?;
+                let read_tx = ReadTx::begin(conn)?;
                 let Some(row) = read_collection(conn, "name = ?1", &name)? else {
                     return Ok(None);
                 };
                 let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
-                end_read(conn)?;
+                read_tx.end()?;
                 Ok(Some(CollState::new(
                     row.cid, name, row.config, indexes, row.seq, load,
                 )))
@@ -273,11 +273,11 @@ impl CollState {
                 return Ok(());
             }
             return store.read(|conn| {
-                begin_read(conn)?;
+                let read_tx = ReadTx::begin(conn)?;
                 let seq = read_seq(conn, self.cid)?;
                 self.rebuild_now_unsaved(store, conn, REASON)?;
                 self.applied_seq.store(seq, Ordering::SeqCst);
-                end_read(conn)
+                read_tx.end()
             });
         }
         let mut conn = store.writer("rebuild")?;
@@ -344,10 +344,10 @@ impl Collection {
             return Ok(());
         }
         self.store.read(|conn| {
-            begin_read(conn)?;
+            let read_tx = ReadTx::begin(conn)?;
             let Some(row) = read_collection(conn, "cid = ?1", &st.cid)? else {
                 st.mark_dropped();
-                end_read(conn)?;
+                read_tx.end()?;
                 return Err(Error::Dropped {
                     name: st.name.clone(),
                 });
@@ -355,7 +355,7 @@ impl Collection {
             let applied = st.applied_seq.load(Ordering::SeqCst);
             if row.seq == applied && row.config == st.config() {
                 st.seen_version.store(version, Ordering::SeqCst);
-                return end_read(conn);
+                return read_tx.end();
             }
             if row.pruned_seq > applied || row.config != st.config() {
                 // Tombstones we would need are gone, or the index settings
@@ -377,7 +377,7 @@ impl Collection {
             }
             st.applied_seq.store(row.seq, Ordering::SeqCst);
             st.seen_version.store(version, Ordering::SeqCst);
-            end_read(conn)
+            read_tx.end()
         })
     }
 }

@@ -42,7 +42,7 @@ impl Collection {
         self.alive()?;
         let st = &self.state;
         let (count, seq, snapshot, tail) = self.store.read(|conn| {
-            begin_read(conn)?;
+            let read_tx = ReadTx::begin(conn)?;
             let (count, seq): (i64, i64) = conn
                 .query_row(
                     "SELECT (SELECT count(*) FROM records WHERE cid = ?1), seq FROM collections WHERE cid = ?1",
@@ -60,7 +60,7 @@ impl Collection {
                     |r| r.get(0),
                 )
                 .during("count tail")?;
-            end_read(conn)?;
+            read_tx.end()?;
             Ok((count as u64, seq as u64, snapshot, tail as u64))
         })?;
         Ok(CollectionInfo {
@@ -188,9 +188,9 @@ impl Collection {
         let (records, checked, searched, unreachable) = match &_writer {
             Some(conn) => read(conn)?,
             None => self.store.read(|conn| {
-                begin_read(conn)?;
+                let read_tx = ReadTx::begin(conn)?;
                 let out = read(conn);
-                end_read(conn)?;
+                read_tx.end()?;
                 out
             })?,
         };

@@ -90,13 +90,38 @@ pub(super) fn options_stamp(config: &CollectionConfig) -> String {
     )
 }
 
-pub(super) fn begin_read(conn: &Connection) -> Result<()> {
-    conn.execute_batch("BEGIN DEFERRED")
-        .during("begin read transaction")
+/// A read transaction: one consistent view of the database until it is
+/// ended, or until it is dropped on any other way out (an error, an early
+/// return), which rolls it back so the pooled connection is never left
+/// inside a transaction.
+pub(super) struct ReadTx<'c> {
+    conn: &'c Connection,
+    open: bool,
 }
 
-pub(super) fn end_read(conn: &Connection) -> Result<()> {
-    conn.execute_batch("COMMIT").during("end read transaction")
+impl<'c> ReadTx<'c> {
+    pub(super) fn begin(conn: &'c Connection) -> Result<Self> {
+        conn.execute_batch("BEGIN DEFERRED")
+            .during("begin read transaction")?;
+        Ok(ReadTx { conn, open: true })
+    }
+
+    pub(super) fn end(mut self) -> Result<()> {
+        self.open = false;
+        self.conn
+            .execute_batch("COMMIT")
+            .during("end read transaction")
+    }
+}
+
+impl Drop for ReadTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Nothing was written; if even this fails, SQLite ends the
+            // transaction when the connection is next used or closed.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// The collection's last committed sequence number.

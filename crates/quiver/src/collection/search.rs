@@ -355,7 +355,7 @@ impl Collection {
         #[cfg(not(feature = "usearch"))]
         let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> = None;
         let set = Arc::new(self.store.read(|conn| {
-            begin_read(conn)?;
+            let read_tx = ReadTx::begin(conn)?;
             let seq: i64 = read_seq(conn, st.cid)?;
             let scope = filtered::Scope {
                 collection: &st.name,
@@ -374,7 +374,7 @@ impl Collection {
                 Some(set) => set,
                 None => filtered::compute(conn, &scope, &compiled, seq)?,
             };
-            end_read(conn)?;
+            read_tx.end()?;
             Ok(set)
         })?);
         drop(ix);
@@ -514,11 +514,11 @@ impl Collection {
                 self.refresh()?;
                 let _r = self.state.refresh.locked();
                 let flat = self.store.read(|conn| {
-                    begin_read(conn)?;
+                    let read_tx = ReadTx::begin(conn)?;
                     let current = read_seq(conn, self.state.cid)?
                         == self.state.applied_seq.load(Ordering::SeqCst);
                     let flat = if current { Some(build(conn)?) } else { None };
-                    end_read(conn)?;
+                    read_tx.end()?;
                     Ok(flat)
                 })?;
                 if let Some(f) = flat {
