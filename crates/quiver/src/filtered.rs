@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::config::Metric;
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Result, SqlContext};
 use crate::filter::sql::Compiled;
 use crate::record;
 
@@ -145,7 +145,11 @@ pub(crate) fn compute(
                 .during("scan filter matches")?
                 .as_blob()
                 .unwrap_or(&[]);
-            push(vs, &decode(collection, key, blob, dim)?, metric);
+            push(
+                vs,
+                &record::decode_stored(collection, format_args!("key {key}"), blob, dim)?,
+                metric,
+            );
         }
     }
     if let (true, Some(vector_of)) = (exact, vector_of) {
@@ -306,15 +310,7 @@ fn vector_by_key(
     let blob: Vec<u8> = from_sqlite
         .query_row([key as i64], |r| r.get(0))
         .during("read match vector")?;
-    decode(collection, key as i64, &blob, dim)
-}
-
-/// A match's vector from its SQLite blob.
-fn decode(collection: &str, key: i64, blob: &[u8], dim: usize) -> Result<Vec<f32>> {
-    record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
-        collection: collection.into(),
-        reason: format!("record key {key} has a vector of {} bytes", blob.len()),
-    })
+    record::decode_stored(collection, format_args!("key {key}"), &blob, dim)
 }
 
 /// Append a match's vector as the exact plan scores it (normalised for cosine).

@@ -131,6 +131,25 @@ pub(crate) fn encode(v: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Decode a record's stored vector, which must be exactly `dim` f32s:
+/// anything else means the database was damaged. `record` names it in the
+/// error (its id, or its key).
+pub(crate) fn decode_stored(
+    collection: &str,
+    record: impl std::fmt::Display,
+    blob: &[u8],
+    dim: usize,
+) -> Result<Vec<f32>> {
+    decode(blob, dim).ok_or_else(|| Error::Corrupt {
+        collection: collection.into(),
+        reason: format!(
+            "record {record} has a vector of {} bytes, expected {}",
+            blob.len(),
+            dim * 4
+        ),
+    })
+}
+
 /// Decode a BLOB of exactly `dim` f32s.
 pub(crate) fn decode(blob: &[u8], dim: usize) -> Option<Vec<f32>> {
     if blob.len() != dim * 4 {

@@ -96,8 +96,9 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     for cid in cids {
         tx.execute_batch(&fts_table_sql(cid))?;
+        let fts = fts_table(cid);
         tx.execute(
-            &format!("INSERT INTO fts_{cid} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
+            &format!("INSERT INTO {fts} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
             [cid],
         )?;
     }
@@ -109,11 +110,17 @@ type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 /// Step i takes the schema from version i to i + 1.
 const MIGRATIONS: &[Migration] = &[|tx| tx.execute_batch(V1), to_v2];
 
+/// The name of collection `cid`'s full-text table (a number, never a user string).
+pub(crate) fn fts_table(cid: i64) -> String {
+    format!("fts_{cid}")
+}
+
 /// DDL of a collection's full-text table. Contentless (the text lives in
 /// `records`) with `contentless_delete` so rows can be deleted by key alone.
 pub(crate) fn fts_table_sql(cid: i64) -> String {
+    let fts = fts_table(cid);
     format!(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS fts_{cid} USING fts5(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
              text, content = '', contentless_delete = 1,
              tokenize = 'unicode61 remove_diacritics 2')"
     )

@@ -390,7 +390,7 @@ impl Store {
             tx.execute_batch(&format!("DROP INDEX IF EXISTS qf_{cid}_{id}"))
                 .during("drop field index")?;
         }
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS fts_{cid}"))
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", schema::fts_table(cid)))
             .during("drop full-text table")?;
         for sql in [
             "DELETE FROM records WHERE cid = ?1",

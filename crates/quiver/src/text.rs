@@ -130,11 +130,10 @@ pub(crate) fn keyword_candidates(
         }
         p
     };
-    let from = format!("FROM fts_{cid} f{join} WHERE fts_{cid} MATCH ?1{cond}");
+    let fts = crate::schema::fts_table(cid);
+    let from = format!("FROM {fts} f{join} WHERE {fts} MATCH ?1{cond}");
     let run = |query: &str, limit: usize| -> Result<Vec<(u64, f32)>> {
-        let sql = format!(
-            "SELECT f.rowid, bm25(fts_{cid}) {from} ORDER BY bm25(fts_{cid}) LIMIT {limit}"
-        );
+        let sql = format!("SELECT f.rowid, bm25({fts}) {from} ORDER BY bm25({fts}) LIMIT {limit}");
         let mut stmt = conn.prepare_cached(&sql).during("prepare keyword search")?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(params(query)), |r| {

@@ -83,7 +83,12 @@ impl Collection {
                     continue;
                 };
                 let vector = match blob {
-                    Some(b) => Some(decode_vector(name, &id, &b, dim)?),
+                    Some(b) => Some(record::decode_stored(
+                        name,
+                        format_args!("{id:?}"),
+                        &b,
+                        dim,
+                    )?),
                     None => None,
                 };
                 let metadata = parse_metadata(name, &id, meta)?;

@@ -14,14 +14,7 @@ pub(super) fn replay(
     after: i64,
     lock: &RwLock<Indexes>,
 ) -> Result<u64> {
-    let total: i64 = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
-                  + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
-            params![cid, after],
-            |r| r.get(0),
-        )
-        .during("count tail")?;
+    let total = tail_len(conn, cid, after)?;
     let mut done = 0u64;
     let removes: Vec<u64> = conn
         .prepare_cached("SELECT key FROM tombstones WHERE cid = ?1 AND seq > ?2")
@@ -66,14 +59,7 @@ pub(super) fn stream_records(
             .during("read records")?
             .as_blob()
             .unwrap_or(&[]);
-        let v = record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
-            collection: name.into(),
-            reason: format!(
-                "record key {key} has a vector of {} bytes, expected {}",
-                blob.len(),
-                dim * 4
-            ),
-        })?;
+        let v = record::decode_stored(name, format_args!("key {key}"), blob, dim)?;
         chunk.push((key as u64, v));
         if chunk.len() == CHUNK {
             f(&chunk)?;

@@ -52,14 +52,7 @@ impl Collection {
                 .during("read collection info")?;
             let snapshot = read_snapshot_row(conn, st.cid)?.map(|r| r.info);
             let after = snapshot.as_ref().map_or(-1, |s| s.applied_seq as i64);
-            let tail: i64 = conn
-                .query_row(
-                    "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
-                          + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
-                    params![st.cid, after],
-                    |r| r.get(0),
-                )
-                .during("count tail")?;
+            let tail = tail_len(conn, st.cid, after)?;
             read_tx.end()?;
             Ok((count as u64, seq as u64, snapshot, tail as u64))
         })?;

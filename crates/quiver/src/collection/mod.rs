@@ -26,6 +26,7 @@ use crate::index::hnsw::par_each;
 use crate::index::HnswIndex;
 use crate::index::{self, FlatIndex};
 use crate::record::{self, check_record, check_vector, Record};
+use crate::schema;
 use crate::snapshot;
 use crate::store::{unix_now, Inner, Progress};
 use crate::sync::{MutexExt, RwLockExt};

@@ -106,7 +106,10 @@ impl CollState {
             let (id, blob): (String, Vec<u8>) = stmt
                 .query_row([key as i64], |r| Ok((r.get(0)?, r.get(1)?)))
                 .during("read vector")?;
-            upserts.push((key, decode_vector(&self.name, &id, &blob, dim)?));
+            upserts.push((
+                key,
+                record::decode_stored(&self.name, format_args!("{id:?}"), &blob, dim)?,
+            ));
         }
         // A handful: `apply` adds them one at a time (checked, were there many).
         apply(&self.indexes, &self.name, &upserts, &[])?;

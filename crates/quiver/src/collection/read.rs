@@ -35,7 +35,7 @@ impl Collection {
                 return Ok(None);
             };
             Ok(Some(Record {
-                vector: decode_vector(name, &id, &blob, dim)?,
+                vector: record::decode_stored(name, format_args!("{id:?}"), &blob, dim)?,
                 metadata: parse_metadata(name, &id, meta)?,
                 id,
                 text,
@@ -137,7 +137,7 @@ impl Collection {
             for row in rows {
                 let (id, blob, text, meta) = row.during("scan")?;
                 out.push(Record {
-                    vector: decode_vector(name, &id, &blob, dim)?,
+                    vector: record::decode_stored(name, format_args!("{id:?}"), &blob, dim)?,
                     metadata: parse_metadata(name, &id, meta)?,
                     id,
                     text,

@@ -132,22 +132,6 @@ pub(super) fn read_seq(conn: &Connection, cid: i64) -> Result<i64> {
         .during("read sequence")
 }
 
-pub(super) fn decode_vector(
-    collection: &str,
-    id: &str,
-    blob: &[u8],
-    dim: usize,
-) -> Result<Vec<f32>> {
-    record::decode(blob, dim).ok_or_else(|| Error::Corrupt {
-        collection: collection.into(),
-        reason: format!(
-            "record {id:?} has a vector of {} bytes, expected {}",
-            blob.len(),
-            dim * 4
-        ),
-    })
-}
-
 pub(super) fn parse_metadata(
     collection: &str,
     id: &str,
@@ -160,4 +144,18 @@ pub(super) fn parse_metadata(
         })
     })
     .transpose()
+}
+
+/// Changes stamped after sequence `after`: records written and tombstones
+/// left. What a load replays, and what a snapshot does not hold yet.
+pub(super) fn tail_len(conn: &Connection, cid: i64, after: i64) -> Result<u64> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                  + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+            params![cid, after],
+            |r| r.get(0),
+        )
+        .during("count tail")?;
+    Ok(n as u64)
 }

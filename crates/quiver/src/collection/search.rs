@@ -299,7 +299,12 @@ impl Collection {
             let mut out = Vec::with_capacity(candidates.len());
             for row in rows {
                 let (key, blob) = row.during("read vectors for rescoring")?;
-                let v = decode_vector(&self.state.name, &key.to_string(), &blob, config.dimension)?;
+                let v = record::decode_stored(
+                    &self.state.name,
+                    format_args!("key {key}"),
+                    &blob,
+                    config.dimension,
+                )?;
                 out.push((key as u64, index::exact::distance(config.metric, query, &v)));
             }
             Ok(out)
@@ -454,7 +459,12 @@ impl Collection {
                 if let Some(b) = blob {
                     rows.push((
                         key,
-                        decode_vector(name, &key.to_string(), &b, config.dimension)?,
+                        record::decode_stored(
+                            name,
+                            format_args!("key {key}"),
+                            &b,
+                            config.dimension,
+                        )?,
                     ));
                 }
             }

@@ -67,14 +67,12 @@ impl Collection {
                      RETURNING key",
                 )
                 .during("prepare upsert")?;
-            let cid = self.state.cid;
+            let fts = schema::fts_table(self.state.cid);
             let mut fts_del = tx
-                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .prepare_cached(&format!("DELETE FROM {fts} WHERE rowid = ?1"))
                 .during("prepare full-text delete")?;
             let mut fts_add = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO fts_{cid} (rowid, text) VALUES (?1, ?2)"
-                ))
+                .prepare_cached(&format!("INSERT INTO {fts} (rowid, text) VALUES (?1, ?2)"))
                 .during("prepare full-text insert")?;
             for (i, r) in records.iter().enumerate() {
                 if last.get(r.id.as_str()) != Some(&i) {
@@ -206,7 +204,10 @@ impl Collection {
                 )
                 .during("prepare tombstone")?;
             let mut fts = tx
-                .prepare_cached(&format!("DELETE FROM fts_{cid} WHERE rowid = ?1"))
+                .prepare_cached(&format!(
+                    "DELETE FROM {} WHERE rowid = ?1",
+                    schema::fts_table(cid)
+                ))
                 .during("prepare full-text delete")?;
             for key in &keys {
                 tomb.execute(params![cid, key, seq])
