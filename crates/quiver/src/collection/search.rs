@@ -478,13 +478,14 @@ impl Collection {
     }
 
     pub(super) fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
-        self.ensure_flat()?;
-        let ix = self.state.indexes.read_lock();
-        Ok(ix
-            .flat
-            .as_ref()
-            .map(|f| f.search(query, k))
-            .unwrap_or_default())
+        loop {
+            self.ensure_flat()?;
+            if let Some(f) = self.state.indexes.read_lock().flat.as_ref() {
+                return Ok(f.search(query, k));
+            }
+            // A rebuild (compact, alter, repair) swapped in fresh indexes
+            // between the build and this search: build the exact one again.
+        }
     }
 
     /// Build the exact index from SQLite if it is not there yet. Holds the
