@@ -24,13 +24,17 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::snapshot::{Mapping, VectorCheck};
-use crate::sync::{MutexExt, RwLockExt};
+
+pub(crate) use super::check::{Check, CheckState};
+pub(crate) use super::threads::par_each;
+use super::threads::{Counted, Semaphore};
+use crate::sync::RwLockExt;
 
 /// Error text from usearch (its exception type stays inside this module).
 pub(crate) type HnswError = String;
@@ -131,47 +135,6 @@ impl Base {
         }
         .map_err(|e| e.to_string())?;
         Ok(m.keys.into_iter().zip(m.distances).collect())
-    }
-}
-
-/// The background check of a viewed snapshot's vectors.
-pub(crate) struct Check {
-    state: Mutex<CheckState>,
-    done: Condvar,
-}
-
-/// Where a [`Check`] stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CheckState {
-    Pending,
-    Passed,
-    Failed,
-}
-
-impl Check {
-    fn new(state: CheckState) -> Self {
-        Check {
-            state: Mutex::new(state),
-            done: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn get(&self) -> CheckState {
-        *self.state.locked()
-    }
-
-    /// Block until the check is over.
-    pub(crate) fn wait(&self) -> CheckState {
-        let mut s = self.state.locked();
-        while *s == CheckState::Pending {
-            s = crate::sync::wait(&self.done, s);
-        }
-        *s
-    }
-
-    fn set(&self, state: CheckState) {
-        *self.state.locked() = state;
-        self.done.notify_all();
     }
 }
 
@@ -776,85 +739,6 @@ impl HnswIndex {
             .save_to_buffer(&mut buf)
             .map_err(|e| e.to_string())?;
         Ok(buf)
-    }
-}
-
-/// Run `work(i)` for every i in `0..n` on `threads` threads, handing out
-/// short runs of indexes so that no thread idles while work is left.
-pub(crate) fn par_each<E: Send>(
-    n: usize,
-    threads: usize,
-    work: impl Fn(usize) -> Result<(), E> + Sync,
-) -> Result<(), E> {
-    const RUN: usize = 16;
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<(), E> {
-                    loop {
-                        let start = next.fetch_add(RUN, Ordering::Relaxed);
-                        if start >= n {
-                            return Ok(());
-                        }
-                        (start..(start + RUN).min(n)).try_for_each(&work)?;
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    })
-}
-
-/// One unit of a counter for as long as it lives.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl<'a> Counted<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Counted(counter)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A counting semaphore: usearch fails a call outright when all thread
-/// slots are busy, so callers queue here instead.
-struct Semaphore {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-struct Permit<'a>(&'a Semaphore);
-
-impl Semaphore {
-    fn new(n: usize) -> Self {
-        Semaphore {
-            free: Mutex::new(n),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.locked();
-        while *free == 0 {
-            free = crate::sync::wait(&self.freed, free);
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.locked() += 1;
-        self.0.freed.notify_one();
     }
 }
 

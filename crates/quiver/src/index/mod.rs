@@ -3,9 +3,13 @@
 //! - [`exact::FlatIndex`]: pure-Rust brute force, always available.
 //! - `hnsw::HnswIndex` (feature `usearch`): the approximate HNSW index.
 
+#[cfg(feature = "usearch")]
+mod check;
 pub(crate) mod exact;
 #[cfg(feature = "usearch")]
 pub(crate) mod hnsw;
+#[cfg(feature = "usearch")]
+mod threads;
 
 pub(crate) use exact::FlatIndex;
 #[cfg(feature = "usearch")]
