@@ -183,13 +183,10 @@ pub(super) fn apply(
 /// The `upserts` (by position), just added in parallel, that may be
 /// unreachable. First their links: a node that a node from before the
 /// change links to is reachable, and so is a node a reachable one links to
-/// ([`HnswIndex::unlinked`]). That settles all but 0-1 a batch of 1,000 on
-/// pypi-minilm-20k, and cost 2 ms a batch where searching for every node
-/// by its own vector (ef 10) cost 15-22 ms, 8-10% of the adds. The rest are
-/// searched for by their own vector, at ef 10 and then ef 128, before they
-/// count as lost: on hard data (a synthetic 1M set with recall@10 0.87 at
-/// ef 128) ef 10 alone missed so many that re-adding them all doubled the
-/// ingest time and, each re-add leaving a retired node, lowered recall.
+/// ([`HnswIndex::unlinked`]); that settles nearly all, at a fraction of a
+/// search's cost. The rest are searched for by their own vector, at ef 10
+/// and then ef 128, before they count as lost (ef 10 alone calls too many
+/// lost on hard data; BENCHMARKS.md, "Tried": the reachability check).
 /// Each pass keeps to one ef: usearch's ef is index-wide, so mixing them
 /// makes the threads wait on each other to switch it.
 #[cfg(feature = "usearch")]
@@ -218,14 +215,9 @@ pub(super) fn missing_nodes(
 }
 
 /// A graph's first nodes are added one at a time ([`apply`] splits a
-/// change there), the rest by [`build_threads`]. Parallel adds into a tiny
-/// graph left the most nodes unreachable (and each re-add leaves a retired
-/// node: a 300-record rebuild then kept 1-3 of them). Up to 4,096 nodes
-/// were added one at a time at first; 1,000 made pypi-minilm-20k's ingest
-/// 0.86-0.88× usearch's build instead of 0.77×, with 0-1 re-adds a batch.
-/// 256 (with the split) took a fresh process's replay of a 999-change tail
-/// above a 20k snapshot from 97-106 ms to 68-69 ms to its first answer,
-/// every node reachable and no re-add.
+/// change there), the rest by [`build_threads`]: parallel adds into a tiny
+/// graph leave the most nodes unreachable. 256 is measured (BENCHMARKS.md,
+/// "Tried": the bound on one-at-a-time adds).
 #[cfg(feature = "usearch")]
 pub(super) const SEQUENTIAL_BELOW: usize = 256;
 
