@@ -107,7 +107,7 @@ pub enum Error {
     },
     /// A read-only open of a store whose schema is older than this build's:
     /// a writable open migrates it.
-    #[error("store {} has schema version {version}; open it writable once to migrate it to {}", path.display(), crate::schema::SCHEMA_VERSION)]
+    #[error("store {} has schema version {version}; open it writable once to migrate it to {}", path.display(), crate::format::SCHEMA_VERSION)]
     OldSchema {
         /// The store directory.
         path: PathBuf,

@@ -31,6 +31,7 @@ mod error;
 pub mod failpoint;
 pub mod filter;
 mod filtered;
+mod format;
 mod index;
 pub mod jsonl;
 mod lock;

@@ -7,12 +7,7 @@
 use rusqlite::Connection;
 
 use crate::error::{Result, SqlContext};
-
-/// `application_id` of a Quiver database: "QVR1" in ASCII.
-pub const APPLICATION_ID: i32 = 0x5156_5231;
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+use crate::format::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// Version 1.
 ///

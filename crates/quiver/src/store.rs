@@ -201,7 +201,7 @@ impl Store {
         let conn = store.inner.open_reader()?;
         check_identity(&dir, &conn)?;
         let (_, version) = schema::identify(&conn)?;
-        if version < schema::SCHEMA_VERSION {
+        if version < crate::format::SCHEMA_VERSION {
             return Err(Error::OldSchema { path: dir, version });
         }
         store.inner.give_back(conn);
@@ -668,18 +668,18 @@ fn check_identity(dir: &Path, conn: &Connection) -> Result<()> {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    if app != schema::APPLICATION_ID && !(app == 0 && version == 0 && is_empty_db(conn)) {
+    if app != crate::format::APPLICATION_ID && !(app == 0 && version == 0 && is_empty_db(conn)) {
         return Err(Error::NotAStore {
             path: dir.to_path_buf(),
             reason: format!("{DB_FILE} is an SQLite file of another application"),
         });
     }
-    if version > schema::SCHEMA_VERSION {
+    if version > crate::format::SCHEMA_VERSION {
         return Err(Error::NotAStore {
             path: dir.to_path_buf(),
             reason: format!(
                 "schema version {version} is newer than this build ({})",
-                schema::SCHEMA_VERSION
+                crate::format::SCHEMA_VERSION
             ),
         });
     }
