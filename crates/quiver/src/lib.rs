@@ -24,6 +24,7 @@
 
 mod collection;
 mod config;
+mod db;
 #[cfg(feature = "embed")]
 pub mod embed;
 mod error;
@@ -35,6 +36,7 @@ mod format;
 mod index;
 pub mod jsonl;
 mod lock;
+mod options;
 mod record;
 mod schema;
 mod snapshot;
@@ -48,10 +50,12 @@ pub use collection::{
     MAX_K,
 };
 pub use config::{validate_name, CollectionConfig, Metric, Scalar, MAX_DIMENSION};
+pub use db::DB_FILE;
 pub use error::{Error, Result};
 pub use filter::Filter;
+pub use options::{Progress, ProgressFn, StoreOptions};
 pub use record::{Record, MAX_ID_BYTES};
-pub use store::{CollectionSummary, Progress, ProgressFn, Store, StoreOptions, DB_FILE};
+pub use store::{CollectionSummary, Store};
 pub use text::{Fusion, Ranks};
 
 /// The README's Rust example runs as a doctest.

@@ -5,96 +5,23 @@
 //! are loaded (lazily, on first use).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::collection::{CollState, Collection};
 use crate::config::{validate_name, CollectionConfig};
+use crate::db::{not_a_store, unix_now, Db, DB_FILE};
 use crate::error::{Error, Result, SqlContext};
 use crate::lock::WriterLock;
+use crate::options::StoreOptions;
 use crate::schema;
 use crate::snapshot;
-use crate::sync::{MutexExt, RwLockExt};
-
-/// File name of the database inside a store directory.
-pub const DB_FILE: &str = "quiver.db";
-
-/// Progress of long work (index rebuilds, tail replays), for progress bars.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    /// Collection being worked on.
-    pub collection: String,
-    /// `"rebuild"` or `"replay"`.
-    pub phase: &'static str,
-    /// Items done so far.
-    pub done: u64,
-    /// Items in all.
-    pub total: u64,
-}
-
-/// Callback receiving [`Progress`].
-pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
-
-/// How a store behaves. `StoreOptions::default()` gives the values below.
-#[derive(Clone)]
-pub struct StoreOptions {
-    /// Snapshot a collection automatically once this many changes (or a
-    /// quarter of the collection's size, whichever is larger) are not yet
-    /// in its snapshot. Default 10,000. The write that crosses the line
-    /// serialises the index; a background thread writes, hashes and
-    /// fsyncs it, and a later write (or `flush`, or `close`) puts it in
-    /// place.
-    pub snapshot_every_changes: u64,
-    /// Snapshot automatically on the next write once the oldest
-    /// un-snapshotted change is this many seconds old. Default 300.
-    pub snapshot_every_secs: u64,
-    /// On close, snapshot only collections with at least this many
-    /// un-snapshotted changes (or whose index was rebuilt): a small tail is
-    /// cheaper to replay at the next open than a whole snapshot is to
-    /// write. `flush` always snapshots. Default 1,000.
-    pub close_snapshot_min_changes: u64,
-    /// Called during rebuilds and replays.
-    pub progress: Option<ProgressFn>,
-    /// A filtered search whose filter matches at most this many records
-    /// (or an eighth of the collection, if more) computes exact distances
-    /// over just those; above, it runs a filtered HNSW search. Default
-    /// 8,192 (measured, see `DEFAULT_EXACT_MAX`).
-    pub filter_exact_max: usize,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            snapshot_every_changes: 10_000,
-            snapshot_every_secs: 300,
-            close_snapshot_min_changes: 1_000,
-            progress: None,
-            filter_exact_max: crate::filtered::DEFAULT_EXACT_MAX,
-        }
-    }
-}
-
-impl fmt::Debug for StoreOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreOptions")
-            .field("snapshot_every_changes", &self.snapshot_every_changes)
-            .field("snapshot_every_secs", &self.snapshot_every_secs)
-            .field(
-                "close_snapshot_min_changes",
-                &self.close_snapshot_min_changes,
-            )
-            .field("progress", &self.progress.is_some())
-            .field("filter_exact_max", &self.filter_exact_max)
-            .finish()
-    }
-}
+use crate::sync::RwLockExt;
 
 /// A Quiver store. Cheap to share: `Send + Sync`, every method takes `&self`.
 ///
@@ -113,23 +40,54 @@ impl fmt::Debug for StoreOptions {
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    /// `None` for an in-memory store (no snapshots, no lock).
-    pub(crate) dir: Option<PathBuf>,
-    pub(crate) options: StoreOptions,
-    /// `None` when read-only.
-    writer: Option<Mutex<Connection>>,
-    readers: Mutex<Vec<Connection>>,
-    /// Read-only stores: one connection kept only to ask SQLite's
-    /// `data_version`, which moves when another connection commits. A
-    /// search checks it (about a microsecond) instead of re-reading the
-    /// collection row.
-    watch: Mutex<Option<Connection>>,
-    pub(crate) collections: RwLock<HashMap<String, Arc<CollState>>>,
-    _lock: Option<WriterLock>,
+    db: Arc<Db>,
+    registry: Arc<Registry>,
+}
+
+/// The collections whose indexes are loaded, by name.
+struct Registry(RwLock<HashMap<String, Arc<CollState>>>);
+
+impl Registry {
+    fn loaded(&self, name: &str) -> Option<Arc<CollState>> {
+        self.0.read_lock().get(name).cloned()
+    }
+
+    fn loaded_all(&self) -> Vec<Arc<CollState>> {
+        self.0.read_lock().values().cloned().collect()
+    }
+
+    fn register(&self, state: Arc<CollState>) {
+        self.0.write_lock().insert(state.name.clone(), state);
+    }
+
+    fn unregister(&self, name: &str) -> Option<Arc<CollState>> {
+        self.0.write_lock().remove(name)
+    }
+
+    fn close_snapshots(&self, db: &Db) -> Result<()> {
+        if db.is_read_only() || db.dir.is_none() {
+            return Ok(());
+        }
+        let mut first_err = None;
+        for state in self.loaded_all() {
+            if let Err(e) = state.snapshot_if(db, db.options.close_snapshot_min_changes) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The last handle went: stop background work, snapshot what is due.
+    fn close(&self, db: &Db) {
+        for st in self.0.read_lock().values() {
+            st.stop_background();
+        }
+        let _ = self.close_snapshots(db);
+    }
 }
 
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
@@ -198,13 +156,13 @@ impl Store {
             });
         }
         let store = Store::from_parts(Some(dir.clone()), options, None, None);
-        let conn = store.inner.open_reader()?;
+        let conn = store.inner.db.open_reader()?;
         check_identity(&dir, &conn)?;
         let (_, version) = schema::identify(&conn)?;
         if version < crate::format::SCHEMA_VERSION {
             return Err(Error::OldSchema { path: dir, version });
         }
-        store.inner.give_back(conn);
+        store.inner.db.give_back(conn);
         Ok(store)
     }
 
@@ -231,27 +189,23 @@ impl Store {
         writer: Option<Connection>,
         lock: Option<WriterLock>,
     ) -> Store {
+        let db = Arc::new(Db::new(dir, options, writer, lock));
+        let registry = Arc::new(Registry(RwLock::new(HashMap::new())));
+        let on_close = Arc::clone(&registry);
+        db.on_close(Box::new(move |db: &Db| on_close.close(db)));
         Store {
-            inner: Arc::new(Inner {
-                dir,
-                options,
-                writer: writer.map(Mutex::new),
-                readers: Mutex::new(Vec::new()),
-                watch: Mutex::new(None),
-                collections: RwLock::new(HashMap::new()),
-                _lock: lock,
-            }),
+            inner: Arc::new(Inner { db, registry }),
         }
     }
 
     /// The store directory (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
-        self.inner.dir.as_deref()
+        self.inner.db.dir.as_deref()
     }
 
     /// True if opened with [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        self.inner.writer.is_none()
+        self.inner.db.is_read_only()
     }
 
     /// Create a collection.
@@ -262,7 +216,7 @@ impl Store {
     pub fn create_collection(&self, name: &str, config: &CollectionConfig) -> Result<Collection> {
         validate_name(name)?;
         config.validate()?;
-        let mut conn = self.inner.writer("create collection")?;
+        let mut conn = self.inner.db.writer("create collection")?;
         let tx = conn.transaction().during("begin create collection")?;
         let exists: bool = tx
             .query_row("SELECT 1 FROM collections WHERE name = ?1", [name], |_| {
@@ -296,9 +250,9 @@ impl Store {
             .during("create full-text table")?;
         tx.commit().during("commit create collection")?;
         let state = CollState::new_empty(cid, name, config.clone())?;
-        self.inner.register(state.clone());
+        self.inner.registry.register(state.clone());
         drop(conn);
-        Ok(Collection::new(self.inner.clone(), state))
+        Ok(Collection::new(self.inner.db.clone(), state))
     }
 
     /// Open a collection by name, loading its index on first use
@@ -308,13 +262,30 @@ impl Store {
     /// [`Error::InvalidName`]; SQLite and I/O failures.
     pub fn collection(&self, name: &str) -> Result<Option<Collection>> {
         validate_name(name)?;
-        if let Some(state) = self.inner.loaded(name) {
-            return Ok(Some(Collection::new(self.inner.clone(), state)));
+        let (db, registry) = (&self.inner.db, &self.inner.registry);
+        let open = |state| Collection::new(Arc::clone(db), state);
+        if let Some(state) = registry.loaded(name) {
+            return Ok(Some(open(state)));
         }
-        match CollState::load(&self.inner, name)? {
-            Some(state) => Ok(Some(Collection::new(self.inner.clone(), state))),
-            None => Ok(None),
+        if db.is_read_only() {
+            let state = CollState::load_read_only(db, name)?;
+            return Ok(state.map(|s| {
+                registry.register(Arc::clone(&s));
+                open(s)
+            }));
         }
+        // Hold the writer from the check to the registration, so two
+        // threads cannot both load it and no write slips in between.
+        let mut conn = db.writer("open collection")?;
+        if let Some(state) = registry.loaded(name) {
+            return Ok(Some(open(state)));
+        }
+        let state = CollState::load_writable(db, &mut conn, name)?;
+        if let Some(s) = &state {
+            registry.register(Arc::clone(s));
+        }
+        drop(conn);
+        Ok(state.map(open))
     }
 
     /// Like [`Store::collection`] but a missing collection is an error.
@@ -331,7 +302,7 @@ impl Store {
     /// # Errors
     /// SQLite failures.
     pub fn list_collections(&self) -> Result<Vec<CollectionSummary>> {
-        self.inner.read(|conn| {
+        self.inner.db.read(|conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT c.cid, c.name, c.dimension, c.metric, c.scalar, c.connectivity,
@@ -371,7 +342,7 @@ impl Store {
     /// [`Error::InvalidName`], [`Error::ReadOnly`], SQLite and I/O failures.
     pub fn drop_collection(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
-        let mut conn = self.inner.writer("drop collection")?;
+        let mut conn = self.inner.db.writer("drop collection")?;
         let tx = conn.transaction().during("begin drop collection")?;
         let cid: Option<i64> = tx
             .query_row("SELECT cid FROM collections WHERE name = ?1", [name], |r| {
@@ -402,11 +373,11 @@ impl Store {
             tx.execute(sql, [cid]).during("drop collection")?;
         }
         tx.commit().during("commit drop collection")?;
-        if let Some(state) = self.inner.unregister(name) {
+        if let Some(state) = self.inner.registry.unregister(name) {
             state.mark_dropped();
             state.discard_staged();
         }
-        if let Some(dir) = &self.inner.dir {
+        if let Some(dir) = &self.inner.db.dir {
             // The rows are gone; a leftover file is harmless (numbered by a
             // never-reused cid), so a failure here is not fatal.
             let _ = snapshot::remove(dir, cid);
@@ -419,8 +390,8 @@ impl Store {
     /// # Errors
     /// [`Error::ReadOnly`], I/O and SQLite failures.
     pub fn flush(&self) -> Result<()> {
-        for state in self.inner.loaded_all() {
-            Collection::new(self.inner.clone(), state).flush()?;
+        for state in self.inner.registry.loaded_all() {
+            Collection::new(self.inner.db.clone(), state).flush()?;
         }
         Ok(())
     }
@@ -432,7 +403,7 @@ impl Store {
     /// # Errors
     /// I/O and SQLite failures while snapshotting.
     pub fn close(self) -> Result<()> {
-        self.inner.close_snapshots()
+        self.inner.registry.close_snapshots(&self.inner.db)
     }
 }
 
@@ -447,173 +418,6 @@ pub struct CollectionSummary {
     pub count: u64,
     /// Change sequence number.
     pub seq: u64,
-}
-
-impl Inner {
-    /// The write connection, or [`Error::ReadOnly`].
-    pub(crate) fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>> {
-        match &self.writer {
-            Some(m) => Ok(m.locked()),
-            None => Err(Error::ReadOnly { operation }),
-        }
-    }
-
-    pub(crate) fn is_read_only(&self) -> bool {
-        self.writer.is_none()
-    }
-
-    pub(crate) fn open_reader(&self) -> Result<Connection> {
-        let dir = self
-            .dir
-            .as_ref()
-            .ok_or_else(|| Error::arg("in-memory store has no reader"))?;
-        let db = dir.join(DB_FILE);
-        // Read-write flags but `query_only`: SQLite refuses every write,
-        // yet the last connection to close may remove the -wal and -shm
-        // files it made (a read-only connection cannot), so reading a store
-        // leaves its files as they were. Read-only files fall back below.
-        let conn = Connection::open_with_flags(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| not_a_store(dir, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .during("set busy timeout")?;
-        conn.execute_batch("PRAGMA query_only = 1")
-            .during("make reader query-only")?;
-        match conn.query_row("PRAGMA schema_version", [], |_| Ok(())) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
-                ) =>
-            {
-                open_immutable(dir, &db)
-            }
-            _ => Ok(conn),
-        }
-    }
-
-    /// SQLite's `data_version` on the watch connection: equal values mean
-    /// no other connection committed in between.
-    pub(crate) fn data_version(&self) -> Result<i64> {
-        let mut watch = self.watch.locked();
-        if watch.is_none() {
-            *watch = Some(self.open_reader()?);
-        }
-        let conn = watch.as_ref().expect("set above");
-        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
-            .during("read data_version")
-    }
-
-    fn give_back(&self, conn: Connection) {
-        let mut pool = self.readers.locked();
-        if pool.len() < 32 {
-            pool.push(conn);
-        }
-    }
-
-    /// Run `f` on a read connection: a pooled reader for a store on disk,
-    /// the writer for an in-memory store.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        if self.dir.is_none() {
-            let conn = self.writer("read")?;
-            return f(&conn);
-        }
-        let pooled = self.readers.locked().pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.open_reader()?,
-        };
-        let out = f(&conn);
-        // A statement error can leave a read transaction open; end it.
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        self.give_back(conn);
-        out
-    }
-
-    pub(crate) fn loaded(&self, name: &str) -> Option<Arc<CollState>> {
-        self.collections.read_lock().get(name).cloned()
-    }
-
-    fn loaded_all(&self) -> Vec<Arc<CollState>> {
-        self.collections.read_lock().values().cloned().collect()
-    }
-
-    pub(crate) fn register(&self, state: Arc<CollState>) {
-        self.collections
-            .write_lock()
-            .insert(state.name.clone(), state);
-    }
-
-    fn unregister(&self, name: &str) -> Option<Arc<CollState>> {
-        self.collections.write_lock().remove(name)
-    }
-
-    fn close_snapshots(&self) -> Result<()> {
-        if self.is_read_only() || self.dir.is_none() {
-            return Ok(());
-        }
-        let mut first_err = None;
-        for state in self.loaded_all() {
-            if let Err(e) = state.snapshot_if(self, self.options.close_snapshot_min_changes) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for st in self.collections.read_lock().values() {
-            st.stop_background();
-        }
-        let _ = self.close_snapshots();
-    }
-}
-
-/// A WAL-mode database on files nobody may write cannot create its
-/// shared-memory file, and SQLite refuses it. If there is no WAL holding
-/// committed pages, nothing can change the files, and SQLite's `immutable`
-/// mode reads them as they are. With such a WAL it would silently miss
-/// those pages, so that is an error instead.
-fn open_immutable(dir: &Path, db: &Path) -> Result<Connection> {
-    let wal = dir.join(format!("{DB_FILE}-wal"));
-    if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-        return Err(Error::Io {
-            operation: "open read-only store".into(),
-            path: dir.to_path_buf(),
-            message: "its files are read-only and its write-ahead log has changes not yet in the database; \
-                      open it once with write access"
-                .into(),
-        });
-    }
-    let uri = format!("file:{}?immutable=1", percent_path(db));
-    let conn = Connection::open_with_flags(
-        uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(|e| not_a_store(dir, e))?;
-    Ok(conn)
-}
-
-/// A path as a URI path: bytes outside the unreserved set percent-encoded.
-fn percent_path(p: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for &b in p.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A store directory may be created, or used if it is empty.
@@ -692,17 +496,4 @@ fn is_empty_db(conn: &Connection) -> bool {
     })
     .map(|n| n == 0)
     .unwrap_or(false)
-}
-
-fn not_a_store(dir: &Path, e: rusqlite::Error) -> Error {
-    Error::NotAStore {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

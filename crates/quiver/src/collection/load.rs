@@ -7,7 +7,7 @@ use super::*;
 /// Returns the number of changes applied.
 pub(super) fn replay(
     conn: &Connection,
-    store: &Inner,
+    store: &Db,
     name: &str,
     cid: i64,
     dim: usize,
@@ -72,7 +72,7 @@ pub(super) fn stream_records(
     Ok(())
 }
 
-pub(super) fn report(store: &Inner, name: &str, phase: &'static str, done: u64, total: u64) {
+pub(super) fn report(store: &Db, name: &str, phase: &'static str, done: u64, total: u64) {
     if let Some(p) = &store.options.progress {
         p(&Progress {
             collection: name.into(),
@@ -86,7 +86,7 @@ pub(super) fn report(store: &Inner, name: &str, phase: &'static str, done: u64, 
 /// Build indexes from every record in SQLite.
 pub(super) fn rebuild(
     conn: &Connection,
-    store: &Inner,
+    store: &Db,
     name: &str,
     cid: i64,
     config: &CollectionConfig,
@@ -111,7 +111,7 @@ pub(super) fn rebuild(
 /// Load indexes from the snapshot if it is usable; else `Err(reason)`.
 #[cfg(feature = "usearch")]
 pub(super) fn load_snapshot(
-    store: &Inner,
+    store: &Db,
     conn: &Connection,
     cid: i64,
     config: &CollectionConfig,
@@ -140,7 +140,7 @@ pub(super) fn load_snapshot(
 
 #[cfg(not(feature = "usearch"))]
 pub(super) fn load_snapshot(
-    _: &Inner,
+    _: &Db,
     _: &Connection,
     _: i64,
     _: &CollectionConfig,
@@ -152,7 +152,7 @@ pub(super) fn load_snapshot(
 /// Returns the indexes, the sequence they reflect, the report, and the
 /// number of changes not covered by a snapshot.
 pub(super) fn load_indexes(
-    store: &Inner,
+    store: &Db,
     conn: &Connection,
     name: &str,
     row: &CollectionRow,
@@ -201,50 +201,48 @@ pub(super) fn load_indexes(
 }
 
 impl CollState {
-    /// Load a collection by name (its index from snapshot + tail, or rebuilt).
-    pub(crate) fn load(store: &Inner, name: &str) -> Result<Option<Arc<Self>>> {
-        if store.is_read_only() {
-            let state = store.read(|conn| {
-                let read_tx = ReadTx::begin(conn)?;
-                let Some(row) = read_collection(conn, "name = ?1", &name)? else {
-                    return Ok(None);
-                };
-                let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
-                read_tx.end()?;
-                Ok(Some(CollState::new(
-                    row.cid, name, row.config, indexes, row.seq, load,
-                )))
-            })?;
-            if let Some(s) = &state {
-                store.register(s.clone());
-            }
-            return Ok(state);
-        }
-        // Writable: hold the writer so no write slips between reading the
-        // tail and registering the state.
-        let mut conn = store.writer("open collection")?;
-        if let Some(s) = store.loaded(name) {
-            return Ok(Some(s));
-        }
-        let Some(row) = read_collection(&conn, "name = ?1", &name)? else {
+    /// Load a collection by name for a read-only store: its index from
+    /// snapshot + tail, or rebuilt, at one read transaction's view.
+    pub(crate) fn load_read_only(store: &Db, name: &str) -> Result<Option<Arc<Self>>> {
+        store.read(|conn| {
+            let read_tx = ReadTx::begin(conn)?;
+            let Some(row) = read_collection(conn, "name = ?1", &name)? else {
+                return Ok(None);
+            };
+            let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
+            read_tx.end()?;
+            Ok(Some(CollState::new(
+                row.cid, name, row.config, indexes, row.seq, load,
+            )))
+        })
+    }
+
+    /// Load a collection by name for a writable store. The caller holds
+    /// the writer (`conn`), so no write slips between reading the tail and
+    /// the caller registering the state.
+    pub(crate) fn load_writable(
+        store: &Db,
+        conn: &mut Connection,
+        name: &str,
+    ) -> Result<Option<Arc<Self>>> {
+        let Some(row) = read_collection(conn, "name = ?1", &name)? else {
             return Ok(None);
         };
-        let (indexes, load, pending) = load_indexes(store, &conn, name, &row)?;
+        let (indexes, load, pending) = load_indexes(store, conn, name, &row)?;
         let rebuilt = load.source == IndexSource::Rebuilt;
         let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
         state.add_pending(pending);
         if rebuilt {
             // Write a fresh snapshot now so the next open is fast.
-            state.snapshot(store, &mut conn)?;
+            state.snapshot(store, conn)?;
         }
-        store.register(state.clone());
         Ok(Some(state))
     }
 
     /// A viewed snapshot whose vectors failed their background check:
     /// rebuild from SQLite (and, for a writer, snapshot afresh).
     #[cfg(feature = "usearch")]
-    pub(crate) fn recover_damaged(&self, store: &Inner) -> Result<()> {
+    pub(crate) fn recover_damaged(&self, store: &Db) -> Result<()> {
         const REASON: &str = "the snapshot's vectors do not match their recorded digest";
         let damaged = |st: &CollState| {
             st.indexes
@@ -276,7 +274,7 @@ impl CollState {
     /// Swap in a rebuild from SQLite without snapshotting it.
     pub(super) fn rebuild_now_unsaved(
         &self,
-        store: &Inner,
+        store: &Db,
         conn: &Connection,
         reason: &str,
     ) -> Result<()> {
@@ -296,7 +294,7 @@ impl CollState {
     /// Replace the indexes with a rebuild from SQLite and snapshot them.
     pub(super) fn rebuild_now(
         &self,
-        store: &Inner,
+        store: &Db,
         conn: &mut Connection,
         reason: &str,
     ) -> Result<()> {

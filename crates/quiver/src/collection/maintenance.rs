@@ -251,7 +251,7 @@ impl Collection {
             return 0;
         };
         let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        let db = crate::store::DB_FILE;
+        let db = crate::db::DB_FILE;
         size(dir.join(db))
             + size(dir.join(format!("{db}-wal")))
             + size(snapshot::path(dir, self.state.cid))

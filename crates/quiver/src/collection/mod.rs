@@ -16,6 +16,7 @@
 //! and record rows). This file holds the types they share.
 
 use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::db::{unix_now, Db};
 use crate::error::{Error, Result, SqlContext};
 use crate::failpoint::failpoint;
 use crate::filter::{self, Filter};
@@ -25,10 +26,10 @@ use crate::index::hnsw::par_each;
 #[cfg(feature = "usearch")]
 use crate::index::HnswIndex;
 use crate::index::{self, FlatIndex};
+use crate::options::Progress;
 use crate::record::{self, check_record, check_vector, Record};
 use crate::schema;
 use crate::snapshot;
-use crate::store::{unix_now, Inner, Progress};
 use crate::sync::{MutexExt, RwLockExt};
 use crate::text::{self, Fusion, Ranks};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -378,7 +379,7 @@ pub struct Alter {
 /// A handle to a collection. Cheap to clone, `Send + Sync`, methods on `&self`.
 #[derive(Clone)]
 pub struct Collection {
-    store: Arc<Inner>,
+    store: Arc<Db>,
     state: Arc<CollState>,
 }
 
@@ -541,7 +542,7 @@ struct Committed {
 }
 
 impl Collection {
-    pub(crate) fn new(store: Arc<Inner>, state: Arc<CollState>) -> Self {
+    pub(crate) fn new(store: Arc<Db>, state: Arc<CollState>) -> Self {
         Collection { store, state }
     }
 

@@ -6,7 +6,7 @@ impl CollState {
     /// Write a snapshot of the index and record it. The caller holds the
     /// writer connection, so no write runs meanwhile. A background snapshot
     /// still being written is waited for and installed first.
-    pub(super) fn snapshot(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+    pub(super) fn snapshot(&self, store: &Db, conn: &mut Connection) -> Result<()> {
         let Some(dir) = &store.dir else {
             return Ok(());
         };
@@ -30,7 +30,7 @@ impl CollState {
     /// count. A viewed (mapped) snapshot is materialised first.
     pub(super) fn serialise(
         &self,
-        store: &Inner,
+        store: &Db,
         conn: &mut Connection,
     ) -> Result<(Vec<u8>, i64, usize)> {
         #[cfg(feature = "usearch")]
@@ -122,7 +122,7 @@ impl CollState {
     /// the next batch. A later write, `flush` or `close` installs it with
     /// [`CollState::install_staged`]. Until then the live snapshot and its
     /// record are untouched: a crash leaves them and a longer tail.
-    pub(super) fn stage(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+    pub(super) fn stage(&self, store: &Db, conn: &mut Connection) -> Result<()> {
         let Some(dir) = store.dir.clone() else {
             return Ok(());
         };
@@ -161,7 +161,7 @@ impl CollState {
     /// The caller holds the writer. A failure is kept for `info`; the
     /// changes stay pending, so a later snapshot covers them. Returns true
     /// while one is still being written (only without `wait`).
-    pub(super) fn install_staged(&self, store: &Inner, conn: &mut Connection, wait: bool) -> bool {
+    pub(super) fn install_staged(&self, store: &Db, conn: &mut Connection, wait: bool) -> bool {
         let staged = {
             let mut slot = self.staged.locked();
             match slot.take() {
@@ -276,7 +276,7 @@ impl CollState {
 
     /// Install a background snapshot, waiting for it; then snapshot if at
     /// least `min` changes are pending (and at least one).
-    pub(crate) fn snapshot_if(&self, store: &Inner, min: u64) -> Result<()> {
+    pub(crate) fn snapshot_if(&self, store: &Db, min: u64) -> Result<()> {
         let mut conn = store.writer("snapshot")?;
         if self.dropped.load(Ordering::SeqCst) {
             return Ok(());
@@ -293,7 +293,7 @@ impl CollState {
     /// written. The threshold grows with the collection (a quarter of its
     /// slots), so the bytes written by snapshots stay proportional to the
     /// bytes ingested.
-    pub(super) fn maybe_snapshot(&self, store: &Inner, conn: &mut Connection) {
+    pub(super) fn maybe_snapshot(&self, store: &Db, conn: &mut Connection) {
         if self.install_staged(store, conn, false) {
             return;
         }
@@ -321,7 +321,7 @@ impl CollState {
     /// after it replayed from SQLite. Runs under the writer, so nothing
     /// commits meanwhile; searches go on against the old indexes.
     #[cfg(feature = "usearch")]
-    pub(super) fn materialise(&self, store: &Inner, conn: &mut Connection) -> Result<()> {
+    pub(super) fn materialise(&self, store: &Db, conn: &mut Connection) -> Result<()> {
         let config = self.config();
         let loaded = (|| -> std::result::Result<Indexes, String> {
             let dir = store.dir.as_ref().ok_or("in-memory store")?;

@@ -1,0 +1,212 @@
+//! The database beneath a store: its SQLite connections (one writer
+//! behind a mutex, a pool of readers, a watch connection for
+//! `data_version`), the writer lock, the store's settings, and what runs
+//! when the last handle on it goes. It never names a collection: the store
+//! and collections use it, not the other way round.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result, SqlContext};
+use crate::lock::WriterLock;
+use crate::options::StoreOptions;
+use crate::sync::MutexExt;
+
+/// What [`Db`] runs when it closes.
+type OnClose = Box<dyn FnOnce(&Db) + Send>;
+
+pub(crate) struct Db {
+    /// `None` for an in-memory store (no snapshots, no lock).
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) options: StoreOptions,
+    /// `None` when read-only.
+    writer: Option<Mutex<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+    /// Read-only stores: one connection kept only to ask SQLite's
+    /// `data_version`, which moves when another connection commits. A
+    /// search checks it (about a microsecond) instead of re-reading the
+    /// collection row.
+    watch: Mutex<Option<Connection>>,
+    /// Run once, when the last handle goes (the store snapshots its
+    /// collections there), before the connections close.
+    on_close: Mutex<Option<OnClose>>,
+    /// Declared last: released after the connections close.
+    _lock: Option<WriterLock>,
+}
+
+impl Db {
+    pub(crate) fn new(
+        dir: Option<PathBuf>,
+        options: StoreOptions,
+        writer: Option<Connection>,
+        lock: Option<WriterLock>,
+    ) -> Db {
+        Db {
+            dir,
+            options,
+            writer: writer.map(Mutex::new),
+            readers: Mutex::new(Vec::new()),
+            watch: Mutex::new(None),
+            on_close: Mutex::new(None),
+            _lock: lock,
+        }
+    }
+
+    /// Set what runs when the last handle goes.
+    pub(crate) fn on_close(&self, f: OnClose) {
+        *self.on_close.locked() = Some(f);
+    }
+
+    /// The write connection, or [`Error::ReadOnly`].
+    pub(crate) fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>> {
+        match &self.writer {
+            Some(m) => Ok(m.locked()),
+            None => Err(Error::ReadOnly { operation }),
+        }
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    pub(crate) fn open_reader(&self) -> Result<Connection> {
+        let dir = self
+            .dir
+            .as_ref()
+            .ok_or_else(|| Error::arg("in-memory store has no reader"))?;
+        let db = dir.join(DB_FILE);
+        // Read-write flags but `query_only`: SQLite refuses every write,
+        // yet the last connection to close may remove the -wal and -shm
+        // files it made (a read-only connection cannot), so reading a store
+        // leaves its files as they were. Read-only files fall back below.
+        let conn = Connection::open_with_flags(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| not_a_store(dir, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .during("set busy timeout")?;
+        conn.execute_batch("PRAGMA query_only = 1")
+            .during("make reader query-only")?;
+        match conn.query_row("PRAGMA schema_version", [], |_| Ok(())) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+                ) =>
+            {
+                open_immutable(dir, &db)
+            }
+            _ => Ok(conn),
+        }
+    }
+
+    /// SQLite's `data_version` on the watch connection: equal values mean
+    /// no other connection committed in between.
+    pub(crate) fn data_version(&self) -> Result<i64> {
+        let mut watch = self.watch.locked();
+        if watch.is_none() {
+            *watch = Some(self.open_reader()?);
+        }
+        let conn = watch.as_ref().expect("set above");
+        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .during("read data_version")
+    }
+
+    pub(crate) fn give_back(&self, conn: Connection) {
+        let mut pool = self.readers.locked();
+        if pool.len() < 32 {
+            pool.push(conn);
+        }
+    }
+
+    /// Run `f` on a read connection: a pooled reader for a store on disk,
+    /// the writer for an in-memory store.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.dir.is_none() {
+            let conn = self.writer("read")?;
+            return f(&conn);
+        }
+        let pooled = self.readers.locked().pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        let out = f(&conn);
+        // A statement error can leave a read transaction open; end it.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.give_back(conn);
+        out
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_close.locked().take() {
+            f(self);
+        }
+    }
+}
+
+/// File name of the database inside a store directory.
+pub const DB_FILE: &str = "quiver.db";
+
+/// A WAL-mode database on files nobody may write cannot create its
+/// shared-memory file, and SQLite refuses it. If there is no WAL holding
+/// committed pages, nothing can change the files, and SQLite's `immutable`
+/// mode reads them as they are. With such a WAL it would silently miss
+/// those pages, so that is an error instead.
+fn open_immutable(dir: &Path, db: &Path) -> Result<Connection> {
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::Io {
+            operation: "open read-only store".into(),
+            path: dir.to_path_buf(),
+            message: "its files are read-only and its write-ahead log has changes not yet in the database; \
+                      open it once with write access"
+                .into(),
+        });
+    }
+    let uri = format!("file:{}?immutable=1", percent_path(db));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| not_a_store(dir, e))?;
+    Ok(conn)
+}
+
+/// A path as a URI path: bytes outside the unreserved set percent-encoded.
+fn percent_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in p.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(crate) fn not_a_store(dir: &Path, e: rusqlite::Error) -> Error {
+    Error::NotAStore {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
