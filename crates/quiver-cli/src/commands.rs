@@ -1,4 +1,4 @@
-//! One function per subcommand.
+//! One function per subcommand, dispatched by `run` on the typed `Command`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,254 +12,296 @@ use quiver::{
 use serde::Serialize;
 
 use crate::output::{input, progress_bar, table, CliResult, Failure, Out};
-use crate::{Cli, Command};
+use crate::vectors::{le_f32s, parse_vector, read_f32_rows};
+use crate::{Cli, Command, Mode};
 
 pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
     let mut out = Out::new(cli.json);
     let code = match &cli.command {
-        Command::Create(a) => {
-            let model = crate::model::load(cli)?;
-            let dim = match (a.dim, &model) {
-                (Some(d), Some(m)) if d != m.dimension() => {
-                    return input(format!(
-                        "--dim {d}, but the model makes {}-d vectors",
-                        m.dimension()
-                    ))
-                }
-                (Some(d), _) => d,
-                (None, Some(m)) => m.dimension(),
-                (None, None) => {
-                    return input("give --dim N (or --model DIR to take the model's dimension)")
-                }
-            };
-            let mut config = CollectionConfig::new(dim);
-            config.model = model.as_ref().map(|m| m.id().to_string());
-            config.metric = a.metric.parse()?;
-            config.scalar = a.scalar.parse()?;
-            config.connectivity = a.connectivity;
-            config.expansion_add = a.expansion_add;
-            config.expansion_search = a.expansion_search;
-            // Validate before the store directory is touched.
-            quiver::validate_name(&a.name)?;
-            config.validate()?;
-            let store = open_write(cli, true)?;
-            store.create_collection(&a.name, &config)?;
-            store.close()?;
-            ExitCode::SUCCESS
-        }
-        Command::List => {
-            let store = open_read(cli)?;
-            let all = store.list_collections()?;
-            if out.human {
-                let rows: Vec<Vec<String>> = all
-                    .iter()
-                    .map(|c| {
-                        vec![
-                            c.name.clone(),
-                            c.count.to_string(),
-                            c.config.dimension.to_string(),
-                            c.config.metric.to_string(),
-                            c.config.scalar.to_string(),
-                            c.config.connectivity.to_string(),
-                        ]
-                    })
-                    .collect();
-                out.line(&table(
-                    &["NAME", "RECORDS", "DIM", "METRIC", "SCALAR", "M"],
-                    &rows,
-                ))?;
-            } else {
-                for c in &all {
-                    out.json(&serde_json::json!({
-                        "name": c.name, "count": c.count, "seq": c.seq, "config": c.config,
-                    }))?;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Info { name } => {
-            let store = open_read(cli)?;
-            let info = store.get_collection(name)?.info()?;
-            if out.human {
-                out.line(&human_info(&info))?;
-            } else {
-                out.json(&info)?;
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Drop { name } => {
-            let store = open_write(cli, false)?;
-            if !store.drop_collection(name)? {
-                return Err(quiver::Error::NoSuchCollection { name: name.clone() }.into());
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Import(a) => {
-            let store = open_write(cli, false)?;
-            crate::import::run(cli, &store, a, &mut out)?;
-            out.flush()?;
-            store.close()?;
-            ExitCode::SUCCESS
-        }
-        Command::Upsert(a) => {
-            let store = open_write(cli, false)?;
-            let coll = store.get_collection(&a.name)?;
-            let vector = match (&a.vector, &a.text) {
-                (Some(v), _) => parse_vector("--vector", v)?,
-                (None, Some(t)) => {
-                    let model =
-                        crate::model::for_collection(cli, &coll, "upsert --text without --vector")?;
-                    model.embed(&[t.as_str()])?.remove(0)
-                }
-                (None, None) => return input("give --vector, or --text with --model"),
-            };
-            let mut record = Record::new(a.id.clone(), vector);
-            record.text = a.text.clone();
-            if let Some(m) = &a.metadata {
-                record.metadata = Some(
-                    serde_json::from_str(m)
-                        .or_else(|e| input(format!("--metadata is not valid JSON: {e}")))?,
-                );
-            }
-            let seq = coll.upsert(&[record])?;
-            out.json(&serde_json::json!({"upserted": 1, "seq": seq}))?;
-            out.flush()?;
-            store.close()?;
-            ExitCode::SUCCESS
-        }
-        Command::Get(a) => {
-            let filter = parse_filter(a.filter.as_deref())?;
-            let store = open_read(cli)?;
-            let coll = store.get_collection(&a.name)?;
-            if a.ids.is_empty() {
-                for r in coll.scan(filter.as_ref(), a.after.as_deref(), a.limit)? {
-                    out.json(&r)?;
-                }
-            }
-            for id in &a.ids {
-                match coll.get(id)? {
-                    Some(r) => out.json(&r)?,
-                    None => out.json(&serde_json::json!({"id": id, "missing": true}))?,
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Create(a) => create(cli, a)?,
+        Command::List => list(cli, &mut out)?,
+        Command::Info { name } => info(cli, name, &mut out)?,
+        Command::Drop { name } => drop_collection(cli, name)?,
+        Command::Import(a) => import(cli, a, &mut out)?,
+        Command::Upsert(a) => upsert(cli, a, &mut out)?,
+        Command::Get(a) => get(cli, a, &mut out)?,
         Command::Delete { name, ids, filter } => {
-            let filter = parse_filter(filter.as_deref())?;
-            let store = open_write(cli, false)?;
-            let coll = store.get_collection(name)?;
-            let n = match &filter {
-                Some(f) => coll.delete_where(f)?,
-                None => coll.delete(ids)?,
-            };
-            out.json(&serde_json::json!({"deleted": n}))?;
-            out.flush()?;
-            store.close()?;
-            ExitCode::SUCCESS
+            delete(cli, name, ids, filter.as_deref(), &mut out)?
         }
-        Command::Count { name, filter } => {
-            let filter = parse_filter(filter.as_deref())?;
-            let store = open_read(cli)?;
-            let coll = store.get_collection(name)?;
-            let n = match &filter {
-                Some(f) => coll.count_where(f)?,
-                None => coll.count()?,
-            };
-            out.line(&n.to_string())?;
-            ExitCode::SUCCESS
-        }
-        Command::IndexField { name, field } => {
-            let store = open_write(cli, false)?;
-            let added = store.get_collection(name)?.index_field(field)?;
-            out.json(&serde_json::json!({"indexed": field, "created": added}))?;
-            ExitCode::SUCCESS
-        }
-        Command::Search(a) => {
-            search(cli, a, &mut out)?;
-            ExitCode::SUCCESS
-        }
-        Command::Verify { name } => {
-            let store = open_read(cli)?;
-            let report = store.get_collection(name)?.verify()?;
-            if out.human {
-                let status = if report.ok() { "ok" } else { "DAMAGED" };
-                out.line(&format!(
-                    "{status}: {} records, {} indexed, {} vectors compared, {} checked reachable",
-                    report.records,
-                    report.indexed,
-                    report.vectors_checked,
-                    report.reachability_checked
-                ))?;
-                for p in &report.problems {
-                    out.line(&format!("  - {p}"))?;
-                }
-                for n in &report.notes {
-                    out.line(&format!("  note: {n}"))?;
-                }
-            } else {
-                out.json(&serde_json::json!({"ok": report.ok(), "report": report}))?;
-            }
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Command::Repair { name } => {
-            let store = open_write(cli, false)?;
-            let info = store.get_collection(name)?.repair()?;
-            out.json(&serde_json::json!({"repaired": name, "vectors": info.index.vectors, "seq": info.seq}))?;
-            ExitCode::SUCCESS
-        }
-        Command::Compact { name, force } => {
-            let store = open_write(cli, false)?;
-            let report = store.get_collection(name)?.compact(*force)?;
-            out.json(&report)?;
-            ExitCode::SUCCESS
-        }
-        Command::Alter(a) => {
-            let change = Alter {
-                metric: a.metric.as_deref().map(str::parse).transpose()?,
-                scalar: a.scalar.as_deref().map(str::parse).transpose()?,
-                connectivity: a.connectivity,
-                expansion_add: a.expansion_add,
-                expansion_search: a.expansion_search,
-            };
-            if change == Alter::default() {
-                return input("alter: nothing to change (give --metric, --scalar, --connectivity, --expansion-add or --expansion-search)");
-            }
-            let store = open_write(cli, false)?;
-            let info = store.get_collection(&a.name)?.alter(&change)?;
-            out.json(&serde_json::json!({"altered": a.name, "config": info.config}))?;
-            ExitCode::SUCCESS
-        }
-        Command::Flush { name } => {
-            let store = open_write(cli, false)?;
-            store.get_collection(name)?.flush()?;
-            ExitCode::SUCCESS
-        }
-        Command::DebugSoakWriter(a) => {
-            crate::soak::run(&cli.store_dir(), a)?;
-            ExitCode::SUCCESS
-        }
-        Command::Embed(a) => {
-            crate::model::embed_stdin(cli, a, &mut out)?;
-            ExitCode::SUCCESS
-        }
-        Command::Reembed(a) => {
-            let store = open_write(cli, false)?;
-            crate::model::reembed(cli, &store, a, &mut out)?;
-            out.flush()?;
-            store.close()?;
-            ExitCode::SUCCESS
-        }
-        Command::Demo(a) => {
-            crate::demo::run(a, &mut out)?;
-            ExitCode::SUCCESS
-        }
+        Command::Count { name, filter } => count(cli, name, filter.as_deref(), &mut out)?,
+        Command::IndexField { name, field } => index_field(cli, name, field, &mut out)?,
+        Command::Search(a) => search(cli, a, &mut out).map(|()| ExitCode::SUCCESS)?,
+        Command::Verify { name } => verify(cli, name, &mut out)?,
+        Command::Repair { name } => repair(cli, name, &mut out)?,
+        Command::Compact { name, force } => compact(cli, name, *force, &mut out)?,
+        Command::Alter(a) => alter(cli, a, &mut out)?,
+        Command::Flush { name } => flush(cli, name)?,
+        Command::DebugSoakWriter(a) => debug_soak_writer(cli, a)?,
+        Command::Embed(a) => embed(cli, a, &mut out)?,
+        Command::Reembed(a) => reembed(cli, a, &mut out)?,
+        Command::Demo(a) => demo(a, &mut out)?,
     };
     out.flush()?;
     Ok(code)
+}
+
+fn create(cli: &Cli, a: &crate::CreateArgs) -> CliResult<ExitCode> {
+    let model = crate::model::load(cli)?;
+    let dim = match (a.dim, &model) {
+        (Some(d), Some(m)) if d != m.dimension() => {
+            return input(format!(
+                "--dim {d}, but the model makes {}-d vectors",
+                m.dimension()
+            ))
+        }
+        (Some(d), _) => d,
+        (None, Some(m)) => m.dimension(),
+        (None, None) => {
+            return input("give --dim N (or --model DIR to take the model's dimension)")
+        }
+    };
+    let mut config = CollectionConfig::new(dim);
+    config.model = model.as_ref().map(|m| m.id().to_string());
+    config.metric = a.metric.parse()?;
+    config.scalar = a.scalar.parse()?;
+    config.connectivity = a.connectivity;
+    config.expansion_add = a.expansion_add;
+    config.expansion_search = a.expansion_search;
+    // Validate before the store directory is touched.
+    quiver::validate_name(&a.name)?;
+    config.validate()?;
+    let store = open_write(cli, true)?;
+    store.create_collection(&a.name, &config)?;
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(cli: &Cli, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_read(cli)?;
+    let all = store.list_collections()?;
+    if out.human {
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.count.to_string(),
+                    c.config.dimension.to_string(),
+                    c.config.metric.to_string(),
+                    c.config.scalar.to_string(),
+                    c.config.connectivity.to_string(),
+                ]
+            })
+            .collect();
+        out.line(&table(
+            &["NAME", "RECORDS", "DIM", "METRIC", "SCALAR", "M"],
+            &rows,
+        ))?;
+    } else {
+        for c in &all {
+            out.json(&serde_json::json!({
+                "name": c.name, "count": c.count, "seq": c.seq, "config": c.config,
+            }))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_read(cli)?;
+    let info = store.get_collection(name)?.info()?;
+    if out.human {
+        out.line(&human_info(&info))?;
+    } else {
+        out.json(&info)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn drop_collection(cli: &Cli, name: &str) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    if !store.drop_collection(name)? {
+        return Err(quiver::Error::NoSuchCollection { name: name.into() }.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(cli: &Cli, a: &crate::ImportArgs, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    crate::import::run(cli, &store, a, out)?;
+    out.flush()?;
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    let coll = store.get_collection(&a.name)?;
+    let vector = match (&a.vector, &a.text) {
+        (Some(v), _) => parse_vector("--vector", v)?,
+        (None, Some(t)) => {
+            let model = crate::model::for_collection(cli, &coll, "upsert --text without --vector")?;
+            model.embed(&[t.as_str()])?.remove(0)
+        }
+        (None, None) => return input("give --vector, or --text with --model"),
+    };
+    let mut record = Record::new(a.id.clone(), vector);
+    record.text = a.text.clone();
+    if let Some(m) = &a.metadata {
+        record.metadata = Some(
+            serde_json::from_str(m)
+                .or_else(|e| input(format!("--metadata is not valid JSON: {e}")))?,
+        );
+    }
+    let seq = coll.upsert(&[record])?;
+    out.json(&serde_json::json!({"upserted": 1, "seq": seq}))?;
+    out.flush()?;
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(cli: &Cli, a: &crate::GetArgs, out: &mut Out) -> CliResult<ExitCode> {
+    let filter = parse_filter(a.filter.as_deref())?;
+    let store = open_read(cli)?;
+    let coll = store.get_collection(&a.name)?;
+    if a.ids.is_empty() {
+        for r in coll.scan(filter.as_ref(), a.after.as_deref(), a.limit)? {
+            out.json(&r)?;
+        }
+    }
+    for id in &a.ids {
+        match coll.get(id)? {
+            Some(r) => out.json(&r)?,
+            None => out.json(&serde_json::json!({"id": id, "missing": true}))?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete(
+    cli: &Cli,
+    name: &str,
+    ids: &[String],
+    filter: Option<&str>,
+    out: &mut Out,
+) -> CliResult<ExitCode> {
+    let filter = parse_filter(filter)?;
+    let store = open_write(cli, false)?;
+    let coll = store.get_collection(name)?;
+    let n = match &filter {
+        Some(f) => coll.delete_where(f)?,
+        None => coll.delete(ids)?,
+    };
+    out.json(&serde_json::json!({"deleted": n}))?;
+    out.flush()?;
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn count(cli: &Cli, name: &str, filter: Option<&str>, out: &mut Out) -> CliResult<ExitCode> {
+    let filter = parse_filter(filter)?;
+    let store = open_read(cli)?;
+    let coll = store.get_collection(name)?;
+    let n = match &filter {
+        Some(f) => coll.count_where(f)?,
+        None => coll.count()?,
+    };
+    out.line(&n.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn index_field(cli: &Cli, name: &str, field: &str, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    let added = store.get_collection(name)?.index_field(field)?;
+    out.json(&serde_json::json!({"indexed": field, "created": added}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_read(cli)?;
+    let report = store.get_collection(name)?.verify()?;
+    if out.human {
+        let status = if report.ok() { "ok" } else { "DAMAGED" };
+        out.line(&format!(
+            "{status}: {} records, {} indexed, {} vectors compared, {} checked reachable",
+            report.records, report.indexed, report.vectors_checked, report.reachability_checked
+        ))?;
+        for p in &report.problems {
+            out.line(&format!("  - {p}"))?;
+        }
+        for n in &report.notes {
+            out.line(&format!("  note: {n}"))?;
+        }
+    } else {
+        out.json(&serde_json::json!({"ok": report.ok(), "report": report}))?;
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn repair(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    let info = store.get_collection(name)?.repair()?;
+    out.json(
+        &serde_json::json!({"repaired": name, "vectors": info.index.vectors, "seq": info.seq}),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(cli: &Cli, name: &str, force: bool, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    let report = store.get_collection(name)?.compact(force)?;
+    out.json(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alter(cli: &Cli, a: &crate::AlterArgs, out: &mut Out) -> CliResult<ExitCode> {
+    let change = Alter {
+        metric: a.metric.as_deref().map(str::parse).transpose()?,
+        scalar: a.scalar.as_deref().map(str::parse).transpose()?,
+        connectivity: a.connectivity,
+        expansion_add: a.expansion_add,
+        expansion_search: a.expansion_search,
+    };
+    if change == Alter::default() {
+        return input("alter: nothing to change (give --metric, --scalar, --connectivity, --expansion-add or --expansion-search)");
+    }
+    let store = open_write(cli, false)?;
+    let info = store.get_collection(&a.name)?.alter(&change)?;
+    out.json(&serde_json::json!({"altered": a.name, "config": info.config}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flush(cli: &Cli, name: &str) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    store.get_collection(name)?.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn debug_soak_writer(cli: &Cli, a: &crate::soak::SoakArgs) -> CliResult<ExitCode> {
+    crate::soak::run(&cli.store_dir(), a)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn embed(cli: &Cli, a: &crate::model::EmbedArgs, out: &mut Out) -> CliResult<ExitCode> {
+    crate::model::embed_stdin(cli, a, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reembed(cli: &Cli, a: &crate::model::ReembedArgs, out: &mut Out) -> CliResult<ExitCode> {
+    let store = open_write(cli, false)?;
+    crate::model::reembed(cli, &store, a, out)?;
+    out.flush()?;
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(a: &crate::demo::DemoArgs, out: &mut Out) -> CliResult<ExitCode> {
+    crate::demo::run(a, out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn human_info(info: &quiver::CollectionInfo) -> String {
@@ -406,14 +448,14 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
     };
     let has_vectors = a.vector.is_some() || a.queries.is_some();
     let has_texts = a.text.is_some() || a.query_texts.is_some();
-    match a.mode.as_str() {
-        "vector" if has_vectors && has_texts => {
+    match a.mode {
+        Mode::Vector if has_vectors && has_texts => {
             return input("vector mode takes a vector (--vector/--queries) or a text to embed (--text/--query-texts), not both")
         }
-        "vector" if !has_vectors && !has_texts => return input("give --vector, --queries, --text or --query-texts"),
-        "keyword" if !has_texts => return input("--mode keyword needs --text or --query-texts"),
-        "keyword" if has_vectors => return input("--mode keyword takes no --vector/--queries"),
-        "hybrid" if !has_texts => {
+        Mode::Vector if !has_vectors && !has_texts => return input("give --vector, --queries, --text or --query-texts"),
+        Mode::Keyword if !has_texts => return input("--mode keyword needs --text or --query-texts"),
+        Mode::Keyword if has_vectors => return input("--mode keyword takes no --vector/--queries"),
+        Mode::Hybrid if !has_texts => {
             return input("--mode hybrid needs a text (--text/--query-texts), and a vector or --model to embed the text")
         }
         _ => {}
@@ -424,7 +466,7 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
         (None, None) => Vec::new(),
     };
     let streamed = a.queries.as_deref() == Some(Path::new("-"));
-    if streamed && a.mode != "vector" {
+    if streamed && a.mode != Mode::Vector {
         return input("--queries - (vectors from stdin) works in vector mode only");
     }
     let store = open_read(cli)?;
@@ -440,13 +482,13 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             .map(<[f32]>::to_vec)
             .collect(),
         // Text queries in vector or hybrid mode: embed them with the model.
-        (None, None) if a.mode != "keyword" => {
+        (None, None) if a.mode != Mode::Keyword => {
             let model = crate::model::for_collection(cli, &coll, "searching by text")?;
             crate::model::embed_all(&model, &texts)?
         }
         (None, None) => Vec::new(),
     };
-    if a.mode == "hybrid" && vectors.len() != texts.len() {
+    if a.mode == Mode::Hybrid && vectors.len() != texts.len() {
         return input(format!(
             "--mode hybrid: {} query vectors but {} query texts (they pair up line by line)",
             vectors.len(),
@@ -456,10 +498,10 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
     let queries = vectors.len().max(texts.len());
     for i in 0..queries {
         let started = std::time::Instant::now();
-        let r = match a.mode.as_str() {
-            "keyword" => coll.search_text(&texts[i], &opts)?,
-            "hybrid" => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
-            _ => coll.search(&vectors[i], &opts)?,
+        let r = match a.mode {
+            Mode::Keyword => coll.search_text(&texts[i], &opts)?,
+            Mode::Hybrid => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
+            Mode::Vector => coll.search(&vectors[i], &opts)?,
         };
         out.json(&SearchLine::new(&r, a.timings.then_some(started)))?;
     }
@@ -508,39 +550,6 @@ fn search_stdin(
         out.flush()?;
         rows += 1;
     }
-}
-
-/// Parse a JSON array of numbers into f32s.
-pub(crate) fn parse_vector(flag: &str, text: &str) -> CliResult<Vec<f32>> {
-    match serde_json::from_str::<Vec<f64>>(text) {
-        Ok(v) => Ok(v.into_iter().map(|x| x as f32).collect()),
-        Err(e) => input(format!("{flag}: expected a JSON array of numbers ({e})")),
-    }
-}
-
-/// Read a raw little-endian f32 file of rows of `dim`.
-pub(crate) fn read_f32_rows(path: &Path, dim: usize, flag: &str) -> CliResult<Vec<f32>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => return input(format!("{flag}: cannot read {}: {e}", path.display())),
-    };
-    let row = dim * 4;
-    if bytes.is_empty() || bytes.len() % row != 0 {
-        return input(format!(
-            "{flag}: {} is {} bytes, not a whole number of {dim}-d f32 rows ({row} bytes each)",
-            path.display(),
-            bytes.len()
-        ));
-    }
-    Ok(le_f32s(&bytes))
-}
-
-/// Little-endian f32s from raw bytes (a whole number of rows).
-pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn store_options() -> StoreOptions {

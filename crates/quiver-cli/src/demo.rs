@@ -9,8 +9,8 @@ use std::time::Instant;
 use quiver::{CollectionConfig, Include, Record, SearchOptions, Store};
 use serde::Deserialize;
 
-use crate::commands::le_f32s;
 use crate::output::{CliResult, Failure, Out};
+use crate::vectors::le_f32s;
 
 const SAMPLE: &str = include_str!("../data/sample.jsonl");
 const SAMPLE_VECTORS: &[u8] = include_bytes!("../data/sample.f32");

@@ -195,7 +195,7 @@ impl Source {
                             self.line_no, self.dim
                         ));
                     }
-                    crate::commands::le_f32s(&raw)
+                    crate::vectors::le_f32s(&raw)
                 }
                 (None, Some(v)) => v,
                 (None, None) if line.text.is_some() => Vec::new(),

@@ -10,11 +10,12 @@ mod import;
 mod model;
 mod output;
 mod soak;
+mod vectors;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Failure;
 
@@ -170,12 +171,23 @@ pub(crate) struct UpsertArgs {
     pub metadata: Option<String>,
 }
 
+/// What `search` ranks by.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Nearest neighbours of a vector (given, or embedded from the text).
+    Vector,
+    /// BM25 over the records' text.
+    Keyword,
+    /// Both lists, fused by reciprocal rank.
+    Hybrid,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct SearchArgs {
     pub name: String,
     /// vector (nearest neighbours), keyword (BM25 over text) or hybrid (both, fused).
-    #[arg(long, default_value = "vector", value_parser = ["vector", "keyword", "hybrid"])]
-    pub mode: String,
+    #[arg(long, value_enum, default_value_t = Mode::Vector)]
+    pub mode: Mode,
     /// One query vector as a JSON array.
     #[arg(long, conflicts_with = "queries")]
     pub vector: Option<String>,
