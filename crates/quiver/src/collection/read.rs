@@ -16,30 +16,15 @@ impl Collection {
         let dim = self.config().dimension;
         let name = &self.state.name;
         self.store.read(|conn| {
-            let row = conn
-                .prepare_cached(
-                    "SELECT id, vector, text, metadata FROM records WHERE cid = ?1 AND id = ?2",
-                )
-                .during("prepare get")?
-                .query_row(params![self.state.cid, id], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                })
-                .optional()
-                .during("get record")?;
-            let Some((id, blob, text, meta)) = row else {
-                return Ok(None);
-            };
-            Ok(Some(Record {
-                vector: record::decode_stored(name, format_args!("{id:?}"), &blob, dim)?,
-                metadata: parse_metadata(name, &id, meta)?,
-                id,
-                text,
-            }))
+            conn.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1 AND id = ?2"
+            ))
+            .during("prepare get")?
+            .query_row(params![self.state.cid, id], record_row)
+            .optional()
+            .during("get record")?
+            .map(|row| row.into_record(name, dim))
+            .transpose()
         })
     }
 
@@ -106,7 +91,7 @@ impl Collection {
         limit: usize,
     ) -> Result<Vec<Record>> {
         self.alive()?;
-        let mut sql = String::from("SELECT id, vector, text, metadata FROM records WHERE cid = ?1");
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1");
         let mut params: Vec<rusqlite::types::Value> = vec![self.state.cid.into()];
         if let Some(after) = after {
             params.push(after.to_string().into());
@@ -124,24 +109,11 @@ impl Collection {
         self.store.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).during("prepare scan")?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                })
+                .query_map(rusqlite::params_from_iter(params), record_row)
                 .during("scan")?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, blob, text, meta) = row.during("scan")?;
-                out.push(Record {
-                    vector: record::decode_stored(name, format_args!("{id:?}"), &blob, dim)?,
-                    metadata: parse_metadata(name, &id, meta)?,
-                    id,
-                    text,
-                });
+                out.push(row.during("scan")?.into_record(name, dim)?);
             }
             Ok(out)
         })

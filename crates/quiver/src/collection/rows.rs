@@ -159,3 +159,38 @@ pub(super) fn tail_len(conn: &Connection, cid: i64, after: i64) -> Result<u64> {
         .during("count tail")?;
     Ok(n as u64)
 }
+
+/// The columns of a whole record, in the order [`record_row`] reads them.
+pub(super) const RECORD_COLUMNS: &str = "id, vector, text, metadata";
+
+/// A record's columns as SQLite returned them ([`RECORD_COLUMNS`]).
+pub(super) struct RecordRow {
+    id: String,
+    vector: Vec<u8>,
+    text: Option<String>,
+    metadata: Option<String>,
+}
+
+/// Read a row selected with [`RECORD_COLUMNS`].
+pub(super) fn record_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        id: r.get(0)?,
+        vector: r.get(1)?,
+        text: r.get(2)?,
+        metadata: r.get(3)?,
+    })
+}
+
+impl RecordRow {
+    /// Decode into a [`Record`]; a damaged vector or metadata is
+    /// [`Error::Corrupt`].
+    pub(super) fn into_record(self, collection: &str, dim: usize) -> Result<Record> {
+        let id = self.id;
+        Ok(Record {
+            vector: record::decode_stored(collection, format_args!("{id:?}"), &self.vector, dim)?,
+            metadata: parse_metadata(collection, &id, self.metadata)?,
+            id,
+            text: self.text,
+        })
+    }
+}
