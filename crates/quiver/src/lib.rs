@@ -45,14 +45,14 @@ mod sync;
 mod text;
 
 pub use collection::{
-    Alter, Bulk, Collection, CollectionInfo, CompactReport, Hit, Include, IndexInfo, IndexSource,
-    LoadReport, Plan, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
-    MAX_K,
+    Alter, Bulk, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport,
+    Plan, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD, MAX_K,
 };
 pub use config::{validate_name, CollectionConfig, Metric, Scalar, MAX_DIMENSION};
 pub use db::DB_FILE;
 pub use error::{Error, Result};
 pub use filter::Filter;
+pub use index::IndexInfo;
 pub use options::{Progress, ProgressFn, StoreOptions};
 pub use record::{Record, MAX_ID_BYTES};
 pub use store::{CollectionSummary, Store};

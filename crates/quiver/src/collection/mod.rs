@@ -9,8 +9,7 @@
 //! and tombstones stamped after it.
 //!
 //! One file per concern: `write` (upserts, deletes), `bulk` (bulk loads),
-//! `indexes` (the indexes kept and applying changes to them), `persist`
-//! (snapshots), `load` (open, replay, rebuild, read-only catch-up),
+//! `persist` (snapshots), `load` (open, replay, rebuild, read-only catch-up),
 //! `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
 //! `maintenance` (info, verify, repair, compact, alter), `rows` (catalogue
 //! and record rows). This file holds the types they share.
@@ -22,10 +21,8 @@ use crate::failpoint::failpoint;
 use crate::filter::{self, Filter};
 use crate::filtered::{self, MatchSet};
 #[cfg(feature = "usearch")]
-use crate::index::hnsw::par_each;
-#[cfg(feature = "usearch")]
 use crate::index::HnswIndex;
-use crate::index::{self, FlatIndex};
+use crate::index::{self, apply, index_err, FlatIndex, IndexInfo, Indexes};
 use crate::options::Progress;
 use crate::record::{self, check_record, check_vector, Record};
 use crate::schema;
@@ -42,7 +39,6 @@ use std::time::Instant;
 
 mod bulk;
 mod hydrate;
-mod indexes;
 mod load;
 mod maintenance;
 mod persist;
@@ -51,7 +47,6 @@ mod rows;
 mod search;
 mod write;
 
-use indexes::*;
 use load::*;
 use read::*;
 use rows::*;
@@ -274,21 +269,6 @@ pub struct SnapshotInfo {
     pub written_at: i64,
 }
 
-/// The in-memory index of a collection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IndexInfo {
-    /// `"hnsw"` (usearch) or `"flat"` (exact only).
-    pub kind: &'static str,
-    /// Vectors present.
-    pub vectors: u64,
-    /// Slots held by removed vectors until a rebuild.
-    pub deleted_slots: u64,
-    /// Reserved slots.
-    pub capacity: u64,
-    /// Bytes of memory the index uses.
-    pub memory_bytes: u64,
-}
-
 /// Everything about a collection, from [`Collection::info`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CollectionInfo {
@@ -381,19 +361,6 @@ pub struct Alter {
 pub struct Collection {
     store: Arc<Db>,
     state: Arc<CollState>,
-}
-
-/// The indexes of a collection; swapped whole on rebuild.
-struct Indexes {
-    #[cfg(feature = "usearch")]
-    hnsw: HnswIndex,
-    /// With usearch: built on the first exact search, then kept in step.
-    /// Without: always present, it is the index.
-    flat: Option<FlatIndex>,
-    /// Key → id of records found by searches, so an ids-only search does
-    /// not go to SQLite. A key's id never changes (keys are never reused:
-    /// `AUTOINCREMENT`), so entries only leave, when the key is removed.
-    ids: RwLock<HashMap<u64, Box<str>>>,
 }
 
 /// A snapshot serialised under the writer, being written by a thread.

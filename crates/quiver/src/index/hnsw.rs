@@ -32,7 +32,7 @@ use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::snapshot::{Mapping, VectorCheck};
 
 pub(crate) use super::check::{Check, CheckState};
-pub(crate) use super::threads::par_each;
+use super::threads::par_each;
 use super::threads::{Counted, Semaphore};
 use crate::sync::RwLockExt;
 

@@ -8,12 +8,17 @@ mod check;
 pub(crate) mod exact;
 #[cfg(feature = "usearch")]
 pub(crate) mod hnsw;
+mod set;
 #[cfg(feature = "usearch")]
 mod threads;
 
 pub(crate) use exact::FlatIndex;
 #[cfg(feature = "usearch")]
 pub(crate) use hnsw::{CheckState, HnswIndex};
+pub use set::IndexInfo;
+pub(crate) use set::{apply, index_err, Indexes};
+#[cfg(feature = "usearch")]
+pub(crate) use threads::par_each;
 
 /// Version string of the index library, stamped on snapshots.
 pub(crate) fn engine_version() -> &'static str {

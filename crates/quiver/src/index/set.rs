@@ -1,11 +1,56 @@
-//! The indexes a collection keeps, and applying committed changes to them:
-//! capacity, parallel adds, lost-node repair.
+//! The set of indexes a collection keeps (the HNSW graph with any viewed
+//! snapshot beneath it, the exact index, the key → id cache), swapped whole
+//! on a rebuild, and applying committed changes to them: capacity,
+//! parallel adds, lost-node repair.
 
-use super::*;
+use std::collections::HashMap;
+#[cfg(feature = "usearch")]
+use std::sync::Mutex;
+use std::sync::RwLock;
+
+use serde::Serialize;
+
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+#[cfg(feature = "usearch")]
+use crate::sync::MutexExt;
+use crate::sync::RwLockExt;
+
+use super::FlatIndex;
+#[cfg(feature = "usearch")]
+use super::{par_each, HnswIndex};
+
+/// The indexes of a collection; swapped whole on rebuild.
+pub(crate) struct Indexes {
+    #[cfg(feature = "usearch")]
+    pub(crate) hnsw: HnswIndex,
+    /// With usearch: built on the first exact search, then kept in step.
+    /// Without: always present, it is the index.
+    pub(crate) flat: Option<FlatIndex>,
+    /// Key → id of records found by searches, so an ids-only search does
+    /// not go to SQLite. A key's id never changes (keys are never reused:
+    /// `AUTOINCREMENT`), so entries only leave, when the key is removed.
+    pub(crate) ids: RwLock<HashMap<u64, Box<str>>>,
+}
+
+/// The in-memory index of a collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexInfo {
+    /// `"hnsw"` (usearch) or `"flat"` (exact only).
+    pub kind: &'static str,
+    /// Vectors present.
+    pub vectors: u64,
+    /// Slots held by removed vectors until a rebuild.
+    pub deleted_slots: u64,
+    /// Reserved slots.
+    pub capacity: u64,
+    /// Bytes of memory the index uses.
+    pub memory_bytes: u64,
+}
 
 impl Indexes {
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
-    pub(super) fn empty(config: &CollectionConfig, expected: usize, name: &str) -> Result<Self> {
+    pub(crate) fn empty(config: &CollectionConfig, expected: usize, name: &str) -> Result<Self> {
         Ok(Indexes {
             #[cfg(feature = "usearch")]
             hnsw: HnswIndex::new(config, expected)
@@ -19,7 +64,7 @@ impl Indexes {
         })
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         #[cfg(feature = "usearch")]
         {
             self.hnsw.len()
@@ -30,7 +75,7 @@ impl Indexes {
         }
     }
 
-    pub(super) fn slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> usize {
         #[cfg(feature = "usearch")]
         {
             self.hnsw.slots()
@@ -41,7 +86,7 @@ impl Indexes {
         }
     }
 
-    pub(super) fn contains(&self, key: u64) -> bool {
+    pub(crate) fn contains(&self, key: u64) -> bool {
         #[cfg(feature = "usearch")]
         {
             self.hnsw.contains(key)
@@ -55,7 +100,7 @@ impl Indexes {
     /// Make room for `additional` adds. Needs `&mut`: usearch's reserve
     /// must not overlap any other call.
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
-    pub(super) fn grow(&mut self, additional: usize, name: &str) -> Result<()> {
+    pub(crate) fn grow(&mut self, additional: usize, name: &str) -> Result<()> {
         #[cfg(feature = "usearch")]
         self.hnsw
             .grow(additional)
@@ -66,7 +111,7 @@ impl Indexes {
         Ok(())
     }
 
-    pub(super) fn info(&self) -> IndexInfo {
+    pub(crate) fn info(&self) -> IndexInfo {
         #[cfg(feature = "usearch")]
         {
             IndexInfo {
@@ -92,7 +137,7 @@ impl Indexes {
 }
 
 #[cfg_attr(not(feature = "usearch"), allow(dead_code))]
-pub(super) fn index_err(collection: &str, operation: &str, message: String) -> Error {
+pub(crate) fn index_err(collection: &str, operation: &str, message: String) -> Error {
     Error::Index {
         collection: collection.into(),
         operation: operation.into(),
@@ -102,7 +147,7 @@ pub(super) fn index_err(collection: &str, operation: &str, message: String) -> E
 
 /// Apply removals and upserts to the indexes. Grows capacity first under
 /// the write lock, then adds under the read lock so searches go on.
-pub(super) fn apply(
+pub(crate) fn apply(
     lock: &RwLock<Indexes>,
     name: &str,
     upserts: &[(u64, Vec<f32>)],
@@ -190,7 +235,7 @@ pub(super) fn apply(
 /// Each pass keeps to one ef: usearch's ef is index-wide, so mixing them
 /// makes the threads wait on each other to switch it.
 #[cfg(feature = "usearch")]
-pub(super) fn missing_nodes(
+fn missing_nodes(
     hnsw: &HnswIndex,
     upserts: &[(u64, Vec<f32>)],
     threads: usize,
@@ -219,13 +264,13 @@ pub(super) fn missing_nodes(
 /// graph leave the most nodes unreachable. 256 is measured (BENCHMARKS.md,
 /// "Tried": the bound on one-at-a-time adds).
 #[cfg(feature = "usearch")]
-pub(super) const SEQUENTIAL_BELOW: usize = 256;
+const SEQUENTIAL_BELOW: usize = 256;
 
 /// Threads to add `n` vectors to a graph of `len` nodes with: one per core
 /// for large changes, where the split pays for the threads, once the graph
 /// has its first [`SEQUENTIAL_BELOW`] nodes.
 #[cfg(feature = "usearch")]
-pub(super) fn build_threads(n: usize, len: usize) -> usize {
+fn build_threads(n: usize, len: usize) -> usize {
     const PER_THREAD: usize = 64;
     if len < SEQUENTIAL_BELOW {
         return 1;
