@@ -8,9 +8,9 @@
 //! the protocol anyway. So a poisoned lock is taken as if it were not,
 //! instead of turning one panic into a panic in every later caller.
 
-#[cfg(feature = "usearch")]
-use std::sync::Condvar;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 /// Poison-ignoring access to a [`Mutex`].
 pub(crate) trait MutexExt<T> {
@@ -58,8 +58,7 @@ impl<T> RwLockExt<T> for RwLock<T> {
     }
 }
 
-/// Wait on `cv`, ignoring poison. (Only the HNSW index waits on a condition.)
-#[cfg(feature = "usearch")]
+/// Wait on `cv`, ignoring poison.
 pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }

@@ -241,13 +241,11 @@ impl CollState {
 
     /// A viewed snapshot whose vectors failed their background check:
     /// rebuild from SQLite (and, for a writer, snapshot afresh).
-    #[cfg(feature = "usearch")]
     pub(crate) fn recover_damaged(&self, store: &Db) -> Result<()> {
         const REASON: &str = "the snapshot's vectors do not match their recorded digest";
         let damaged = |st: &CollState| {
             st.indexes
                 .read_lock()
-                .hnsw
                 .snapshot_check()
                 .is_some_and(|c| c.get() == crate::index::CheckState::Failed)
         };

@@ -4,7 +4,6 @@ use super::*;
 
 /// With i8 index storage, searches take this many times k candidates from
 /// the index and rank them by their exact f32 vectors.
-#[cfg(feature = "usearch")]
 pub(super) const RESCORE: usize = 4;
 
 impl Collection {
@@ -151,17 +150,11 @@ impl Collection {
         if self.store.is_read_only() {
             self.refresh()?;
         }
-        #[cfg(feature = "usearch")]
-        if self.snapshot_check_state() == Some(index::CheckState::Failed) {
+        let check = self.state.indexes.read_lock().snapshot_check();
+        if check.is_some_and(|c| c.get() == index::CheckState::Failed) {
             self.state.recover_damaged(&self.store)?;
         }
         Ok(config)
-    }
-
-    #[cfg(feature = "usearch")]
-    pub(super) fn snapshot_check_state(&self) -> Option<index::CheckState> {
-        let ix = self.state.indexes.read_lock();
-        ix.hnsw.snapshot_check().map(|c| c.get())
     }
 
     /// Wait for the background check of the snapshot this handle opened
@@ -177,16 +170,10 @@ impl Collection {
     /// # Errors
     /// SQLite and index failures while rebuilding.
     pub fn await_snapshot_check(&self) -> Result<bool> {
-        #[cfg(feature = "usearch")]
-        {
-            let check = {
-                let ix = self.state.indexes.read_lock();
-                ix.hnsw.snapshot_check()
-            };
-            if check.is_some_and(|c| c.wait() == index::CheckState::Failed) {
-                self.state.recover_damaged(&self.store)?;
-                return Ok(false);
-            }
+        let check = self.state.indexes.read_lock().snapshot_check();
+        if check.is_some_and(|c| c.wait() == index::CheckState::Failed) {
+            self.state.recover_damaged(&self.store)?;
+            return Ok(false);
         }
         Ok(true)
     }
@@ -220,14 +207,13 @@ impl Collection {
     ) -> Result<(Vec<(u64, f32)>, Plan)> {
         if let Some(filter) = &options.filter {
             self.filtered_search(query, options, config, filter)
-        } else if options.exact || !cfg!(feature = "usearch") {
+        } else if options.exact || !self.state.indexes.read_lock().has_graph() {
             Ok((self.exact_search(query, options.k)?, Plan::Exact))
         } else {
             self.hnsw_search(query, options, config)
         }
     }
 
-    #[cfg(feature = "usearch")]
     pub(super) fn hnsw_search(
         &self,
         query: &[f32],
@@ -247,8 +233,7 @@ impl Collection {
         };
         let found = {
             let ix = self.state.indexes.read_lock();
-            ix.hnsw
-                .search(query, wide, Some(ef))
+            ix.graph_search(query, wide, ef)
                 .map_err(|m| index_err(&self.state.name, "search", m))?
         };
         let found = if rescore {
@@ -266,7 +251,6 @@ impl Collection {
 
     /// The nearest `k` of `candidates` by exact distance to their f32
     /// vectors in SQLite. A candidate deleted meanwhile is left out.
-    #[cfg(feature = "usearch")]
     pub(super) fn rescore(
         &self,
         query: &[f32],
@@ -314,16 +298,6 @@ impl Collection {
         Ok(exact)
     }
 
-    #[cfg(not(feature = "usearch"))]
-    pub(super) fn hnsw_search(
-        &self,
-        _: &[f32],
-        _: &SearchOptions,
-        _: &CollectionConfig,
-    ) -> Result<(Vec<(u64, f32)>, Plan)> {
-        unreachable!("without usearch every search is exact")
-    }
-
     /// The records matching `filter` now: from the cache if no write came
     /// since it was computed.
     pub(crate) fn match_set(&self, filter: &Filter) -> Result<Arc<MatchSet>> {
@@ -352,13 +326,9 @@ impl Collection {
         // The exact plan's vectors: from the index when it holds them
         // exactly (f32 storage), else from SQLite.
         let ix = st.indexes.read_lock();
-        #[cfg(feature = "usearch")]
-        let from_index = |key: u64| ix.hnsw.get(key).ok().flatten();
-        #[cfg(feature = "usearch")]
+        let from_index = |key: u64| ix.graph_vector(&config, key);
         let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
-            (config.scalar == Scalar::F32).then_some(&from_index as _);
-        #[cfg(not(feature = "usearch"))]
-        let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> = None;
+            (ix.has_graph() && config.scalar == Scalar::F32).then_some(&from_index as _);
         let set = Arc::new(self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
             let seq: i64 = read_seq(conn, st.cid)?;
@@ -412,28 +382,26 @@ impl Collection {
             }
             self.exact_over(&set, query, k, config)
         };
-        if set.vectors.is_some() || options.exact || !cfg!(feature = "usearch") {
+        let ix = self.state.indexes.read_lock();
+        if set.vectors.is_some() || options.exact || !ix.has_graph() {
+            drop(ix);
             return Ok((exact_here()?, Plan::FilterExact { matches }));
         }
-        #[cfg(feature = "usearch")]
-        {
-            let want = k.min(set.len());
-            let mut ef = options.ef.unwrap_or(config.expansion_search).max(k);
-            let ix = self.state.indexes.read_lock();
-            loop {
-                let found = ix
-                    .hnsw
-                    .filtered_search(query, k, ef, want, |key| set.contains(key))
-                    .map_err(|m| index_err(&self.state.name, "filtered search", m))?;
-                if found.len() >= want {
-                    return Ok((found, Plan::FilterHnsw { ef, matches }));
-                }
-                if ef >= 4096 || ef >= set.len() {
-                    break;
-                }
-                ef = (ef * 2).min(4096);
+        let want = k.min(set.len());
+        let mut ef = options.ef.unwrap_or(config.expansion_search).max(k);
+        loop {
+            let found = ix
+                .graph_filtered_search(query, k, ef, want, |key| set.contains(key))
+                .map_err(|m| index_err(&self.state.name, "filtered search", m))?;
+            if found.len() >= want {
+                return Ok((found, Plan::FilterHnsw { ef, matches }));
             }
+            if ef >= 4096 || ef >= set.len() {
+                break;
+            }
+            ef = (ef * 2).min(4096);
         }
+        drop(ix);
         Ok((exact_here()?, Plan::FilterExact { matches }))
     }
 

@@ -13,12 +13,15 @@ pub(crate) struct Check {
 
 /// Where a [`Check`] stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "usearch"), allow(dead_code))] // only the graph starts checks
 pub(crate) enum CheckState {
     Pending,
     Passed,
     Failed,
 }
 
+// Only the HNSW graph views snapshots, so only it starts checks.
+#[cfg_attr(not(feature = "usearch"), allow(dead_code))]
 impl Check {
     pub(super) fn new(state: CheckState) -> Self {
         Check {

@@ -31,7 +31,7 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::snapshot::{Mapping, VectorCheck};
 
-pub(crate) use super::check::{Check, CheckState};
+use super::check::{Check, CheckState};
 use super::threads::par_each;
 use super::threads::{Counted, Semaphore};
 use crate::sync::RwLockExt;

@@ -3,7 +3,6 @@
 //! - [`exact::FlatIndex`]: pure-Rust brute force, always available.
 //! - `hnsw::HnswIndex` (feature `usearch`): the approximate HNSW index.
 
-#[cfg(feature = "usearch")]
 mod check;
 pub(crate) mod exact;
 #[cfg(feature = "usearch")]
@@ -12,9 +11,10 @@ mod set;
 #[cfg(feature = "usearch")]
 mod threads;
 
+pub(crate) use check::{Check, CheckState};
 pub(crate) use exact::FlatIndex;
 #[cfg(feature = "usearch")]
-pub(crate) use hnsw::{CheckState, HnswIndex};
+pub(crate) use hnsw::HnswIndex;
 pub use set::IndexInfo;
 pub(crate) use set::{apply, index_err, Indexes};
 #[cfg(feature = "usearch")]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 #[cfg(feature = "usearch")]
 use std::sync::Mutex;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
@@ -16,7 +16,12 @@ use crate::error::{Error, Result};
 use crate::sync::MutexExt;
 use crate::sync::RwLockExt;
 
-use super::FlatIndex;
+use super::{Check, FlatIndex};
+
+/// What a graph call says in a build without one (callers ask
+/// [`Indexes::has_graph`] first).
+#[cfg(not(feature = "usearch"))]
+const NO_GRAPH: &str = "built without the usearch feature: no approximate index";
 #[cfg(feature = "usearch")]
 use super::{par_each, HnswIndex};
 
@@ -109,6 +114,81 @@ impl Indexes {
             f.reserve(additional);
         }
         Ok(())
+    }
+
+    /// True when an approximate graph is built in (the `usearch`
+    /// feature); without it every search is exact, over `flat`.
+    pub(crate) fn has_graph(&self) -> bool {
+        cfg!(feature = "usearch")
+    }
+
+    /// The background check of a viewed snapshot's vectors, if one runs.
+    pub(crate) fn snapshot_check(&self) -> Option<Arc<Check>> {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.snapshot_check()
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            None
+        }
+    }
+
+    /// Approximate `k` nearest at candidate list size `ef` (see
+    /// [`HnswIndex::search`]). Only when [`Indexes::has_graph`].
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn graph_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> std::result::Result<Vec<(u64, f32)>, String> {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.search(query, k, Some(ef))
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Err(NO_GRAPH.into())
+        }
+    }
+
+    /// Approximate `k` nearest among keys `keep` accepts, of which
+    /// `expect` exist (see [`HnswIndex::filtered_search`]). Only when
+    /// [`Indexes::has_graph`].
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn graph_filtered_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        expect: usize,
+        keep: impl Fn(u64) -> bool,
+    ) -> std::result::Result<Vec<(u64, f32)>, String> {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.filtered_search(query, k, ef, expect, keep)
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Err(NO_GRAPH.into())
+        }
+    }
+
+    /// The graph's copy of a vector when the graph stores it exactly (f32
+    /// storage): cheaper than SQLite. `None` otherwise, or without a graph.
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn graph_vector(&self, config: &CollectionConfig, key: u64) -> Option<Vec<f32>> {
+        #[cfg(feature = "usearch")]
+        {
+            (config.scalar == crate::config::Scalar::F32)
+                .then(|| self.hnsw.get(key).ok().flatten())
+                .flatten()
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            None
+        }
     }
 
     pub(crate) fn info(&self) -> IndexInfo {
