@@ -207,7 +207,7 @@ impl Collection {
     ) -> Result<(Vec<(u64, f32)>, Plan)> {
         if let Some(filter) = &options.filter {
             self.filtered_search(query, options, config, filter)
-        } else if options.exact || !self.state.indexes.read_lock().has_graph() {
+        } else if options.exact || !Indexes::HAS_GRAPH {
             Ok((self.exact_search(query, options.k)?, Plan::Exact))
         } else {
             self.hnsw_search(query, options, config)
@@ -328,7 +328,7 @@ impl Collection {
         let ix = st.indexes.read_lock();
         let from_index = |key: u64| ix.graph_vector(&config, key);
         let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
-            (ix.has_graph() && config.scalar == Scalar::F32).then_some(&from_index as _);
+            (Indexes::HAS_GRAPH && config.scalar == Scalar::F32).then_some(&from_index as _);
         let set = Arc::new(self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
             let seq: i64 = read_seq(conn, st.cid)?;
@@ -383,7 +383,7 @@ impl Collection {
             self.exact_over(&set, query, k, config)
         };
         let ix = self.state.indexes.read_lock();
-        if set.vectors.is_some() || options.exact || !ix.has_graph() {
+        if set.vectors.is_some() || options.exact || !Indexes::HAS_GRAPH {
             drop(ix);
             return Ok((exact_here()?, Plan::FilterExact { matches }));
         }

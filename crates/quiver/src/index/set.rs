@@ -19,7 +19,7 @@ use crate::sync::RwLockExt;
 use super::{Check, FlatIndex};
 
 /// What a graph call says in a build without one (callers ask
-/// [`Indexes::has_graph`] first).
+/// [`Indexes::HAS_GRAPH`] first).
 #[cfg(not(feature = "usearch"))]
 const NO_GRAPH: &str = "built without the usearch feature: no approximate index";
 #[cfg(feature = "usearch")]
@@ -118,9 +118,7 @@ impl Indexes {
 
     /// True when an approximate graph is built in (the `usearch`
     /// feature); without it every search is exact, over `flat`.
-    pub(crate) fn has_graph(&self) -> bool {
-        cfg!(feature = "usearch")
-    }
+    pub(crate) const HAS_GRAPH: bool = cfg!(feature = "usearch");
 
     /// The background check of a viewed snapshot's vectors, if one runs.
     pub(crate) fn snapshot_check(&self) -> Option<Arc<Check>> {
@@ -135,7 +133,7 @@ impl Indexes {
     }
 
     /// Approximate `k` nearest at candidate list size `ef` (see
-    /// [`HnswIndex::search`]). Only when [`Indexes::has_graph`].
+    /// [`HnswIndex::search`]). Only when [`Indexes::HAS_GRAPH`].
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
     pub(crate) fn graph_search(
         &self,
@@ -155,7 +153,7 @@ impl Indexes {
 
     /// Approximate `k` nearest among keys `keep` accepts, of which
     /// `expect` exist (see [`HnswIndex::filtered_search`]). Only when
-    /// [`Indexes::has_graph`].
+    /// [`Indexes::HAS_GRAPH`].
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
     pub(crate) fn graph_filtered_search(
         &self,
