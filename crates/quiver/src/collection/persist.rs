@@ -10,7 +10,7 @@ impl CollState {
         let Some(dir) = &store.dir else {
             return Ok(());
         };
-        if !cfg!(feature = "usearch") {
+        if !Indexes::HAS_GRAPH {
             return Ok(());
         }
         self.install_staged(store, conn, true);
@@ -33,26 +33,16 @@ impl CollState {
         store: &Db,
         conn: &mut Connection,
     ) -> Result<(Vec<u8>, i64, usize)> {
-        #[cfg(feature = "usearch")]
-        if self.indexes.read_lock().hnsw.is_viewed() {
+        if self.indexes.read_lock().is_viewed() {
             self.materialise(store, conn)?;
         }
-        #[cfg(feature = "usearch")]
         self.relink_unreached(conn)?;
-        #[cfg(not(feature = "usearch"))]
-        let _ = (store, conn);
         let applied = self.applied_seq.load(Ordering::SeqCst);
-        #[cfg(feature = "usearch")]
-        let (bytes, vectors) = {
-            let ix = self.indexes.read_lock();
-            let bytes = ix
-                .hnsw
-                .to_bytes(self.spare.locked().take())
-                .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
-            (bytes, ix.hnsw.len())
-        };
-        #[cfg(not(feature = "usearch"))]
-        let (bytes, vectors): (Vec<u8>, usize) = (Vec::new(), 0);
+        let (bytes, vectors) = self
+            .indexes
+            .read_lock()
+            .to_bytes(self.spare.locked().take())
+            .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
         Ok((bytes, applied, vectors))
     }
 
@@ -64,21 +54,12 @@ impl CollState {
     /// links ([`HnswIndex::walk`]) finds them; only when it reaches fewer
     /// live nodes than the index holds are the collection's keys read to
     /// name them. The caller holds the writer. Returns how many.
-    #[cfg(feature = "usearch")]
     pub(super) fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
         let lost: Vec<u64> = {
             let ix = self.indexes.read_lock();
-            if ix.hnsw.is_viewed() {
+            let Some(reached) = ix.unreached_walk() else {
                 return Ok(0);
-            }
-            let reached = ix.hnsw.walk();
-            let live = reached
-                .iter()
-                .filter(|k| **k < index::hnsw::DEAD_BASE)
-                .count();
-            if live >= ix.hnsw.len() {
-                return Ok(0);
-            }
+            };
             let mut stmt = conn
                 .prepare_cached("SELECT key FROM records WHERE cid = ?1")
                 .during("prepare key scan")?;
@@ -88,7 +69,7 @@ impl CollState {
             let mut lost = Vec::new();
             for key in keys {
                 let key = key.during("read keys")? as u64;
-                if !reached.contains(&key) && ix.hnsw.contains(key) {
+                if !reached.contains(&key) && ix.contains(key) {
                     lost.push(key);
                 }
             }
@@ -126,7 +107,7 @@ impl CollState {
         let Some(dir) = store.dir.clone() else {
             return Ok(());
         };
-        if !cfg!(feature = "usearch") {
+        if !Indexes::HAS_GRAPH {
             return Ok(());
         }
         let options = options_stamp(&self.config());
@@ -320,7 +301,6 @@ impl CollState {
     /// memory that can be saved: the snapshot loaded, then every change
     /// after it replayed from SQLite. Runs under the writer, so nothing
     /// commits meanwhile; searches go on against the old indexes.
-    #[cfg(feature = "usearch")]
     pub(super) fn materialise(&self, store: &Db, conn: &mut Connection) -> Result<()> {
         let config = self.config();
         let loaded = (|| -> std::result::Result<Indexes, String> {
@@ -329,12 +309,7 @@ impl CollState {
                 .map_err(|e| e.to_string())?
                 .ok_or("no snapshot recorded")?;
             let bytes = snapshot::read_checked(dir, self.cid, row.info.bytes, &row.info.digest)?;
-            let hnsw = HnswIndex::load(&config, &bytes, row.info.vectors as usize)?;
-            let lock = RwLock::new(Indexes {
-                hnsw,
-                flat: None,
-                ids: RwLock::new(HashMap::new()),
-            });
+            let lock = RwLock::new(Indexes::load(&config, &bytes, row.info.vectors as usize)?);
             replay(
                 conn,
                 store,

@@ -189,6 +189,80 @@ impl Indexes {
         }
     }
 
+    /// Indexes from snapshot bytes the caller has checked, holding
+    /// `vectors` live vectors (see [`HnswIndex::load`]).
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn load(
+        config: &CollectionConfig,
+        bytes: &[u8],
+        vectors: usize,
+    ) -> std::result::Result<Self, String> {
+        #[cfg(feature = "usearch")]
+        {
+            Ok(Indexes {
+                hnsw: HnswIndex::load(config, bytes, vectors)?,
+                flat: None,
+                ids: RwLock::new(HashMap::new()),
+            })
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Err(NO_GRAPH.into())
+        }
+    }
+
+    /// True while a viewed (mapped) snapshot lies beneath the graph: it is
+    /// loaded into memory before the graph can be saved.
+    pub(crate) fn is_viewed(&self) -> bool {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.is_viewed()
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            false
+        }
+    }
+
+    /// The graph as snapshot bytes (into `reuse`'s memory if given) and
+    /// the live vectors they hold. Only when [`Indexes::HAS_GRAPH`].
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn to_bytes(
+        &self,
+        reuse: Option<Vec<u8>>,
+    ) -> std::result::Result<(Vec<u8>, usize), String> {
+        #[cfg(feature = "usearch")]
+        {
+            Ok((self.hnsw.to_bytes(reuse)?, self.hnsw.len()))
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Err(NO_GRAPH.into())
+        }
+    }
+
+    /// The keys a walk of the graph's links reaches, if that misses some
+    /// live node; `None` when every live node is reached (or there is no
+    /// graph, or a viewed snapshot is beneath it). See [`HnswIndex::walk`].
+    pub(crate) fn unreached_walk(&self) -> Option<std::collections::HashSet<u64>> {
+        #[cfg(feature = "usearch")]
+        {
+            if self.hnsw.is_viewed() {
+                return None;
+            }
+            let reached = self.hnsw.walk();
+            let live = reached
+                .iter()
+                .filter(|k| **k < super::hnsw::DEAD_BASE)
+                .count();
+            (live < self.hnsw.len()).then(|| reached.into_iter().collect())
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            None
+        }
+    }
+
     pub(crate) fn info(&self) -> IndexInfo {
         #[cfg(feature = "usearch")]
         {
