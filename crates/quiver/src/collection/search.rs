@@ -326,7 +326,7 @@ impl Collection {
         // The exact plan's vectors: from the index when it holds them
         // exactly (f32 storage), else from SQLite.
         let ix = st.indexes.read_lock();
-        let from_index = |key: u64| ix.graph_vector(&config, key);
+        let from_index = |key: u64| ix.graph_vector(key);
         let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
             (Indexes::HAS_GRAPH && config.scalar == Scalar::F32).then_some(&from_index as _);
         let set = Arc::new(self.store.read(|conn| {

@@ -31,10 +31,10 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::snapshot::{Mapping, VectorCheck};
 
-use super::check::{Check, CheckState};
-use super::threads::par_each;
-use super::threads::{Counted, Semaphore};
 use crate::sync::RwLockExt;
+
+use super::check::{Check, CheckState};
+use super::threads::{par_each, Counted, Semaphore};
 
 /// Error text from usearch (its exception type stays inside this module).
 pub(crate) type HnswError = String;

@@ -173,15 +173,13 @@ impl Indexes {
         }
     }
 
-    /// The graph's copy of a vector when the graph stores it exactly (f32
-    /// storage): cheaper than SQLite. `None` otherwise, or without a graph.
+    /// The graph's copy of a vector (as the graph stores it: exact only
+    /// with f32 storage), or `None` without a graph.
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
-    pub(crate) fn graph_vector(&self, config: &CollectionConfig, key: u64) -> Option<Vec<f32>> {
+    pub(crate) fn graph_vector(&self, key: u64) -> Option<Vec<f32>> {
         #[cfg(feature = "usearch")]
         {
-            (config.scalar == crate::config::Scalar::F32)
-                .then(|| self.hnsw.get(key).ok().flatten())
-                .flatten()
+            self.hnsw.get(key).ok().flatten()
         }
         #[cfg(not(feature = "usearch"))]
         {
