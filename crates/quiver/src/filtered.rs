@@ -1,21 +1,27 @@
-//! Filtered vector search: which records match, and the plan that finds
-//! the k nearest of them.
+//! Filtered vector search, end to end: which records match, and the plan
+//! that finds the k nearest of them.
 //!
 //! The matches are counted in SQLite first (a field index makes that a
 //! range scan). Few matches: exact distances over just those (their vectors
 //! fetched once and cached with the match set). Many: usearch's
 //! `filtered_search` with a bitmap of matching keys as its predicate,
-//! widening `ef` and retrying while fewer than k come back.
+//! widening `ef` and retrying while fewer than k come back. A collection
+//! hands [`search`] its state as a [`Target`]; nothing here names a
+//! collection type.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::Connection;
 
-use crate::config::Metric;
-use crate::error::{Result, SqlContext};
-use crate::filter::sql::Compiled;
-use crate::record;
+use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::db::records::{self, Rows, VectorLookup};
+use crate::db::{catalogue, tx::ReadTx, Db};
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::index::{index_err, Indexes};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Default of [`crate::StoreOptions::filter_exact_max`]: at or below this
 /// many matches, the exact plan runs.
@@ -37,7 +43,6 @@ pub(crate) struct MatchSet {
     pub(crate) seq: i64,
     /// Matching keys, ascending.
     pub(crate) keys: Vec<u64>,
-    #[cfg_attr(not(feature = "usearch"), allow(dead_code))]
     bitmap: Vec<u64>,
     /// For sets small enough for the exact plan: `vectors[i * dim..]` is the vector of `keys[i]`.
     pub(crate) vectors: Option<Vec<f32>>,
@@ -60,7 +65,6 @@ impl MatchSet {
         }
     }
 
-    #[cfg_attr(not(feature = "usearch"), allow(dead_code))]
     pub(crate) fn contains(&self, key: u64) -> bool {
         let (word, bit) = ((key / 64) as usize, key % 64);
         self.bitmap.get(word).is_some_and(|w| w & (1 << bit) != 0)
@@ -76,89 +80,188 @@ impl MatchSet {
     }
 }
 
-/// Count, then collect, the records of a collection matching `filter`, in the
-/// caller's read transaction. Vectors come along for small sets.
-/// What a match set is computed over.
-pub(crate) struct Scope<'a> {
-    pub(crate) collection: &'a str,
-    pub(crate) cid: i64,
-    pub(crate) dim: usize,
-    pub(crate) metric: Metric,
-    /// Sets of at most this many matches carry their vectors (exact plan).
-    pub(crate) exact_max: usize,
-    /// Where those vectors come from when not from SQLite: the index's own
-    /// exact copy (f32 storage), `None` for a key it does not hold.
-    pub(crate) vector_of: Option<&'a dyn Fn(u64) -> Option<Vec<f32>>>,
+/// One collection's state, as the filtered plan reads it.
+pub(crate) struct Target<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) rows: Rows<'a>,
+    pub(crate) config: &'a CollectionConfig,
+    pub(crate) indexes: &'a RwLock<Indexes>,
+    /// The sequence the indexes reflect.
+    pub(crate) applied_seq: &'a AtomicI64,
+    pub(crate) cache: &'a Mutex<Cache>,
 }
 
-pub(crate) fn compute(
-    conn: &Connection,
-    scope: &Scope<'_>,
-    filter: &Compiled,
-    seq: i64,
-) -> Result<MatchSet> {
+/// How [`search`] answered.
+pub(crate) enum Answer {
+    /// Exact distances over the matches.
+    Exact { matches: u64 },
+    /// The graph restricted to the matches, at this ef.
+    Graph { ef: usize, matches: u64 },
+}
+
+/// The `k` nearest of the records matching `filter`: exact over few
+/// matches (or with `exact`, or without a graph), the graph over many with
+/// `ef` doubled while fewer than k come back, exact as the last resort.
+pub(crate) fn search(
+    t: &Target<'_>,
+    filter: &Filter,
+    query: &[f32],
+    k: usize,
+    ef: Option<usize>,
+    exact: bool,
+) -> Result<(Vec<(u64, f32)>, Answer)> {
+    let set = match_set(t, filter)?;
+    let matches = set.len() as u64;
+    let exact_here = || -> Result<Vec<(u64, f32)>> {
+        if set.vectors.is_some() {
+            return Ok(exact_cached(&set, t.rows.dim, query, k));
+        }
+        exact_over(t, &set, query, k)
+    };
+    let ix = t.indexes.read_lock();
+    if set.vectors.is_some() || exact || !Indexes::HAS_GRAPH {
+        drop(ix);
+        return Ok((exact_here()?, Answer::Exact { matches }));
+    }
+    let want = k.min(set.len());
+    let mut ef = ef.unwrap_or(t.config.expansion_search).max(k);
+    loop {
+        let found = ix
+            .graph_filtered_search(query, k, ef, want, |key| set.contains(key))
+            .map_err(|m| index_err(t.rows.name, "filtered search", m))?;
+        if found.len() >= want {
+            return Ok((found, Answer::Graph { ef, matches }));
+        }
+        if ef >= 4096 || ef >= set.len() {
+            break;
+        }
+        ef = (ef * 2).min(4096);
+    }
+    drop(ix);
+    Ok((exact_here()?, Answer::Exact { matches }))
+}
+
+/// The records matching `filter` now: from the cache if no write came
+/// since it was computed, else advanced from the cached set when that is
+/// cheaper, else computed afresh.
+pub(crate) fn match_set(t: &Target<'_>, filter: &Filter) -> Result<Arc<MatchSet>> {
+    let text = filter.to_string();
+    let applied = t.applied_seq.load(Ordering::SeqCst);
+    let older = {
+        let cache = t.cache.locked();
+        if let Some(set) = cache.get(&text, applied) {
+            return Ok(set);
+        }
+        cache.latest(&text)
+    };
+    filter.validate()?;
+    // The exact plan's cost grows with the matches; usearch's filtered
+    // search is slow at low selectivity and its recall stalls as ef
+    // grows. At 1M × 384 (synthetic, 200 queries): 2% took 30 ms by
+    // HNSW (ef 64, recall 0.963), 7× a scan of the matches; 5% took
+    // 8.5 ms at recall 0.971, and 0.974 at ef 192 (38 ms); 10% 2.6 ms
+    // at 0.970. Exact costs about 60 ns a match (6 ms at 10%). So sets
+    // of up to an eighth of the collection run exact.
+    let size = t.indexes.read_lock().len();
+    let exact_max = t.db.options.filter_exact_max.max(size / 8);
+    // The exact plan's vectors: from the index when it holds them
+    // exactly (f32 storage), else from SQLite.
+    let ix = t.indexes.read_lock();
+    let from_index = |key: u64| ix.graph_vector(key);
+    let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
+        (Indexes::HAS_GRAPH && t.config.scalar == Scalar::F32).then_some(&from_index as _);
+    let set = Arc::new(t.db.read(|conn| {
+        let read_tx = ReadTx::begin(conn)?;
+        let seq = catalogue::read_seq(conn, t.rows.cid)?;
+        let scope = Scope {
+            rows: t.rows,
+            metric: t.config.metric,
+            exact_max,
+            vector_of,
+        };
+        // After a write, from the set before it when that is cheaper.
+        let advanced = match &older {
+            Some(old) => advance(conn, &scope, filter, old, seq)?,
+            None => None,
+        };
+        let set = match advanced {
+            Some(set) => set,
+            None => compute(conn, &scope, filter, seq)?,
+        };
+        read_tx.end()?;
+        Ok(set)
+    })?);
+    drop(ix);
+    // Cache only a set taken at the sequence the index is at.
+    if set.seq == t.applied_seq.load(Ordering::SeqCst) {
+        t.cache.locked().put(
+            text,
+            set.clone(),
+            exact_max.max(8 * t.db.options.filter_exact_max),
+        );
+    }
+    Ok(set)
+}
+
+/// Exact top-k over a large match set, reading its vectors from SQLite.
+fn exact_over(t: &Target<'_>, set: &MatchSet, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+    t.db.read(|conn| {
+        let mut lookup = VectorLookup::new(conn, t.rows)?;
+        let mut rows = Vec::with_capacity(set.len());
+        for &key in &set.keys {
+            if let Some(v) = lookup.get(key)? {
+                rows.push((key, v));
+            }
+        }
+        Ok(crate::index::exact::top_k(
+            rows.iter().map(|(k, v)| (*k, v.as_slice())),
+            t.config.metric,
+            query,
+            k,
+        ))
+    })
+}
+
+/// What a match set is computed over.
+struct Scope<'a> {
+    rows: Rows<'a>,
+    metric: Metric,
+    /// Sets of at most this many matches carry their vectors (exact plan).
+    exact_max: usize,
+    /// Where those vectors come from when not from SQLite: the index's own
+    /// exact copy (f32 storage), `None` for a key it does not hold.
+    vector_of: Option<&'a dyn Fn(u64) -> Option<Vec<f32>>>,
+}
+
+/// Count, then collect, the records matching `filter`, in the caller's
+/// read transaction. Vectors come along for small sets.
+fn compute(conn: &Connection, scope: &Scope<'_>, filter: &Filter, seq: i64) -> Result<MatchSet> {
     let Scope {
-        collection,
-        cid,
-        dim,
+        rows,
         metric,
         exact_max,
         vector_of,
     } = *scope;
-    let mut params: Vec<rusqlite::types::Value> = vec![cid.into()];
-    params.extend(filter.params.iter().cloned());
-    let where_ = format!("cid = ?1 AND ({})", filter.sql);
-    let count: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM records WHERE {where_}"))
-        .during("prepare filter count")?
-        .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-        .during("count filter matches")?;
+    let count = records::count_matching(conn, rows.cid, filter)?;
     let exact = count as usize <= exact_max;
     // From the index, a match's vector costs about a microsecond; from
     // SQLite, a row read (at 1M × 384, 100k matches took 5.6 s, mostly
     // page reads of a 3.6 GB file).
     let with_vectors = exact && vector_of.is_none();
-    // The keys come sorted from the field index through a temp b-tree;
-    // with the vectors in the same select, SQLite sorted the 1.5 KB blobs
-    // too (about 5x slower at 20k matches of 200k). So the vectors are read
-    // by key, in key order, after the keys are sorted.
-    let sql = if with_vectors {
-        format!(
-            "SELECT key, vector FROM records WHERE key IN \
-             (SELECT key FROM records WHERE {where_}) ORDER BY key"
-        )
-    } else {
-        format!("SELECT key FROM records WHERE {where_} ORDER BY key")
-    };
-    let mut stmt = conn.prepare_cached(&sql).during("prepare filter scan")?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params.iter()))
-        .during("scan filter matches")?;
     let mut keys = Vec::with_capacity(count as usize);
-    let mut vectors = with_vectors.then(|| Vec::with_capacity(count as usize * dim));
-    while let Some(row) = rows.next().during("scan filter matches")? {
-        let key: i64 = row.get(0).during("scan filter matches")?;
-        keys.push(key as u64);
-        if let Some(vs) = vectors.as_mut() {
-            let blob = row
-                .get_ref(1)
-                .during("scan filter matches")?
-                .as_blob()
-                .unwrap_or(&[]);
-            push(
-                vs,
-                &record::decode_stored(collection, format_args!("key {key}"), blob, dim)?,
-                metric,
-            );
+    let mut vectors = with_vectors.then(|| Vec::with_capacity(count as usize * rows.dim));
+    records::for_each_match(conn, rows, filter, with_vectors, |key, v| {
+        keys.push(key);
+        if let (Some(vs), Some(v)) = (vectors.as_mut(), v) {
+            push(vs, &v, metric);
         }
-    }
+        Ok(())
+    })?;
     if let (true, Some(vector_of)) = (exact, vector_of) {
-        let mut vs = Vec::with_capacity(keys.len() * dim);
-        let mut from_sqlite = conn
-            .prepare_cached("SELECT vector FROM records WHERE key = ?1")
-            .during("prepare vector lookup")?;
+        let mut vs = Vec::with_capacity(keys.len() * rows.dim);
+        let mut from_sqlite = VectorLookup::new(conn, rows)?;
         for &key in &keys {
-            let v = vector_by_key(&mut from_sqlite, Some(vector_of), collection, key, dim)?;
+            let v = vector_by_key(&mut from_sqlite, Some(vector_of), key)?;
             push(&mut vs, &v, metric);
         }
         vectors = Some(vs);
@@ -175,17 +278,15 @@ pub(crate) fn compute(
 /// pruned since `old` (deletes no longer known), more changes than a
 /// quarter of the set (or 4,096), or a set that now needs the vectors
 /// `old` did not carry.
-pub(crate) fn advance(
+fn advance(
     conn: &Connection,
     scope: &Scope<'_>,
-    filter: &Compiled,
+    filter: &Filter,
     old: &MatchSet,
     seq: i64,
 ) -> Result<Option<MatchSet>> {
     let Scope {
-        collection,
-        cid,
-        dim,
+        rows,
         metric,
         exact_max,
         vector_of,
@@ -193,58 +294,22 @@ pub(crate) fn advance(
     if old.metric != metric || old.seq > seq {
         return Ok(None);
     }
-    let (pruned, changes): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT pruned_seq,
-                    (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)
-                  + (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
-             FROM collections WHERE cid = ?1",
-        )
-        .during("prepare filter change count")?
-        .query_row(rusqlite::params![cid, old.seq], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .during("count changes since a match set")?;
+    let (pruned, changes) = catalogue::pruned_and_tail(conn, rows.cid, old.seq)?;
     if pruned > old.seq || changes as usize > (old.len() / 4).max(4096) {
         return Ok(None);
     }
     // Every record written since (whose match may have changed) and
-    // whether it matches now, in one pass by the sequence index: left to
-    // itself SQLite took the filter's field index (or scanned the table)
-    // and read every match's row, 10-70x the cost of computing the set
-    // afresh at 200k records.
-    let mut params: Vec<rusqlite::types::Value> = vec![cid.into()];
-    params.extend(filter.params.iter().cloned());
-    params.push(old.seq.into());
-    let sql = format!(
-        "SELECT key, coalesce(({}), 0) FROM records INDEXED BY records_by_seq \
-         WHERE cid = ?1 AND seq > ?{} ORDER BY key",
-        filter.sql,
-        params.len()
-    );
+    // whether it matches now.
     let mut touched = Vec::with_capacity(changes as usize);
     let mut joined = Vec::new();
-    let mut stmt = conn.prepare_cached(&sql).during("prepare filter changes")?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params.iter()))
-        .during("read filter changes")?;
-    while let Some(row) = rows.next().during("read filter changes")? {
-        let key = row.get::<_, i64>(0).during("read filter changes")? as u64;
+    records::changed_since(conn, rows.cid, filter, old.seq, |key, matches| {
         touched.push(key);
-        if row.get::<_, i64>(1).during("read filter changes")? != 0 {
+        if matches {
             joined.push(key);
         }
-    }
+    })?;
     // And every key deleted since.
-    let mut stmt = conn
-        .prepare_cached("SELECT key FROM tombstones WHERE cid = ?1 AND seq > ?2")
-        .during("prepare filter changes")?;
-    let mut rows = stmt
-        .query(rusqlite::params![cid, old.seq])
-        .during("read filter changes")?;
-    while let Some(row) = rows.next().during("read filter changes")? {
-        touched.push(row.get::<_, i64>(0).during("read filter changes")? as u64);
-    }
+    touched.extend(records::tombstones_after(conn, rows.cid, old.seq)?);
     touched.sort_unstable();
     // Merge the kept keys (by position in `old`) with the joined ones.
     enum From {
@@ -263,20 +328,19 @@ pub(crate) fn advance(
     }
     merged.extend(next.map(From::New));
     let exact = merged.len() <= exact_max;
+    let dim = rows.dim;
     let vectors = match (exact, &old.vectors) {
         (false, _) => None,
         (true, None) => return Ok(None),
         (true, Some(ov)) => {
-            let mut from_sqlite = conn
-                .prepare_cached("SELECT vector FROM records WHERE key = ?1")
-                .during("prepare vector lookup")?;
+            let mut from_sqlite = VectorLookup::new(conn, rows)?;
             let mut vs = Vec::with_capacity(merged.len() * dim);
             for m in &merged {
                 match *m {
                     // Already normalised for cosine.
                     From::Old(i) => vs.extend_from_slice(&ov[i * dim..(i + 1) * dim]),
                     From::New(key) => {
-                        let v = vector_by_key(&mut from_sqlite, vector_of, collection, key, dim)?;
+                        let v = vector_by_key(&mut from_sqlite, vector_of, key)?;
                         push(&mut vs, &v, metric);
                     }
                 }
@@ -295,22 +359,16 @@ pub(crate) fn advance(
 }
 
 /// A match's vector: from `vector_of` (the index) when it has the key,
-/// else from SQLite through `from_sqlite` (`SELECT vector ... key = ?1`):
-/// a key committed but not yet applied to the index.
+/// else from SQLite: a key committed but not yet applied to the index.
 fn vector_by_key(
-    from_sqlite: &mut rusqlite::CachedStatement<'_>,
+    from_sqlite: &mut VectorLookup<'_, '_>,
     vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>>,
-    collection: &str,
     key: u64,
-    dim: usize,
 ) -> Result<Vec<f32>> {
     if let Some(v) = vector_of.and_then(|f| f(key)) {
         return Ok(v);
     }
-    let blob: Vec<u8> = from_sqlite
-        .query_row([key as i64], |r| r.get(0))
-        .during("read match vector")?;
-    record::decode_stored(collection, format_args!("key {key}"), &blob, dim)
+    from_sqlite.require(key)
 }
 
 /// Append a match's vector as the exact plan scores it (normalised for cosine).
@@ -329,7 +387,7 @@ fn normalised(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
 }
 
 /// Exact top-k over a set's cached vectors.
-pub(crate) fn exact(set: &MatchSet, dim: usize, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+fn exact_cached(set: &MatchSet, dim: usize, query: &[f32], k: usize) -> Vec<(u64, f32)> {
     let Some(vectors) = &set.vectors else {
         return Vec::new();
     };

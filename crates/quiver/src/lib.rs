@@ -38,7 +38,6 @@ pub mod jsonl;
 mod lock;
 mod options;
 mod record;
-mod schema;
 mod snapshot;
 mod store;
 mod sync;

@@ -132,22 +132,18 @@ pub(crate) fn check_all(
     }
 }
 
-#[cfg(feature = "usearch")]
 /// A file mapped read-only into memory.
 pub(crate) struct Mapping {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
-#[cfg(feature = "usearch")]
 // SAFETY: the mapping is read-only and lives until drop; sharing `&[u8]`
 // views of it across threads is sound.
 unsafe impl Send for Mapping {}
-#[cfg(feature = "usearch")]
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
 
-#[cfg(feature = "usearch")]
 impl Mapping {
     pub(crate) fn open(path: &Path) -> std::io::Result<Mapping> {
         use std::os::fd::AsRawFd;
@@ -181,7 +177,6 @@ impl Mapping {
     }
 }
 
-#[cfg(feature = "usearch")]
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `open` mapped, once.
@@ -191,7 +186,6 @@ impl Drop for Mapping {
     }
 }
 
-#[cfg(feature = "usearch")]
 /// Map a snapshot and check its structure (see [`digest`]).
 pub(crate) fn map_checked(
     store: &Path,

@@ -11,15 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::collection::{CollState, Collection};
 use crate::config::{validate_name, CollectionConfig};
-use crate::db::{not_a_store, unix_now, Db, DB_FILE};
-use crate::error::{Error, Result, SqlContext};
+use crate::db::{self, catalogue, Db, DB_FILE};
+use crate::error::{Error, Result};
 use crate::lock::WriterLock;
 use crate::options::StoreOptions;
-use crate::schema;
 use crate::snapshot;
 use crate::sync::RwLockExt;
 
@@ -108,22 +107,11 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
-        let db = dir.join(DB_FILE);
-        if !db.exists() {
+        if !dir.join(DB_FILE).exists() {
             prepare_new_dir(&dir)?;
         }
         let lock = WriterLock::acquire(&dir)?;
-        let mut conn = Connection::open_with_flags(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| not_a_store(&dir, e))?;
-        set_owner_only(&db);
-        check_identity(&dir, &conn)?;
-        configure(&conn, true).map_err(|e| not_a_store(&dir, e))?;
-        schema::migrate(&mut conn)?;
+        let conn = db::open_writer(&dir)?;
         snapshot::ensure_dir(&snapshot::index_dir(&dir))?;
         Ok(Store::from_parts(
             Some(dir),
@@ -148,8 +136,7 @@ impl Store {
     /// As [`Store::open_read_only`].
     pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
-        let db = dir.join(DB_FILE);
-        if !db.is_file() {
+        if !dir.join(DB_FILE).is_file() {
             return Err(Error::NotAStore {
                 path: dir,
                 reason: format!("no {DB_FILE}"),
@@ -157,11 +144,7 @@ impl Store {
         }
         let store = Store::from_parts(Some(dir.clone()), options, None, None);
         let conn = store.inner.db.open_reader()?;
-        check_identity(&dir, &conn)?;
-        let (_, version) = schema::identify(&conn)?;
-        if version < crate::format::SCHEMA_VERSION {
-            return Err(Error::OldSchema { path: dir, version });
-        }
+        db::check_readable(&dir, &conn)?;
         store.inner.db.give_back(conn);
         Ok(store)
     }
@@ -172,9 +155,7 @@ impl Store {
     /// SQLite failures.
     pub fn open_in_memory() -> Result<Store> {
         let n = MEMORY_STORES.fetch_add(1, Ordering::Relaxed);
-        let mut conn = Connection::open_in_memory().during(&format!("open in-memory store {n}"))?;
-        configure(&conn, false).during("configure in-memory store")?;
-        schema::migrate(&mut conn)?;
+        let conn = db::open_memory(n)?;
         Ok(Store::from_parts(
             None,
             StoreOptions::default(),
@@ -217,38 +198,9 @@ impl Store {
         validate_name(name)?;
         config.validate()?;
         let mut conn = self.inner.db.writer("create collection")?;
-        let tx = conn.transaction().during("begin create collection")?;
-        let exists: bool = tx
-            .query_row("SELECT 1 FROM collections WHERE name = ?1", [name], |_| {
-                Ok(true)
-            })
-            .optional()
-            .during("look up collection")?
-            .unwrap_or(false);
-        if exists {
+        let Some(cid) = catalogue::create(&mut conn, name, config)? else {
             return Err(Error::CollectionExists { name: name.into() });
-        }
-        tx.execute(
-            "INSERT INTO collections (name, dimension, metric, scalar, connectivity, expansion_add,
-                                      expansion_search, model, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![
-                name,
-                config.dimension as i64,
-                config.metric.as_str(),
-                config.scalar.as_str(),
-                config.connectivity as i64,
-                config.expansion_add as i64,
-                config.expansion_search as i64,
-                config.model,
-                unix_now(),
-            ],
-        )
-        .during("insert collection")?;
-        let cid = tx.last_insert_rowid();
-        tx.execute_batch(&schema::fts_table_sql(cid))
-            .during("create full-text table")?;
-        tx.commit().during("commit create collection")?;
+        };
         let state = CollState::new_empty(cid, name, config.clone())?;
         self.inner.registry.register(state.clone());
         drop(conn);
@@ -302,37 +254,16 @@ impl Store {
     /// # Errors
     /// SQLite failures.
     pub fn list_collections(&self) -> Result<Vec<CollectionSummary>> {
-        self.inner.db.read(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT c.cid, c.name, c.dimension, c.metric, c.scalar, c.connectivity,
-                            c.expansion_add, c.expansion_search, c.model, c.seq,
-                            (SELECT count(*) FROM records r WHERE r.cid = c.cid)
-                     FROM collections c ORDER BY c.name",
-                )
-                .during("list collections")?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        crate::collection::config_from_row(r)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(9)?,
-                        r.get::<_, i64>(10)?,
-                    ))
-                })
-                .during("list collections")?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (config, name, seq, count) = row.during("list collections")?;
-                out.push(CollectionSummary {
-                    name,
-                    config: config?,
-                    count: count as u64,
-                    seq: seq as u64,
-                });
-            }
-            Ok(out)
-        })
+        let listed = self.inner.db.read(catalogue::list)?;
+        Ok(listed
+            .into_iter()
+            .map(|c| CollectionSummary {
+                name: c.name,
+                config: c.config,
+                count: c.count as u64,
+                seq: c.seq as u64,
+            })
+            .collect())
     }
 
     /// Drop a collection: its records, change log and snapshot. Returns
@@ -343,36 +274,9 @@ impl Store {
     pub fn drop_collection(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
         let mut conn = self.inner.db.writer("drop collection")?;
-        let tx = conn.transaction().during("begin drop collection")?;
-        let cid: Option<i64> = tx
-            .query_row("SELECT cid FROM collections WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .during("look up collection")?;
-        let Some(cid) = cid else {
+        let Some(cid) = catalogue::drop(&mut conn, name)? else {
             return Ok(false);
         };
-        let field_indexes: Vec<i64> = tx
-            .prepare("SELECT id FROM field_indexes WHERE cid = ?1")
-            .and_then(|mut s| s.query_map([cid], |r| r.get(0))?.collect())
-            .during("list field indexes")?;
-        for id in field_indexes {
-            tx.execute_batch(&format!("DROP INDEX IF EXISTS qf_{cid}_{id}"))
-                .during("drop field index")?;
-        }
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", schema::fts_table(cid)))
-            .during("drop full-text table")?;
-        for sql in [
-            "DELETE FROM records WHERE cid = ?1",
-            "DELETE FROM tombstones WHERE cid = ?1",
-            "DELETE FROM snapshots WHERE cid = ?1",
-            "DELETE FROM field_indexes WHERE cid = ?1",
-            "DELETE FROM collections WHERE cid = ?1",
-        ] {
-            tx.execute(sql, [cid]).during("drop collection")?;
-        }
-        tx.commit().during("commit drop collection")?;
         if let Some(state) = self.inner.registry.unregister(name) {
             state.mark_dropped();
             state.discard_staged();
@@ -450,50 +354,4 @@ fn prepare_new_dir(dir: &Path) -> Result<()> {
         }),
         Err(e) => Err(Error::io("read store directory", dir, e)),
     }
-}
-
-fn set_owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
-}
-
-fn configure(conn: &Connection, on_disk: bool) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    if on_disk {
-        // FULL: a committed transaction survives power loss too, not just a
-        // process crash; that is the promise.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
-    }
-    conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;")
-}
-
-fn check_identity(dir: &Path, conn: &Connection) -> Result<()> {
-    let (app, version) = schema::identify(conn).map_err(|e| Error::NotAStore {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if app != crate::format::APPLICATION_ID && !(app == 0 && version == 0 && is_empty_db(conn)) {
-        return Err(Error::NotAStore {
-            path: dir.to_path_buf(),
-            reason: format!("{DB_FILE} is an SQLite file of another application"),
-        });
-    }
-    if version > crate::format::SCHEMA_VERSION {
-        return Err(Error::NotAStore {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "schema version {version} is newer than this build ({})",
-                crate::format::SCHEMA_VERSION
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn is_empty_db(conn: &Connection) -> bool {
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n == 0)
-    .unwrap_or(false)
 }

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::error::{Error, Result, SqlContext};
-use crate::filter::sql::Compiled;
+use crate::db::fts::Keywords;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
 
 /// How a hit ranked in the lists of a keyword or hybrid search.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -105,58 +106,24 @@ pub(crate) fn fts_queries(text: &str) -> Result<(String, String)> {
 /// Keyword candidates: keys with their BM25 score (higher is better),
 /// best first. Records with every word come first, then (to fill `n`)
 /// records with some. Returns the list and how many have every word.
-/// A filter must be compiled with its parameters numbered from `?3`.
 pub(crate) fn keyword_candidates(
     conn: &Connection,
     cid: i64,
     text: &str,
-    filter: Option<&Compiled>,
+    filter: Option<&Filter>,
     n: usize,
 ) -> Result<(Vec<(u64, f32)>, u64)> {
     let (all, any) = fts_queries(text)?;
-    // ?1 is the FTS query, ?2 the collection, ?3.. the filter's values.
-    let (join, cond) = match filter {
-        Some(c) => (
-            " JOIN records r ON r.key = f.rowid",
-            format!(" AND r.cid = ?2 AND ({})", c.sql),
-        ),
-        None => ("", String::new()),
-    };
-    let params = |query: &str| {
-        let mut p: Vec<rusqlite::types::Value> = vec![query.to_string().into()];
-        if let Some(c) = filter {
-            p.push(cid.into());
-            p.extend(c.params.iter().cloned());
-        }
-        p
-    };
-    let fts = crate::schema::fts_table(cid);
-    let from = format!("FROM {fts} f{join} WHERE {fts} MATCH ?1{cond}");
-    let run = |query: &str, limit: usize| -> Result<Vec<(u64, f32)>> {
-        let sql = format!("SELECT f.rowid, bm25({fts}) {from} ORDER BY bm25({fts}) LIMIT {limit}");
-        let mut stmt = conn.prepare_cached(&sql).during("prepare keyword search")?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(params(query)), |r| {
-                Ok((r.get::<_, i64>(0)? as u64, -(r.get::<_, f64>(1)? as f32)))
-            })
-            .during("keyword search")?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .during("keyword search")
-    };
-    let mut hits = run(&all, n)?;
+    let keywords = Keywords::new(cid, filter)?;
+    let mut hits = keywords.top(conn, &all, n)?;
     let matches = if hits.len() < n {
         hits.len() as u64
     } else {
-        let n: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) {from}"))
-            .during("prepare keyword count")?
-            .query_row(rusqlite::params_from_iter(params(&all)), |r| r.get(0))
-            .during("count keyword matches")?;
-        n as u64
+        keywords.count(conn, &all)?
     };
     if hits.len() < n && all != any {
         let have: std::collections::HashSet<u64> = hits.iter().map(|h| h.0).collect();
-        let more = run(&any, n + have.len())?;
+        let more = keywords.top(conn, &any, n + have.len())?;
         hits.extend(
             more.into_iter()
                 .filter(|h| !have.contains(&h.0))

@@ -19,16 +19,7 @@ pub(super) fn warm_ids(
                 if st.stop.load(Ordering::Acquire) {
                     return;
                 }
-                let rows: Result<Vec<(i64, String)>> = (|| {
-                    conn.prepare_cached(
-                        "SELECT key, id FROM records WHERE cid = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
-                    )
-                    .during("prepare id warm-up")?
-                    .query_map(params![st.cid, after, ROWS], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .during("read ids")?
-                    .collect::<rusqlite::Result<_>>()
-                    .during("read ids")
-                })();
+                let rows = records::ids_after(&conn, st.cid, after, ROWS);
                 let Ok(rows) = rows else { return };
                 let Some(last) = rows.last() else { return };
                 after = last.0;
@@ -56,53 +47,33 @@ impl Collection {
         if include == Include::default() {
             return self.resolve_ids(found);
         }
-        let name = &self.state.name;
-        let sql = format!(
-            "SELECT id, {}, {}, {} FROM records WHERE key = ?1 AND cid = ?2",
-            if include.text { "text" } else { "NULL" },
-            if include.metadata { "metadata" } else { "NULL" },
-            if include.vector { "vector" } else { "NULL" },
-        );
-        self.store.read(|conn| {
-            let mut stmt = conn.prepare_cached(&sql).during("prepare hit lookup")?;
-            let mut hits = Vec::with_capacity(found.len());
-            for (key, distance, ranks) in found {
-                let (key, distance) = (*key, *distance);
-                let row = stmt
-                    .query_row(params![key as i64, self.state.cid], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, Option<Vec<u8>>>(3)?,
-                        ))
-                    })
-                    .optional()
-                    .during("look up hit")?;
-                let Some((id, text, meta, blob)) = row else {
-                    continue;
-                };
-                let vector = match blob {
-                    Some(b) => Some(record::decode_stored(
-                        name,
-                        format_args!("{id:?}"),
-                        &b,
-                        dim,
-                    )?),
-                    None => None,
-                };
-                let metadata = parse_metadata(name, &id, meta)?;
-                hits.push(Hit {
-                    id,
-                    distance,
-                    text,
-                    metadata,
-                    vector,
+        let rows = self.rows_of(dim);
+        let columns = records::Columns {
+            text: include.text,
+            metadata: include.metadata,
+            vector: include.vector,
+        };
+        let keys = found.iter().map(|(key, _, _)| *key);
+        let found_rows = self
+            .store
+            .read(|conn| records::hit_rows(conn, rows, keys, columns))?;
+        let hits = found
+            .iter()
+            .zip(found_rows)
+            .filter_map(|((_, distance, ranks), row)| {
+                // Deleted since the index search: no hit (the caller retries).
+                let row = row?;
+                Some(Hit {
+                    id: row.id,
+                    distance: *distance,
+                    text: row.text,
+                    metadata: row.metadata,
+                    vector: row.vector,
                     ranks: ranks.clone(),
-                });
-            }
-            Ok(hits)
-        })
+                })
+            })
+            .collect();
+        Ok(hits)
     }
 
     /// [`Collection::resolve`] for ids-only hits: from the id cache, and
@@ -143,21 +114,13 @@ impl Collection {
                     *self.state.warm_thread.locked() = warm_ids(conn, Arc::downgrade(&self.state));
                 }
             }
-            let rows = self.store.read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT id FROM records WHERE key = ?1 AND cid = ?2")
-                    .during("prepare hit lookup")?;
-                let mut rows = Vec::with_capacity(missing.len());
-                for &i in &missing {
-                    let key = found[i].0;
-                    let id: Option<String> = stmt
-                        .query_row(params![key as i64, self.state.cid], |r| r.get(0))
-                        .optional()
-                        .during("look up hit")?;
-                    rows.push((i, key, id));
-                }
-                Ok(rows)
-            })?;
+            let cid = self.state.cid;
+            let keys = missing.iter().map(|&i| found[i].0);
+            let looked_up = self.store.read(|conn| records::ids_of(conn, cid, keys))?;
+            let rows = missing
+                .iter()
+                .zip(looked_up)
+                .map(|(&i, id)| (i, found[i].0, id));
             let ix = self.state.indexes.read_lock();
             let mut ids = ix.ids.write_lock();
             for (i, key, id) in rows {

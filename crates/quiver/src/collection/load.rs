@@ -14,63 +14,23 @@ pub(super) fn replay(
     after: i64,
     lock: &RwLock<Indexes>,
 ) -> Result<u64> {
-    let total = tail_len(conn, cid, after)?;
+    let total = catalogue::tail_len(conn, cid, after)?;
     let mut done = 0u64;
-    let removes: Vec<u64> = conn
-        .prepare_cached("SELECT key FROM tombstones WHERE cid = ?1 AND seq > ?2")
-        .during("read tombstones")?
-        .query_map(params![cid, after], |r| r.get::<_, i64>(0))
-        .during("read tombstones")?
-        .map(|k| k.map(|k| k as u64))
-        .collect::<rusqlite::Result<_>>()
-        .during("read tombstones")?;
+    let removes = records::tombstones_after(conn, cid, after)?;
     apply(lock, name, &[], &removes)?;
     done += removes.len() as u64;
-    stream_records(conn, name, cid, dim, Some(after), |chunk| {
+    let rows = records::Rows { cid, name, dim };
+    records::stream(conn, rows, Some(after), CHUNK, |chunk| {
         apply(lock, name, chunk, &[])?;
         done += chunk.len() as u64;
-        report(store, name, "replay", done, total as u64);
+        report(store, name, "replay", done, total);
         Ok(())
     })?;
     Ok(done)
 }
 
-/// Feed `(key, vector)` rows of a collection, optionally only those stamped
-/// after a sequence, in chunks.
-pub(super) fn stream_records(
-    conn: &Connection,
-    name: &str,
-    cid: i64,
-    dim: usize,
-    after: Option<i64>,
-    mut f: impl FnMut(&[(u64, Vec<f32>)]) -> Result<()>,
-) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached("SELECT key, vector FROM records WHERE cid = ?1 AND seq > ?2 ORDER BY key")
-        .during("read records")?;
-    let mut rows = stmt
-        .query(params![cid, after.unwrap_or(-1)])
-        .during("read records")?;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    while let Some(row) = rows.next().during("read records")? {
-        let key: i64 = row.get(0).during("read records")?;
-        let blob = row
-            .get_ref(1)
-            .during("read records")?
-            .as_blob()
-            .unwrap_or(&[]);
-        let v = record::decode_stored(name, format_args!("key {key}"), blob, dim)?;
-        chunk.push((key as u64, v));
-        if chunk.len() == CHUNK {
-            f(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        f(&chunk)?;
-    }
-    Ok(())
-}
+/// Rows are applied to the index in chunks of this size during replay and rebuild.
+pub(super) const CHUNK: usize = 4096;
 
 pub(super) fn report(store: &Db, name: &str, phase: &'static str, done: u64, total: u64) {
     if let Some(p) = &store.options.progress {
@@ -91,33 +51,36 @@ pub(super) fn rebuild(
     cid: i64,
     config: &CollectionConfig,
 ) -> Result<Indexes> {
-    let total: i64 = conn
-        .query_row("SELECT count(*) FROM records WHERE cid = ?1", [cid], |r| {
-            r.get(0)
-        })
-        .during("count records")?;
+    let total = records::count(conn, cid)?;
     let lock = RwLock::new(Indexes::empty(config, total as usize, name)?);
     let mut done = 0u64;
-    report(store, name, "rebuild", 0, total as u64);
-    stream_records(conn, name, cid, config.dimension, None, |chunk| {
+    report(store, name, "rebuild", 0, total);
+    let rows = records::Rows {
+        cid,
+        name,
+        dim: config.dimension,
+    };
+    records::stream(conn, rows, None, CHUNK, |chunk| {
         apply(&lock, name, chunk, &[])?;
         done += chunk.len() as u64;
-        report(store, name, "rebuild", done, total as u64);
+        report(store, name, "rebuild", done, total);
         Ok(())
     })?;
     Ok(lock.into_value())
 }
 
 /// Load indexes from the snapshot if it is usable; else `Err(reason)`.
-#[cfg(feature = "usearch")]
 pub(super) fn load_snapshot(
     store: &Db,
     conn: &Connection,
     cid: i64,
     config: &CollectionConfig,
 ) -> Result<(Indexes, i64), String> {
+    if !Indexes::HAS_GRAPH {
+        return Err("built without usearch: the exact index loads from SQLite".into());
+    }
     let dir = store.dir.as_ref().ok_or("in-memory store")?;
-    let row = read_snapshot_row(conn, cid)
+    let row = catalogue::snapshot_row(conn, cid)
         .map_err(|e| e.to_string())?
         .ok_or("no snapshot recorded")?;
     if row.options != options_stamp(config) {
@@ -126,26 +89,9 @@ pub(super) fn load_snapshot(
             row.options
         ));
     }
-    let (map, vectors) = snapshot::map_checked(dir, cid, row.info.bytes, &row.info.digest)?;
-    let hnsw = HnswIndex::view(config, map, vectors, row.info.vectors as usize)?;
-    Ok((
-        Indexes {
-            hnsw,
-            flat: None,
-            ids: RwLock::new(HashMap::new()),
-        },
-        row.info.applied_seq as i64,
-    ))
-}
-
-#[cfg(not(feature = "usearch"))]
-pub(super) fn load_snapshot(
-    _: &Db,
-    _: &Connection,
-    _: i64,
-    _: &CollectionConfig,
-) -> Result<(Indexes, i64), String> {
-    Err("built without usearch: the exact index loads from SQLite".into())
+    let (map, vectors) = snapshot::map_checked(dir, cid, row.length, &row.digest)?;
+    let indexes = Indexes::view(config, map, vectors, row.vectors as usize)?;
+    Ok((indexes, row.applied_seq))
 }
 
 /// Load a collection's indexes: snapshot + tail, else rebuild.
@@ -155,7 +101,7 @@ pub(super) fn load_indexes(
     store: &Db,
     conn: &Connection,
     name: &str,
-    row: &CollectionRow,
+    row: &catalogue::CollectionRow,
 ) -> Result<(Indexes, LoadReport, u64)> {
     let started = Instant::now();
     let (indexes, report, pending) = match load_snapshot(store, conn, row.cid, &row.config) {
@@ -206,7 +152,7 @@ impl CollState {
     pub(crate) fn load_read_only(store: &Db, name: &str) -> Result<Option<Arc<Self>>> {
         store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
-            let Some(row) = read_collection(conn, "name = ?1", &name)? else {
+            let Some(row) = catalogue::by_name(conn, name)? else {
                 return Ok(None);
             };
             let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
@@ -225,7 +171,7 @@ impl CollState {
         conn: &mut Connection,
         name: &str,
     ) -> Result<Option<Arc<Self>>> {
-        let Some(row) = read_collection(conn, "name = ?1", &name)? else {
+        let Some(row) = catalogue::by_name(conn, name)? else {
             return Ok(None);
         };
         let (indexes, load, pending) = load_indexes(store, conn, name, &row)?;
@@ -256,7 +202,7 @@ impl CollState {
             }
             return store.read(|conn| {
                 let read_tx = ReadTx::begin(conn)?;
-                let seq = read_seq(conn, self.cid)?;
+                let seq = catalogue::read_seq(conn, self.cid)?;
                 self.rebuild_now_unsaved(store, conn, REASON)?;
                 self.applied_seq.store(seq, Ordering::SeqCst);
                 read_tx.end()
@@ -296,7 +242,7 @@ impl CollState {
         conn: &mut Connection,
         reason: &str,
     ) -> Result<()> {
-        let seq: i64 = read_seq(conn, self.cid)?;
+        let seq: i64 = catalogue::read_seq(conn, self.cid)?;
         self.rebuild_now_unsaved(store, conn, reason)?;
         self.applied_seq.store(seq, Ordering::SeqCst);
         let pending = self.indexes.read_lock().len() as u64;
@@ -327,7 +273,7 @@ impl Collection {
         }
         self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
-            let Some(row) = read_collection(conn, "cid = ?1", &st.cid)? else {
+            let Some(row) = catalogue::by_cid(conn, st.cid)? else {
                 st.mark_dropped();
                 read_tx.end()?;
                 return Err(Error::Dropped {

@@ -10,27 +10,10 @@ impl Collection {
     /// # Errors
     /// [`Error::InvalidFilter`] for a bad path, [`Error::ReadOnly`], SQLite failures.
     pub fn index_field(&self, path: &str) -> Result<bool> {
-        let segs = filter::sql::check_path(path)?;
+        let segs = crate::filter::sql::check_path(path)?;
         let mut conn = self.store.writer("index field")?;
         self.alive()?;
-        let cid = self.state.cid;
-        let tx = conn.transaction().during("begin index field")?;
-        let added = tx
-            .execute(
-                "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
-                params![cid, segs.join(".")],
-            )
-            .during("record field index")?;
-        if added == 1 {
-            let id = tx.last_insert_rowid();
-            tx.execute_batch(&format!(
-                "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
-                filter::sql::path_expr(&segs)
-            ))
-            .during("create field index")?;
-        }
-        tx.commit().during("commit field index")?;
-        Ok(added == 1)
+        catalogue::add_field_index(&mut conn, self.state.cid, &segs)
     }
 
     /// Everything about the collection: counts, sequence numbers, the
@@ -43,18 +26,12 @@ impl Collection {
         let st = &self.state;
         let (count, seq, snapshot, tail) = self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
-            let (count, seq): (i64, i64) = conn
-                .query_row(
-                    "SELECT (SELECT count(*) FROM records WHERE cid = ?1), seq FROM collections WHERE cid = ?1",
-                    [st.cid],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .during("read collection info")?;
-            let snapshot = read_snapshot_row(conn, st.cid)?.map(|r| r.info);
+            let (count, seq) = catalogue::count_and_seq(conn, st.cid)?;
+            let snapshot = catalogue::snapshot_row(conn, st.cid)?.map(snapshot_info);
             let after = snapshot.as_ref().map_or(-1, |s| s.applied_seq as i64);
-            let tail = tail_len(conn, st.cid, after)?;
+            let tail = catalogue::tail_len(conn, st.cid, after)?;
             read_tx.end()?;
-            Ok((count as u64, seq as u64, snapshot, tail as u64))
+            Ok((count as u64, seq as u64, snapshot, tail))
         })?;
         Ok(CollectionInfo {
             name: st.name.clone(),
@@ -98,32 +75,25 @@ impl Collection {
         let mut notes = Vec::new();
         let ix = st.indexes.read_lock();
         let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64)> {
-            let quick: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .during("sqlite quick_check")?;
+            let quick = db::quick_check(conn)?;
             if quick != "ok" {
                 problems.push(format!("sqlite quick_check: {quick}"));
             }
-            let seq: i64 = read_seq(conn, st.cid)?;
+            let seq = catalogue::read_seq(conn, st.cid)?;
             let applied = st.applied_seq.load(Ordering::SeqCst);
             if seq != applied {
                 problems.push(format!(
                     "index reflects sequence {applied}, database is at {seq}"
                 ));
             }
-            // Reachability: every node a search can reach, in one pass.
-            #[cfg(feature = "usearch")]
-            let reached = Some(
-                ix.hnsw
-                    .reachable()
-                    .map_err(|m| index_err(&st.name, "reachability pass", m))?,
-            );
-            // Without usearch every search is exact: nothing to reach.
-            #[cfg(not(feature = "usearch"))]
-            let reached: Option<std::collections::HashSet<u64>> = None;
+            // Reachability: every node a search can reach, in one pass
+            // (nothing without a graph, where every search is exact).
+            let reached = ix
+                .reachable()
+                .map_err(|m| index_err(&st.name, "reachability pass", m))?;
             let (mut records, mut checked, mut searched, mut missing) = (0u64, 0u64, 0u64, 0u64);
             let mut unreachable = 0u64;
-            stream_records(conn, &st.name, st.cid, config.dimension, None, |chunk| {
+            records::stream(conn, st.rows(), None, CHUNK, |chunk| {
                 for (key, v) in chunk {
                     records += 1;
                     if !ix.contains(*key) {
@@ -133,7 +103,7 @@ impl Collection {
                         }
                         continue;
                     }
-                    checked += check_index_vector(&ix, &config, *key, v, &mut problems);
+                    checked += ix.check_vector(&config, *key, v, &mut problems);
                     if let Some(reached) = &reached {
                         searched += 1;
                         if !reached.contains(key) {
@@ -166,10 +136,8 @@ impl Collection {
                 ));
             }
             if let Some(dir) = &self.store.dir {
-                if let Some(row) = read_snapshot_row(conn, st.cid)? {
-                    if let Err(why) =
-                        snapshot::read_checked(dir, st.cid, row.info.bytes, &row.info.digest)
-                    {
+                if let Some(row) = catalogue::snapshot_row(conn, st.cid)? {
+                    if let Err(why) = snapshot::read_checked(dir, st.cid, row.length, &row.digest) {
                         notes.push(format!(
                             "snapshot unusable ({why}); the next writable open rebuilds it, or run repair"
                         ));
@@ -232,9 +200,7 @@ impl Collection {
         }
         if self.store.dir.is_some() {
             failpoint!("compact:before-vacuum");
-            conn.execute_batch("VACUUM").during("vacuum")?;
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .during("checkpoint")?;
+            db::vacuum(&conn)?;
         }
         drop(conn);
         Ok(CompactReport {
@@ -275,7 +241,7 @@ impl Collection {
         let mut conn = self.store.writer("alter")?;
         if next.metric == Metric::Cos && self.config().metric != Metric::Cos {
             // Zero vectors were fine under the old metric; cos cannot take them.
-            let zero = zero_vector_id(&conn, self.state.cid, next.dimension)?;
+            let zero = records::zero_vector_id(&conn, self.state.cid, next.dimension)?;
             if let Some(id) = zero {
                 return Err(Error::InvalidConfig {
                     reason: format!(
@@ -284,79 +250,11 @@ impl Collection {
                 });
             }
         }
-        conn.execute(
-            "UPDATE collections SET metric = ?2, scalar = ?3, connectivity = ?4, expansion_add = ?5,
-                    expansion_search = ?6 WHERE cid = ?1",
-            params![
-                self.state.cid,
-                next.metric.as_str(),
-                next.scalar.as_str(),
-                next.connectivity as i64,
-                next.expansion_add as i64,
-                next.expansion_search as i64
-            ],
-        )
-        .during("update collection settings")?;
+        catalogue::set_index_settings(&conn, self.state.cid, &next)?;
         failpoint!("alter:after-update");
         *self.state.config.write_lock() = next;
         self.state.rebuild_now(&self.store, &mut conn, "alter")?;
         drop(conn);
         self.info()
-    }
-}
-
-pub(super) fn zero_vector_id(conn: &Connection, cid: i64, dim: usize) -> Result<Option<String>> {
-    conn.query_row(
-        "SELECT id FROM records WHERE cid = ?1 AND vector = zeroblob(?2) LIMIT 1",
-        params![cid, (dim * 4) as i64],
-        |r| r.get(0),
-    )
-    .optional()
-    .during("look for zero vectors")
-}
-
-/// Compare the index's copy of a vector with SQLite's; returns 1 if compared.
-pub(super) fn check_index_vector(
-    ix: &Indexes,
-    config: &CollectionConfig,
-    key: u64,
-    v: &[f32],
-    problems: &mut Vec<String>,
-) -> u64 {
-    #[cfg(feature = "usearch")]
-    {
-        if config.scalar == Scalar::B1 {
-            return 0;
-        }
-        match ix.hnsw.get(key) {
-            Ok(Some(got)) => {
-                let same = match config.scalar {
-                    Scalar::F32 if config.metric != Metric::Cos => got == v,
-                    // Quantised (or normalised) copies: compare directions.
-                    _ => index::exact::distance(Metric::Cos, &got, v) <= 0.01,
-                };
-                if !same && problems.len() < 20 {
-                    problems.push(format!(
-                        "record key {key}: index vector differs from the database"
-                    ));
-                }
-            }
-            Ok(None) => problems.push(format!("record key {key}: index has no vector")),
-            Err(e) => problems.push(format!(
-                "record key {key}: reading its index vector failed: {e}"
-            )),
-        }
-        1
-    }
-    #[cfg(not(feature = "usearch"))]
-    {
-        let _ = config;
-        match ix.flat.as_ref().and_then(|f| f.get(key)) {
-            Some(got) if got == v => {}
-            _ => problems.push(format!(
-                "record key {key}: index vector differs from the database"
-            )),
-        }
-        1
     }
 }

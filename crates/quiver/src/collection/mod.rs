@@ -11,25 +11,25 @@
 //! One file per concern: `write` (upserts, deletes), `bulk` (bulk loads),
 //! `persist` (snapshots), `load` (open, replay, rebuild, read-only catch-up),
 //! `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
-//! `maintenance` (info, verify, repair, compact, alter), `rows` (catalogue
-//! and record rows). This file holds the types they share.
+//! `maintenance` (info, verify, repair, compact, alter). This file holds
+//! the types they share. Every SQL statement is in `db`, every usearch
+//! call in `index`, and the filtered plan in `filtered`.
 
 use crate::config::{CollectionConfig, Metric, Scalar};
-use crate::db::{unix_now, Db};
+use crate::db::records::{self, Rows};
+use crate::db::tx::{self, ReadTx};
+use crate::db::{self, catalogue, unix_now, Db};
 use crate::error::{Error, Result, SqlContext};
 use crate::failpoint::failpoint;
-use crate::filter::{self, Filter};
-use crate::filtered::{self, MatchSet};
-#[cfg(feature = "usearch")]
-use crate::index::HnswIndex;
+use crate::filter::Filter;
+use crate::filtered;
 use crate::index::{self, apply, index_err, FlatIndex, IndexInfo, Indexes};
 use crate::options::Progress;
 use crate::record::{self, check_record, check_vector, Record};
-use crate::schema;
 use crate::snapshot;
 use crate::sync::{MutexExt, RwLockExt};
 use crate::text::{self, Fusion, Ranks};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -43,16 +43,13 @@ mod load;
 mod maintenance;
 mod persist;
 mod read;
-mod rows;
 mod search;
 mod write;
 
 use load::*;
-use read::*;
-use rows::*;
+use persist::{options_stamp, snapshot_info};
 
 pub use bulk::Bulk;
-pub(crate) use rows::config_from_row;
 
 /// Largest `k` a search accepts.
 pub const MAX_K: usize = 100_000;
@@ -492,6 +489,20 @@ impl CollState {
         self.config.read_lock().clone()
     }
 
+    /// Where its rows are, for the record queries, with vectors of `dim`.
+    fn rows_with(&self, dim: usize) -> Rows<'_> {
+        Rows {
+            cid: self.cid,
+            name: &self.name,
+            dim,
+        }
+    }
+
+    /// [`CollState::rows_with`] the collection's dimension.
+    fn rows(&self) -> Rows<'_> {
+        self.rows_with(self.config.read_lock().dimension)
+    }
+
     fn add_pending(&self, n: u64) {
         if n == 0 {
             return;
@@ -511,6 +522,11 @@ struct Committed {
 impl Collection {
     pub(crate) fn new(store: Arc<Db>, state: Arc<CollState>) -> Self {
         Collection { store, state }
+    }
+
+    /// [`CollState::rows_with`].
+    fn rows_of(&self, dim: usize) -> Rows<'_> {
+        self.state.rows_with(dim)
     }
 
     /// The collection's name.

@@ -60,37 +60,24 @@ impl CollState {
             let Some(reached) = ix.unreached_walk() else {
                 return Ok(0);
             };
-            let mut stmt = conn
-                .prepare_cached("SELECT key FROM records WHERE cid = ?1")
-                .during("prepare key scan")?;
-            let keys = stmt
-                .query_map([self.cid], |r| r.get::<_, i64>(0))
-                .during("read keys")?;
             let mut lost = Vec::new();
-            for key in keys {
-                let key = key.during("read keys")? as u64;
+            records::for_each_key(conn, self.cid, |key| {
                 if !reached.contains(&key) && ix.contains(key) {
                     lost.push(key);
                 }
-            }
+            })?;
             lost
         };
         if lost.is_empty() {
             return Ok(0);
         }
-        let dim = self.config().dimension;
-        let mut stmt = conn
-            .prepare_cached("SELECT id, vector FROM records WHERE key = ?1")
-            .during("prepare vector lookup")?;
+        let mut vectors = records::VectorLookup::new(conn, self.rows())?;
         let mut upserts = Vec::with_capacity(lost.len());
         for key in lost {
-            let (id, blob): (String, Vec<u8>) = stmt
-                .query_row([key as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .during("read vector")?;
-            upserts.push((
-                key,
-                record::decode_stored(&self.name, format_args!("{id:?}"), &blob, dim)?,
-            ));
+            // Under the writer: a key of the collection stays until this returns.
+            if let Some(v) = vectors.get(key)? {
+                upserts.push((key, v));
+            }
         }
         // A handful: `apply` adds them one at a time (checked, were there many).
         apply(&self.indexes, &self.name, &upserts, &[])?;
@@ -225,34 +212,16 @@ impl CollState {
         options: &str,
         applied: i64,
     ) -> Result<()> {
-        let tx = conn.transaction().during("begin snapshot record")?;
-        tx.execute(
-            "INSERT OR REPLACE INTO snapshots
-                 (cid, digest, length, vectors, options, usearch_version, applied_seq, written_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                self.cid,
-                digest,
-                length as i64,
-                vectors as i64,
-                options,
-                index::engine_version(),
-                applied,
-                unix_now()
-            ],
-        )
-        .during("record snapshot")?;
-        tx.execute(
-            "DELETE FROM tombstones WHERE cid = ?1 AND seq <= ?2",
-            params![self.cid, applied],
-        )
-        .during("prune tombstones")?;
-        tx.execute(
-            "UPDATE collections SET pruned_seq = max(pruned_seq, ?2) WHERE cid = ?1",
-            params![self.cid, applied],
-        )
-        .during("record pruning")?;
-        tx.commit().during("commit snapshot record")
+        let row = catalogue::SnapshotRow {
+            digest: digest.into(),
+            length: length as u64,
+            vectors: vectors as u64,
+            options: options.into(),
+            usearch_version: index::engine_version().into(),
+            applied_seq: applied,
+            written_at: unix_now(),
+        };
+        catalogue::record_snapshot(conn, self.cid, &row)
     }
 
     /// Install a background snapshot, waiting for it; then snapshot if at
@@ -305,18 +274,18 @@ impl CollState {
         let config = self.config();
         let loaded = (|| -> std::result::Result<Indexes, String> {
             let dir = store.dir.as_ref().ok_or("in-memory store")?;
-            let row = read_snapshot_row(conn, self.cid)
+            let row = catalogue::snapshot_row(conn, self.cid)
                 .map_err(|e| e.to_string())?
                 .ok_or("no snapshot recorded")?;
-            let bytes = snapshot::read_checked(dir, self.cid, row.info.bytes, &row.info.digest)?;
-            let lock = RwLock::new(Indexes::load(&config, &bytes, row.info.vectors as usize)?);
+            let bytes = snapshot::read_checked(dir, self.cid, row.length, &row.digest)?;
+            let lock = RwLock::new(Indexes::load(&config, &bytes, row.vectors as usize)?);
             replay(
                 conn,
                 store,
                 &self.name,
                 self.cid,
                 config.dimension,
-                row.info.applied_seq as i64,
+                row.applied_seq,
                 &lock,
             )
             .map_err(|e| e.to_string())?;
@@ -344,5 +313,25 @@ impl Collection {
     pub fn flush(&self) -> Result<()> {
         self.alive()?;
         self.state.snapshot_if(&self.store, 1)
+    }
+}
+
+/// The options string stamped on a snapshot: what must match for it to be used.
+pub(super) fn options_stamp(config: &CollectionConfig) -> String {
+    format!(
+        "dim={} metric={} scalar={} connectivity={}",
+        config.dimension, config.metric, config.scalar, config.connectivity
+    )
+}
+
+/// What the catalogue's snapshot row says, as [`Collection::info`] shows it.
+pub(super) fn snapshot_info(row: catalogue::SnapshotRow) -> SnapshotInfo {
+    SnapshotInfo {
+        applied_seq: row.applied_seq as u64,
+        bytes: row.length,
+        vectors: row.vectors,
+        digest: row.digest,
+        usearch_version: row.usearch_version,
+        written_at: row.written_at,
     }
 }

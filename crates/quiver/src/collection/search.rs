@@ -38,17 +38,16 @@ impl Collection {
     /// [`Error::InvalidFilter`]; SQLite failures.
     pub fn search_text(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
         let config = self.prepare_search(options, None)?;
-        let filter = options
-            .filter
-            .as_ref()
-            .map(|f| filter::sql::compile(f, 3))
-            .transpose()?;
+        let filter = options.filter.as_ref();
+        if let Some(f) = filter {
+            f.validate()?;
+        }
         self.consistent(
             || {
                 let cid = self.state.cid;
-                let (list, matches) = self.store.read(|conn| {
-                    text::keyword_candidates(conn, cid, text, filter.as_ref(), options.k)
-                })?;
+                let (list, matches) = self
+                    .store
+                    .read(|conn| text::keyword_candidates(conn, cid, text, filter, options.k))?;
                 let found = list
                     .into_iter()
                     .enumerate()
@@ -87,11 +86,10 @@ impl Collection {
         fusion.validate()?;
         text::fts_queries(text)?;
         let n = fusion.list_len(options.k);
-        let filter = options
-            .filter
-            .as_ref()
-            .map(|f| filter::sql::compile(f, 3))
-            .transpose()?;
+        let filter = options.filter.as_ref();
+        if let Some(f) = filter {
+            f.validate()?;
+        }
         let wide = SearchOptions {
             k: n,
             ..options.clone()
@@ -102,7 +100,7 @@ impl Collection {
                 let cid = self.state.cid;
                 let (keyword, _) = self
                     .store
-                    .read(|conn| text::keyword_candidates(conn, cid, text, filter.as_ref(), n))?;
+                    .read(|conn| text::keyword_candidates(conn, cid, text, filter, n))?;
                 let found = text::fuse(&vector, &keyword, fusion, options.k)
                     .into_iter()
                     .map(|(key, ranks)| (key, -ranks.score.unwrap_or(0.0), Some(ranks)))
@@ -261,111 +259,21 @@ impl Collection {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement for all candidates: per-statement overhead was half
-        // the cost with one lookup each (measured: 160 µs for 40).
-        // By key alone: with `cid = ?` in the clause SQLite chose an index
-        // on cid and scanned the whole collection (measured: 1.4 ms).
-        let sql = format!(
-            "SELECT key, vector FROM records WHERE key IN ({}) AND cid + 0 = ?",
-            vec!["?"; candidates.len()].join(",")
-        );
-        let mut exact = self.store.read(|conn| {
-            let mut stmt = conn.prepare_cached(&sql).during("prepare rescoring")?;
-            let params = candidates
-                .iter()
-                .map(|(k, _)| *k as i64)
-                .chain(std::iter::once(self.state.cid));
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .during("read vectors for rescoring")?;
-            let mut out = Vec::with_capacity(candidates.len());
-            for row in rows {
-                let (key, blob) = row.during("read vectors for rescoring")?;
-                let v = record::decode_stored(
-                    &self.state.name,
-                    format_args!("key {key}"),
-                    &blob,
-                    config.dimension,
-                )?;
-                out.push((key as u64, index::exact::distance(config.metric, query, &v)));
-            }
-            Ok(out)
-        })?;
+        let keys: Vec<u64> = candidates.iter().map(|(k, _)| *k).collect();
+        let rows = self.rows_of(config.dimension);
+        let vectors = self
+            .store
+            .read(|conn| records::vectors_of(conn, rows, &keys))?;
+        let mut exact: Vec<(u64, f32)> = vectors
+            .into_iter()
+            .map(|(key, v)| (key, index::exact::distance(config.metric, query, &v)))
+            .collect();
         exact.sort_by(|a, b| a.1.total_cmp(&b.1));
         exact.truncate(k);
         Ok(exact)
     }
 
-    /// The records matching `filter` now: from the cache if no write came
-    /// since it was computed.
-    pub(crate) fn match_set(&self, filter: &Filter) -> Result<Arc<MatchSet>> {
-        let st = &self.state;
-        let text = filter.to_string();
-        let applied = st.applied_seq.load(Ordering::SeqCst);
-        let older = {
-            let cache = st.matches.locked();
-            if let Some(set) = cache.get(&text, applied) {
-                return Ok(set);
-            }
-            cache.latest(&text)
-        };
-        let compiled = filter::sql::compile(filter, 2)?;
-        // The exact plan's cost grows with the matches; usearch's filtered
-        // search is slow at low selectivity and its recall stalls as ef
-        // grows. At 1M × 384 (synthetic, 200 queries): 2% took 30 ms by
-        // HNSW (ef 64, recall 0.963), 7× a scan of the matches; 5% took
-        // 8.5 ms at recall 0.971, and 0.974 at ef 192 (38 ms); 10% 2.6 ms
-        // at 0.970. Exact costs about 60 ns a match (6 ms at 10%). So sets
-        // of up to an eighth of the collection run exact.
-        let size = st.indexes.read_lock().len();
-        let exact_max = self.store.options.filter_exact_max.max(size / 8);
-        let config = self.config();
-        let (dim, metric) = (config.dimension, config.metric);
-        // The exact plan's vectors: from the index when it holds them
-        // exactly (f32 storage), else from SQLite.
-        let ix = st.indexes.read_lock();
-        let from_index = |key: u64| ix.graph_vector(key);
-        let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
-            (Indexes::HAS_GRAPH && config.scalar == Scalar::F32).then_some(&from_index as _);
-        let set = Arc::new(self.store.read(|conn| {
-            let read_tx = ReadTx::begin(conn)?;
-            let seq: i64 = read_seq(conn, st.cid)?;
-            let scope = filtered::Scope {
-                collection: &st.name,
-                cid: st.cid,
-                dim,
-                metric,
-                exact_max,
-                vector_of,
-            };
-            // After a write, from the set before it when that is cheaper.
-            let advanced = match &older {
-                Some(old) => filtered::advance(conn, &scope, &compiled, old, seq)?,
-                None => None,
-            };
-            let set = match advanced {
-                Some(set) => set,
-                None => filtered::compute(conn, &scope, &compiled, seq)?,
-            };
-            read_tx.end()?;
-            Ok(set)
-        })?);
-        drop(ix);
-        // Cache only a set taken at the sequence the index is at.
-        if set.seq == st.applied_seq.load(Ordering::SeqCst) {
-            st.matches.locked().put(
-                text,
-                set.clone(),
-                exact_max.max(8 * self.store.options.filter_exact_max),
-            );
-        }
-        Ok(set)
-    }
-
-    /// The filtered plan: exact over few matches, HNSW over many, with
-    /// `ef` doubled while fewer than k come back (exact as the last resort).
+    /// The filtered plan ([`filtered::search`]) over this collection.
     pub(super) fn filtered_search(
         &self,
         query: &[f32],
@@ -373,76 +281,22 @@ impl Collection {
         config: &CollectionConfig,
         filter: &Filter,
     ) -> Result<(Vec<(u64, f32)>, Plan)> {
-        let set = self.match_set(filter)?;
-        let matches = set.len() as u64;
-        let k = options.k;
-        let exact_here = || -> Result<Vec<(u64, f32)>> {
-            if set.vectors.is_some() {
-                return Ok(filtered::exact(&set, config.dimension, query, k));
-            }
-            self.exact_over(&set, query, k, config)
+        let st = &self.state;
+        let target = filtered::Target {
+            db: &self.store,
+            rows: self.rows_of(config.dimension),
+            config,
+            indexes: &st.indexes,
+            applied_seq: &st.applied_seq,
+            cache: &st.matches,
         };
-        let ix = self.state.indexes.read_lock();
-        if set.vectors.is_some() || options.exact || !Indexes::HAS_GRAPH {
-            drop(ix);
-            return Ok((exact_here()?, Plan::FilterExact { matches }));
-        }
-        let want = k.min(set.len());
-        let mut ef = options.ef.unwrap_or(config.expansion_search).max(k);
-        loop {
-            let found = ix
-                .graph_filtered_search(query, k, ef, want, |key| set.contains(key))
-                .map_err(|m| index_err(&self.state.name, "filtered search", m))?;
-            if found.len() >= want {
-                return Ok((found, Plan::FilterHnsw { ef, matches }));
-            }
-            if ef >= 4096 || ef >= set.len() {
-                break;
-            }
-            ef = (ef * 2).min(4096);
-        }
-        drop(ix);
-        Ok((exact_here()?, Plan::FilterExact { matches }))
-    }
-
-    /// Exact top-k over a large match set, reading its vectors from SQLite.
-    pub(super) fn exact_over(
-        &self,
-        set: &MatchSet,
-        query: &[f32],
-        k: usize,
-        config: &CollectionConfig,
-    ) -> Result<Vec<(u64, f32)>> {
-        let name = &self.state.name;
-        self.store.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT vector FROM records WHERE key = ?1")
-                .during("prepare vector lookup")?;
-            let mut rows = Vec::with_capacity(set.len());
-            for &key in &set.keys {
-                let blob: Option<Vec<u8>> = stmt
-                    .query_row([key as i64], |r| r.get(0))
-                    .optional()
-                    .during("read vector")?;
-                if let Some(b) = blob {
-                    rows.push((
-                        key,
-                        record::decode_stored(
-                            name,
-                            format_args!("key {key}"),
-                            &b,
-                            config.dimension,
-                        )?,
-                    ));
-                }
-            }
-            Ok(crate::index::exact::top_k(
-                rows.iter().map(|(k, v)| (*k, v.as_slice())),
-                config.metric,
-                query,
-                k,
-            ))
-        })
+        let (found, answer) =
+            filtered::search(&target, filter, query, options.k, options.ef, options.exact)?;
+        let plan = match answer {
+            filtered::Answer::Exact { matches } => Plan::FilterExact { matches },
+            filtered::Answer::Graph { ef, matches } => Plan::FilterHnsw { ef, matches },
+        };
+        Ok((found, plan))
     }
 
     pub(super) fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
@@ -470,20 +324,13 @@ impl Collection {
         let config = self.config();
         let build = |conn: &Connection| -> Result<FlatIndex> {
             let mut flat = FlatIndex::new(config.dimension, config.metric);
-            stream_records(
-                conn,
-                &self.state.name,
-                self.state.cid,
-                config.dimension,
-                None,
-                |chunk| {
-                    flat.reserve(chunk.len());
-                    for (k, v) in chunk {
-                        flat.add(*k, v);
-                    }
-                    Ok(())
-                },
-            )?;
+            records::stream(conn, self.rows_of(config.dimension), None, CHUNK, |chunk| {
+                flat.reserve(chunk.len());
+                for (k, v) in chunk {
+                    flat.add(*k, v);
+                }
+                Ok(())
+            })?;
             Ok(flat)
         };
         if self.store.is_read_only() {
@@ -494,7 +341,7 @@ impl Collection {
                 let _r = self.state.refresh.locked();
                 let flat = self.store.read(|conn| {
                     let read_tx = ReadTx::begin(conn)?;
-                    let current = read_seq(conn, self.state.cid)?
+                    let current = catalogue::read_seq(conn, self.state.cid)?
                         == self.state.applied_seq.load(Ordering::SeqCst);
                     let flat = if current { Some(build(conn)?) } else { None };
                     read_tx.end()?;

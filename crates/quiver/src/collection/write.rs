@@ -45,63 +45,19 @@ impl Collection {
             .iter()
             .map(|r| r.metadata.as_ref().map(|m| m.to_string()))
             .collect();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .during("begin upsert")?;
-        let seq = next_seq(&tx, self.state.cid)?;
-        // Keys come from the table's rowids: a key above the largest one
-        // before this change is a new row, with no text indexed to delete.
-        let max_key: i64 = tx
-            .query_row("SELECT coalesce(max(key), 0) FROM records", [], |r| {
-                r.get(0)
-            })
-            .during("read the largest key")?;
+        let tx = tx::write(conn, "upsert")?;
+        let seq = catalogue::next_seq(&tx, self.state.cid)?;
         let mut applied = Vec::with_capacity(last.len());
         let mut ids = Vec::with_capacity(last.len());
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO records (cid, id, vector, text, metadata, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (cid, id) DO UPDATE SET vector = excluded.vector, text = excluded.text,
-                         metadata = excluded.metadata, seq = excluded.seq
-                     RETURNING key",
-                )
-                .during("prepare upsert")?;
-            let fts = schema::fts_table(self.state.cid);
-            let mut fts_del = tx
-                .prepare_cached(&format!("DELETE FROM {fts} WHERE rowid = ?1"))
-                .during("prepare full-text delete")?;
-            let mut fts_add = tx
-                .prepare_cached(&format!("INSERT INTO {fts} (rowid, text) VALUES (?1, ?2)"))
-                .during("prepare full-text insert")?;
+            let mut rows = db::records::Upserter::new(&tx, self.state.cid, seq)?;
             for (i, r) in records.iter().enumerate() {
                 if last.get(r.id.as_str()) != Some(&i) {
                     continue;
                 }
-                let key: i64 = stmt
-                    .query_row(
-                        params![
-                            self.state.cid,
-                            r.id,
-                            record::encode(&r.vector),
-                            r.text,
-                            metadata[i],
-                            seq
-                        ],
-                        |row| row.get(0),
-                    )
-                    .during("upsert record")?;
-                // The text index changes in the same transaction.
-                if key <= max_key {
-                    fts_del.execute([key]).during("update full-text index")?;
-                }
-                if let Some(text) = &r.text {
-                    fts_add
-                        .execute(params![key, text])
-                        .during("update full-text index")?;
-                }
-                applied.push((key as u64, r.vector.clone()));
-                ids.push((key as u64, r.id.clone()));
+                let key = rows.put(r, metadata[i].as_ref())?;
+                applied.push((key, r.vector.clone()));
+                ids.push((key, r.id.clone()));
             }
         }
         failpoint!("upsert:before-commit");
@@ -134,20 +90,7 @@ impl Collection {
         for id in ids {
             record::check_id(id.as_ref())?;
         }
-        self.delete_keys(|tx, cid| {
-            let mut del = tx
-                .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
-                .during("prepare delete")?;
-            let mut keys = Vec::new();
-            for id in ids {
-                let key: Option<i64> = del
-                    .query_row(params![cid, id.as_ref()], |r| r.get(0))
-                    .optional()
-                    .during("delete record")?;
-                keys.extend(key);
-            }
-            Ok(keys)
-        })
+        self.delete_keys(|tx, cid| records::delete_ids(tx, cid, ids))
     }
 
     /// Delete every record matching `filter`, in one transaction. Returns how many.
@@ -155,23 +98,9 @@ impl Collection {
     /// # Errors
     /// [`Error::InvalidFilter`], [`Error::ReadOnly`], SQLite and index failures.
     pub fn delete_where(&self, filter: &Filter) -> Result<usize> {
-        let c = filter::sql::compile(filter, 2)?;
-        self.delete_keys(|tx, cid| {
-            let mut params: Vec<rusqlite::types::Value> = vec![cid.into()];
-            params.extend(c.params.iter().cloned());
-            let mut stmt = tx
-                .prepare(&format!(
-                    "DELETE FROM records WHERE cid = ?1 AND ({}) RETURNING key",
-                    c.sql
-                ))
-                .during("prepare delete by filter")?;
-            let keys = stmt
-                .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
-                .during("delete by filter")?
-                .collect::<rusqlite::Result<Vec<i64>>>()
-                .during("delete by filter");
-            keys
-        })
+        // A bad filter is an error before the writer is taken.
+        filter.validate()?;
+        self.delete_keys(|tx, cid| records::delete_matching(tx, cid, filter))
     }
 
     /// One delete transaction: `remove` deletes the rows and returns their
@@ -187,34 +116,15 @@ impl Collection {
         let mut conn = self.store.writer("delete")?;
         self.alive()?;
         let cid = self.state.cid;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .during("begin delete")?;
-        let seq = next_seq(&tx, cid)?;
+        let tx = tx::write(&mut conn, "delete")?;
+        let seq = catalogue::next_seq(&tx, cid)?;
         let keys = remove(&tx, cid)?;
         if keys.is_empty() {
             // Nothing changed: do not spend a sequence number.
             tx.rollback().during("roll back empty delete")?;
             return Ok(0);
         }
-        {
-            let mut tomb = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO tombstones (cid, key, seq) VALUES (?1, ?2, ?3)",
-                )
-                .during("prepare tombstone")?;
-            let mut fts = tx
-                .prepare_cached(&format!(
-                    "DELETE FROM {} WHERE rowid = ?1",
-                    schema::fts_table(cid)
-                ))
-                .during("prepare full-text delete")?;
-            for key in &keys {
-                tomb.execute(params![cid, key, seq])
-                    .during("write tombstone")?;
-                fts.execute([key]).during("update full-text index")?;
-            }
-        }
+        records::bury(&tx, cid, &keys, seq)?;
         failpoint!("delete:before-commit");
         tx.commit().during("commit delete")?;
         failpoint!("delete:after-commit");
@@ -259,15 +169,4 @@ impl Collection {
         st.maybe_snapshot(&self.store, conn);
         Ok(false)
     }
-}
-
-pub(super) fn next_seq(tx: &rusqlite::Transaction<'_>, cid: i64) -> Result<i64> {
-    let seq: i64 = tx
-        .query_row(
-            "UPDATE collections SET seq = seq + 1 WHERE cid = ?1 RETURNING seq",
-            [cid],
-            |r| r.get(0),
-        )
-        .during("advance sequence")?;
-    Ok(seq)
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
+use crate::snapshot::{Mapping, VectorCheck};
 #[cfg(feature = "usearch")]
 use crate::sync::MutexExt;
 use crate::sync::RwLockExt;
@@ -209,6 +210,29 @@ impl Indexes {
         }
     }
 
+    /// Indexes over a mapped snapshot the caller has checked ([`crate::snapshot::map_checked`]),
+    /// holding `live` live vectors (see [`HnswIndex::view`]).
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub(crate) fn view(
+        config: &CollectionConfig,
+        map: Mapping,
+        vectors: Option<VectorCheck>,
+        live: usize,
+    ) -> std::result::Result<Self, String> {
+        #[cfg(feature = "usearch")]
+        {
+            Ok(Indexes {
+                hnsw: HnswIndex::view(config, map, vectors, live)?,
+                flat: None,
+                ids: RwLock::new(HashMap::new()),
+            })
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Err(NO_GRAPH.into())
+        }
+    }
+
     /// True while a viewed (mapped) snapshot lies beneath the graph: it is
     /// loaded into memory before the graph can be saved.
     pub(crate) fn is_viewed(&self) -> bool {
@@ -258,6 +282,71 @@ impl Indexes {
         #[cfg(not(feature = "usearch"))]
         {
             None
+        }
+    }
+
+    /// Every key a search can reach, in one pass over the graph (see
+    /// [`HnswIndex::reachable`]); `None` without a graph, where every
+    /// search is exact and reaches every record.
+    pub(crate) fn reachable(
+        &self,
+    ) -> std::result::Result<Option<std::collections::HashSet<u64>>, String> {
+        #[cfg(feature = "usearch")]
+        {
+            self.hnsw.reachable().map(Some)
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            Ok(None)
+        }
+    }
+
+    /// Compare the index's copy of `key`'s vector with `v`, SQLite's,
+    /// pushing a problem when they differ (within the storage's precision).
+    /// Returns 1 if compared (b1 storage keeps no comparable copy).
+    pub(crate) fn check_vector(
+        &self,
+        config: &CollectionConfig,
+        key: u64,
+        v: &[f32],
+        problems: &mut Vec<String>,
+    ) -> u64 {
+        #[cfg(feature = "usearch")]
+        {
+            use crate::config::{Metric, Scalar};
+            if config.scalar == Scalar::B1 {
+                return 0;
+            }
+            match self.hnsw.get(key) {
+                Ok(Some(got)) => {
+                    let same = match config.scalar {
+                        Scalar::F32 if config.metric != Metric::Cos => got == v,
+                        // Quantised (or normalised) copies: compare directions.
+                        _ => super::exact::distance(Metric::Cos, &got, v) <= 0.01,
+                    };
+                    if !same && problems.len() < 20 {
+                        problems.push(format!(
+                            "record key {key}: index vector differs from the database"
+                        ));
+                    }
+                }
+                Ok(None) => problems.push(format!("record key {key}: index has no vector")),
+                Err(e) => problems.push(format!(
+                    "record key {key}: reading its index vector failed: {e}"
+                )),
+            }
+            1
+        }
+        #[cfg(not(feature = "usearch"))]
+        {
+            let _ = config;
+            match self.flat.as_ref().and_then(|f| f.get(key)) {
+                Some(got) if got == v => {}
+                _ => problems.push(format!(
+                    "record key {key}: index vector differs from the database"
+                )),
+            }
+            1
         }
     }
 

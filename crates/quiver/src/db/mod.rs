@@ -1,8 +1,10 @@
-//! The database beneath a store: its SQLite connections (one writer
-//! behind a mutex, a pool of readers, a watch connection for
-//! `data_version`), the writer lock, the store's settings, and what runs
-//! when the last handle on it goes. It never names a collection: the store
-//! and collections use it, not the other way round.
+//! The database beneath a store, and every line of SQL: its connections
+//! (one writer behind a mutex, a pool of readers, a watch connection for
+//! `data_version`), the writer lock, the store's settings, what runs when
+//! the last handle on it goes; the schema (`schema`), transactions (`tx`),
+//! catalogue rows (`catalogue`), record rows (`records`) and full-text
+//! queries (`fts`). It never names a collection type: the store and
+//! collections use it, not the other way round.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,9 +14,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result, SqlContext};
+use crate::format::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::lock::WriterLock;
 use crate::options::StoreOptions;
 use crate::sync::MutexExt;
+
+pub(crate) mod catalogue;
+pub(crate) mod fts;
+pub(crate) mod records;
+pub(crate) mod schema;
+pub(crate) mod tx;
 
 /// What [`Db`] runs when it closes.
 type OnClose = Box<dyn FnOnce(&Db) + Send>;
@@ -157,6 +166,109 @@ impl Drop for Db {
 /// File name of the database inside a store directory.
 pub const DB_FILE: &str = "quiver.db";
 
+/// Open the database of store directory `dir` for writing, creating it if
+/// need be, configured and with its schema current.
+///
+/// # Errors
+/// [`Error::NotAStore`] if it is another application's file or of a newer
+/// schema; SQLite failures.
+pub(crate) fn open_writer(dir: &Path) -> Result<Connection> {
+    let db = dir.join(DB_FILE);
+    let mut conn = Connection::open_with_flags(
+        &db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| not_a_store(dir, e))?;
+    set_owner_only(&db);
+    check_identity(dir, &conn)?;
+    configure(&conn, true).map_err(|e| not_a_store(dir, e))?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A fresh in-memory database with the schema, the `n`th of this process.
+pub(crate) fn open_memory(n: u64) -> Result<Connection> {
+    let mut conn = Connection::open_in_memory().during(&format!("open in-memory store {n}"))?;
+    configure(&conn, false).during("configure in-memory store")?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Check that a reader's database is a store this build can read as it is.
+///
+/// # Errors
+/// [`Error::NotAStore`], [`Error::OldSchema`].
+pub(crate) fn check_readable(dir: &Path, conn: &Connection) -> Result<()> {
+    check_identity(dir, conn)?;
+    let (_, version) = schema::identify(conn)?;
+    if version < SCHEMA_VERSION {
+        return Err(Error::OldSchema {
+            path: dir.to_path_buf(),
+            version,
+        });
+    }
+    Ok(())
+}
+
+/// SQLite's own `quick_check`: "ok", or what is wrong.
+pub(crate) fn quick_check(conn: &Connection) -> Result<String> {
+    conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .during("sqlite quick_check")
+}
+
+/// Give the space of deleted rows back to the file system, and empty the
+/// write-ahead log.
+pub(crate) fn vacuum(conn: &Connection) -> Result<()> {
+    conn.execute_batch("VACUUM").during("vacuum")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .during("checkpoint")
+}
+
+fn set_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+}
+
+fn configure(conn: &Connection, on_disk: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if on_disk {
+        // FULL: a committed transaction survives power loss too, not just a
+        // process crash; that is the promise.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    }
+    conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;")
+}
+
+fn check_identity(dir: &Path, conn: &Connection) -> Result<()> {
+    let (app, version) = schema::identify(conn).map_err(|e| Error::NotAStore {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if app != APPLICATION_ID && !(app == 0 && version == 0 && is_empty_db(conn)) {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("{DB_FILE} is an SQLite file of another application"),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: format!("schema version {version} is newer than this build ({SCHEMA_VERSION})"),
+        });
+    }
+    Ok(())
+}
+
+fn is_empty_db(conn: &Connection) -> bool {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n == 0)
+    .unwrap_or(false)
+}
+
 /// A WAL-mode database on files nobody may write cannot create its
 /// shared-memory file, and SQLite refuses it. If there is no WAL holding
 /// committed pages, nothing can change the files, and SQLite's `immutable`
@@ -198,7 +310,7 @@ fn percent_path(p: &Path) -> String {
     out
 }
 
-pub(crate) fn not_a_store(dir: &Path, e: rusqlite::Error) -> Error {
+fn not_a_store(dir: &Path, e: rusqlite::Error) -> Error {
     Error::NotAStore {
         path: dir.to_path_buf(),
         reason: e.to_string(),

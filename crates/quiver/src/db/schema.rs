@@ -1,4 +1,4 @@
-//! The SQLite schema and its migrations. Only this module and `store` write DDL.
+//! The SQLite schema and its migrations.
 //!
 //! `PRAGMA application_id` marks a file as a Quiver store; `PRAGMA
 //! user_version` is the schema version. Each migration moves the schema one
@@ -119,6 +119,25 @@ pub(crate) fn fts_table_sql(cid: i64) -> String {
              text, content = '', contentless_delete = 1,
              tokenize = 'unicode61 remove_diacritics 2')"
     )
+}
+
+/// DDL dropping a collection's full-text table.
+pub(crate) fn drop_fts_table_sql(cid: i64) -> String {
+    format!("DROP TABLE IF EXISTS {}", fts_table(cid))
+}
+
+/// DDL of field index `id` of collection `cid`, on the metadata path
+/// `segs` (checked by [`crate::filter::sql::check_path`]).
+pub(crate) fn field_index_sql(cid: i64, id: i64, segs: &[String]) -> String {
+    format!(
+        "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
+        crate::filter::sql::path_expr(segs)
+    )
+}
+
+/// DDL dropping field index `id` of collection `cid`.
+pub(crate) fn drop_field_index_sql(cid: i64, id: i64) -> String {
+    format!("DROP INDEX IF EXISTS qf_{cid}_{id}")
 }
 
 /// Create or upgrade the schema of a writable connection.

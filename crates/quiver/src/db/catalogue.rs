@@ -1,0 +1,373 @@
+//! Catalogue rows: collections (settings, sequence numbers), their
+//! snapshot records and field indexes, and the counts of their tails.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use super::schema;
+use super::unix_now;
+use crate::config::CollectionConfig;
+use crate::error::{Result, SqlContext};
+
+/// A collection's row.
+pub(crate) struct CollectionRow {
+    pub(crate) cid: i64,
+    pub(crate) config: CollectionConfig,
+    /// The last committed sequence number.
+    pub(crate) seq: i64,
+    /// Tombstones stamped up to here are pruned.
+    pub(crate) pruned_seq: i64,
+}
+
+/// A collection as [`list`] shows it.
+pub(crate) struct Listed {
+    pub(crate) name: String,
+    pub(crate) config: CollectionConfig,
+    pub(crate) seq: i64,
+    pub(crate) count: i64,
+}
+
+/// What a collection's snapshot record says.
+pub(crate) struct SnapshotRow {
+    pub(crate) digest: String,
+    pub(crate) length: u64,
+    pub(crate) vectors: u64,
+    /// The options stamp: what must match for the file to be used.
+    pub(crate) options: String,
+    pub(crate) usearch_version: String,
+    pub(crate) applied_seq: i64,
+    pub(crate) written_at: i64,
+}
+
+/// Columns 2..=8: dimension, metric, scalar, connectivity, expansion_add,
+/// expansion_search, model. A setting SQLite holds but this build cannot
+/// read is the inner error.
+fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
+    let metric: String = r.get(3)?;
+    let scalar: String = r.get(4)?;
+    let build = || -> Result<CollectionConfig> {
+        Ok(CollectionConfig {
+            dimension: r.get::<_, i64>(2).during("read config")? as usize,
+            metric: metric.parse()?,
+            scalar: scalar.parse()?,
+            connectivity: r.get::<_, i64>(5).during("read config")? as usize,
+            expansion_add: r.get::<_, i64>(6).during("read config")? as usize,
+            expansion_search: r.get::<_, i64>(7).during("read config")? as usize,
+            model: r.get(8).during("read config")?,
+        })
+    };
+    Ok(build())
+}
+
+const COLLECTION_ROW: &str =
+    "SELECT cid, name, dimension, metric, scalar, connectivity, expansion_add,
+        expansion_search, model, seq, pruned_seq FROM collections";
+
+fn read_collection(
+    conn: &Connection,
+    where_: &str,
+    arg: &dyn rusqlite::ToSql,
+) -> Result<Option<CollectionRow>> {
+    let row = conn
+        .query_row(&format!("{COLLECTION_ROW} WHERE {where_}"), [arg], |r| {
+            Ok((r.get(0)?, config_from_row(r)?, r.get(9)?, r.get(10)?))
+        })
+        .optional()
+        .during("read collection")?;
+    match row {
+        None => Ok(None),
+        Some((cid, config, seq, pruned_seq)) => Ok(Some(CollectionRow {
+            cid,
+            config: config?,
+            seq,
+            pruned_seq,
+        })),
+    }
+}
+
+/// The collection named `name`, if there is one.
+pub(crate) fn by_name(conn: &Connection, name: &str) -> Result<Option<CollectionRow>> {
+    read_collection(conn, "name = ?1", &name)
+}
+
+/// Collection `cid`, if it still exists.
+pub(crate) fn by_cid(conn: &Connection, cid: i64) -> Result<Option<CollectionRow>> {
+    read_collection(conn, "cid = ?1", &cid)
+}
+
+/// Every collection with its record count, by name.
+pub(crate) fn list(conn: &Connection) -> Result<Vec<Listed>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.cid, c.name, c.dimension, c.metric, c.scalar, c.connectivity,
+                    c.expansion_add, c.expansion_search, c.model, c.seq,
+                    (SELECT count(*) FROM records r WHERE r.cid = c.cid)
+             FROM collections c ORDER BY c.name",
+        )
+        .during("list collections")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                config_from_row(r)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, i64>(10)?,
+            ))
+        })
+        .during("list collections")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (config, name, seq, count) = row.during("list collections")?;
+        out.push(Listed {
+            name,
+            config: config?,
+            seq,
+            count,
+        });
+    }
+    Ok(out)
+}
+
+/// Create a collection and its full-text table, in one transaction.
+/// Returns its cid, or `None` if the name is taken (nothing written).
+pub(crate) fn create(
+    conn: &mut Connection,
+    name: &str,
+    config: &CollectionConfig,
+) -> Result<Option<i64>> {
+    let tx = conn.transaction().during("begin create collection")?;
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM collections WHERE name = ?1", [name], |_| {
+            Ok(true)
+        })
+        .optional()
+        .during("look up collection")?
+        .unwrap_or(false);
+    if exists {
+        return Ok(None);
+    }
+    tx.execute(
+        "INSERT INTO collections (name, dimension, metric, scalar, connectivity, expansion_add,
+                                  expansion_search, model, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            name,
+            config.dimension as i64,
+            config.metric.as_str(),
+            config.scalar.as_str(),
+            config.connectivity as i64,
+            config.expansion_add as i64,
+            config.expansion_search as i64,
+            config.model,
+            unix_now(),
+        ],
+    )
+    .during("insert collection")?;
+    let cid = tx.last_insert_rowid();
+    tx.execute_batch(&schema::fts_table_sql(cid))
+        .during("create full-text table")?;
+    tx.commit().during("commit create collection")?;
+    Ok(Some(cid))
+}
+
+/// Drop a collection's rows of every table, its field indexes and its
+/// full-text table, in one transaction. Returns its cid, or `None` if
+/// there was none.
+pub(crate) fn drop(conn: &mut Connection, name: &str) -> Result<Option<i64>> {
+    let tx = conn.transaction().during("begin drop collection")?;
+    let cid: Option<i64> = tx
+        .query_row("SELECT cid FROM collections WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .during("look up collection")?;
+    let Some(cid) = cid else {
+        return Ok(None);
+    };
+    let field_indexes: Vec<i64> = tx
+        .prepare("SELECT id FROM field_indexes WHERE cid = ?1")
+        .and_then(|mut s| s.query_map([cid], |r| r.get(0))?.collect())
+        .during("list field indexes")?;
+    for id in field_indexes {
+        tx.execute_batch(&schema::drop_field_index_sql(cid, id))
+            .during("drop field index")?;
+    }
+    tx.execute_batch(&schema::drop_fts_table_sql(cid))
+        .during("drop full-text table")?;
+    for sql in [
+        "DELETE FROM records WHERE cid = ?1",
+        "DELETE FROM tombstones WHERE cid = ?1",
+        "DELETE FROM snapshots WHERE cid = ?1",
+        "DELETE FROM field_indexes WHERE cid = ?1",
+        "DELETE FROM collections WHERE cid = ?1",
+    ] {
+        tx.execute(sql, [cid]).during("drop collection")?;
+    }
+    tx.commit().during("commit drop collection")?;
+    Ok(Some(cid))
+}
+
+/// Take the collection's next sequence number, in the mutation's transaction.
+pub(crate) fn next_seq(tx: &Transaction<'_>, cid: i64) -> Result<i64> {
+    let seq: i64 = tx
+        .query_row(
+            "UPDATE collections SET seq = seq + 1 WHERE cid = ?1 RETURNING seq",
+            [cid],
+            |r| r.get(0),
+        )
+        .during("advance sequence")?;
+    Ok(seq)
+}
+
+/// The collection's last committed sequence number.
+pub(crate) fn read_seq(conn: &Connection, cid: i64) -> Result<i64> {
+    conn.prepare_cached("SELECT seq FROM collections WHERE cid = ?1")
+        .during("prepare sequence read")?
+        .query_row([cid], |r| r.get(0))
+        .during("read sequence")
+}
+
+/// The collection's record count and last sequence number, read together.
+pub(crate) fn count_and_seq(conn: &Connection, cid: i64) -> Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM records WHERE cid = ?1), seq FROM collections WHERE cid = ?1",
+        [cid],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .during("read collection info")
+}
+
+/// Store new index settings (everything but the dimension and model).
+pub(crate) fn set_index_settings(
+    conn: &Connection,
+    cid: i64,
+    config: &CollectionConfig,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE collections SET metric = ?2, scalar = ?3, connectivity = ?4, expansion_add = ?5,
+                expansion_search = ?6 WHERE cid = ?1",
+        params![
+            cid,
+            config.metric.as_str(),
+            config.scalar.as_str(),
+            config.connectivity as i64,
+            config.expansion_add as i64,
+            config.expansion_search as i64
+        ],
+    )
+    .during("update collection settings")?;
+    Ok(())
+}
+
+/// The collection's snapshot record, if one is recorded.
+pub(crate) fn snapshot_row(conn: &Connection, cid: i64) -> Result<Option<SnapshotRow>> {
+    conn.query_row(
+        "SELECT digest, length, vectors, options, usearch_version, applied_seq, written_at
+         FROM snapshots WHERE cid = ?1",
+        [cid],
+        |r| {
+            Ok(SnapshotRow {
+                digest: r.get(0)?,
+                length: r.get::<_, i64>(1)? as u64,
+                vectors: r.get::<_, i64>(2)? as u64,
+                options: r.get(3)?,
+                usearch_version: r.get(4)?,
+                applied_seq: r.get(5)?,
+                written_at: r.get(6)?,
+            })
+        },
+    )
+    .optional()
+    .during("read snapshot record")
+}
+
+/// Record a snapshot now in place, and prune the tombstones it covers
+/// (noting up to where), in one transaction.
+pub(crate) fn record_snapshot(conn: &mut Connection, cid: i64, row: &SnapshotRow) -> Result<()> {
+    let tx = conn.transaction().during("begin snapshot record")?;
+    tx.execute(
+        "INSERT OR REPLACE INTO snapshots
+             (cid, digest, length, vectors, options, usearch_version, applied_seq, written_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            cid,
+            row.digest,
+            row.length as i64,
+            row.vectors as i64,
+            row.options,
+            row.usearch_version,
+            row.applied_seq,
+            row.written_at
+        ],
+    )
+    .during("record snapshot")?;
+    tx.execute(
+        "DELETE FROM tombstones WHERE cid = ?1 AND seq <= ?2",
+        params![cid, row.applied_seq],
+    )
+    .during("prune tombstones")?;
+    tx.execute(
+        "UPDATE collections SET pruned_seq = max(pruned_seq, ?2) WHERE cid = ?1",
+        params![cid, row.applied_seq],
+    )
+    .during("record pruning")?;
+    tx.commit().during("commit snapshot record")
+}
+
+/// Record a field index on the metadata path `segs` and create it, in one
+/// transaction. Returns false if the path was indexed already.
+pub(crate) fn add_field_index(conn: &mut Connection, cid: i64, segs: &[String]) -> Result<bool> {
+    let tx = conn.transaction().during("begin index field")?;
+    let added = tx
+        .execute(
+            "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
+            params![cid, segs.join(".")],
+        )
+        .during("record field index")?;
+    if added == 1 {
+        let id = tx.last_insert_rowid();
+        tx.execute_batch(&schema::field_index_sql(cid, id, segs))
+            .during("create field index")?;
+    }
+    tx.commit().during("commit field index")?;
+    Ok(added == 1)
+}
+
+/// Metadata paths with a field index, in order.
+pub(crate) fn field_indexes(conn: &Connection, cid: i64) -> Result<Vec<String>> {
+    conn.prepare_cached("SELECT path FROM field_indexes WHERE cid = ?1 ORDER BY path")
+        .during("list field indexes")?
+        .query_map([cid], |r| r.get(0))
+        .during("list field indexes")?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .during("list field indexes")
+}
+
+/// Changes stamped after sequence `after`: records written and tombstones
+/// left. What a load replays, and what a snapshot does not hold yet.
+pub(crate) fn tail_len(conn: &Connection, cid: i64, after: i64) -> Result<u64> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+                  + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
+            params![cid, after],
+            |r| r.get(0),
+        )
+        .during("count tail")?;
+    Ok(n as u64)
+}
+
+/// Up to where tombstones are pruned, and the changes stamped after `after`
+/// ([`tail_len`]), read together.
+pub(crate) fn pruned_and_tail(conn: &Connection, cid: i64, after: i64) -> Result<(i64, u64)> {
+    let (pruned, changes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT pruned_seq,
+                    (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)
+                  + (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
+             FROM collections WHERE cid = ?1",
+        )
+        .during("prepare filter change count")?
+        .query_row(params![cid, after], |r| Ok((r.get(0)?, r.get(1)?)))
+        .during("count changes since a match set")?;
+    Ok((pruned, changes as u64))
+}
