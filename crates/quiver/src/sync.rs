@@ -16,18 +16,11 @@ use std::sync::{
 pub(crate) trait MutexExt<T> {
     /// Lock, ignoring poison.
     fn locked(&self) -> MutexGuard<'_, T>;
-    /// The value, consuming the mutex, ignoring poison.
-    #[cfg(feature = "usearch")] // only the parallel index builds collect into a mutex
-    fn into_value(self) -> T;
 }
 
 impl<T> MutexExt<T> for Mutex<T> {
     fn locked(&self) -> MutexGuard<'_, T> {
         self.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-    #[cfg(feature = "usearch")]
-    fn into_value(self) -> T {
-        self.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -375,7 +375,6 @@ impl Indexes {
     }
 }
 
-#[cfg_attr(not(feature = "usearch"), allow(dead_code))]
 pub(crate) fn index_err(collection: &str, operation: &str, message: String) -> Error {
     Error::Index {
         collection: collection.into(),
@@ -490,7 +489,7 @@ fn missing_nodes(
             }
             Ok(())
         })?;
-        todo = missed.into_value();
+        todo = std::mem::take(&mut *missed.locked());
         if todo.is_empty() {
             break;
         }
