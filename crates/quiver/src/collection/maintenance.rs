@@ -10,7 +10,7 @@ impl Collection {
     /// # Errors
     /// [`Error::InvalidFilter`] for a bad path, [`Error::ReadOnly`], SQLite failures.
     pub fn index_field(&self, path: &str) -> Result<bool> {
-        let segs = crate::filter::sql::check_path(path)?;
+        let segs = crate::filter::check_path(path)?;
         let mut conn = self.store.writer("index field")?;
         self.alive()?;
         catalogue::add_field_index(&mut conn, self.state.cid, &segs)

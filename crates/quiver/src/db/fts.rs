@@ -4,9 +4,10 @@
 use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection};
 
+use super::filter::compile;
 use super::schema;
 use crate::error::{Result, SqlContext};
-use crate::filter::{sql, Filter};
+use crate::filter::Filter;
 
 /// A keyword query over collection `cid`: an FTS5 match expression,
 /// optionally only over the records matching a filter.
@@ -25,7 +26,7 @@ impl Keywords {
         let fts = schema::fts_table(cid);
         let (join, cond, filter_params) = match filter {
             Some(f) => {
-                let c = sql::compile(f, 3)?;
+                let c = compile(f, 3)?;
                 let mut p: Vec<Sql> = vec![cid.into()];
                 p.extend(c.params);
                 (

@@ -3,7 +3,7 @@
 //! `data_version`), the writer lock, the store's settings, what runs when
 //! the last handle on it goes; the schema (`schema`), transactions (`tx`),
 //! catalogue rows (`catalogue`), record rows (`records`) and full-text
-//! queries (`fts`). It never names a collection type: the store and
+//! queries (`fts`), and filters compiled to WHERE clauses (`filter`). It never names a collection type: the store and
 //! collections use it, not the other way round.
 
 use std::fs;
@@ -20,6 +20,7 @@ use crate::options::StoreOptions;
 use crate::sync::MutexExt;
 
 pub(crate) mod catalogue;
+pub(crate) mod filter;
 pub(crate) mod fts;
 pub(crate) mod records;
 pub(crate) mod schema;

@@ -9,9 +9,10 @@ use rusqlite::{params, params_from_iter, CachedStatement, Connection, OptionalEx
 use rusqlite::{ToSql, Transaction};
 use serde_json::Value;
 
+use super::filter::compile;
 use super::schema;
 use crate::error::{Error, Result, SqlContext};
-use crate::filter::{sql, Filter};
+use crate::filter::Filter;
 use crate::record::{self, Record};
 
 /// Whose rows, and how their vectors read: what every query that returns
@@ -44,7 +45,7 @@ impl Rows<'_> {
 
 /// Parameters: the collection's id, then a filter's values numbered from `?2`.
 fn with_filter(cid: i64, filter: &Filter) -> Result<(String, Vec<Sql>)> {
-    let c = sql::compile(filter, 2)?;
+    let c = compile(filter, 2)?;
     let mut params: Vec<Sql> = vec![cid.into()];
     params.extend(c.params);
     Ok((c.sql, params))
@@ -251,7 +252,7 @@ pub(crate) fn scan(
         sql.push_str(&format!(" AND id > ?{}", params.len()));
     }
     if let Some(f) = filter {
-        let c = sql::compile(f, params.len() + 1)?;
+        let c = compile(f, params.len() + 1)?;
         sql.push_str(&format!(" AND ({})", c.sql));
         params.extend(c.params);
     }

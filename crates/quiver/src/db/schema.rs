@@ -127,11 +127,11 @@ pub(crate) fn drop_fts_table_sql(cid: i64) -> String {
 }
 
 /// DDL of field index `id` of collection `cid`, on the metadata path
-/// `segs` (checked by [`crate::filter::sql::check_path`]).
+/// `segs` (checked by [`crate::filter::check_path`]).
 pub(crate) fn field_index_sql(cid: i64, id: i64, segs: &[String]) -> String {
     format!(
         "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
-        crate::filter::sql::path_expr(segs)
+        super::filter::path_expr(segs)
     )
 }
 

@@ -10,8 +10,8 @@
 
 use rusqlite::types::Value as Sql;
 
-use super::{CmpOp, Field, Filter, Value};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::filter::{CmpOp, Field, Filter, Value};
 
 /// A WHERE-clause fragment and its parameters, numbered from `first`.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,22 +102,22 @@ fn emit(f: &Filter, first: usize, out: &mut Compiled) {
     }
 }
 
-/// Check a path given to `index_field`.
-pub(crate) fn check_path(path: &str) -> Result<Vec<String>> {
-    let field = Field::parse_path(path);
-    match field {
-        Field::Id => Err(Error::InvalidFilter {
-            reason: "id is the record id, indexed already".into(),
-            column: None,
-        }),
-        Field::Meta(segs) => {
-            Field::Meta(segs.clone())
-                .check()
-                .map_err(|reason| Error::InvalidFilter {
-                    reason,
-                    column: None,
-                })?;
-            Ok(segs)
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_to_parameters_only() {
+        let f: Filter =
+            "lang = 'x''); DROP TABLE records; --' AND n IN (1, 2.5, true) OR NOT id IS NULL"
+                .parse()
+                .unwrap();
+        let c = compile(&f, 2).unwrap();
+        assert_eq!(
+            c.sql,
+            "((json_extract(metadata, '$.lang') = ?2 AND json_extract(metadata, '$.n') IN (?3, ?4, ?5)) OR NOT (id IS NULL))"
+        );
+        assert_eq!(c.params.len(), 4);
+        assert!(!c.sql.contains("DROP"));
     }
 }
