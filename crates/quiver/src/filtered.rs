@@ -23,20 +23,6 @@ use crate::filter::Filter;
 use crate::index::{index_err, Indexes};
 use crate::sync::{MutexExt, RwLockExt};
 
-/// Default of [`crate::StoreOptions::filter_exact_max`]: at or below this
-/// many matches, the exact plan runs.
-///
-/// Measured on pypi-minilm-20k (384-d, cos, f32; 1,000 queries, k = 10, p50):
-/// usearch's `filtered_search` took 7.0 ms at 1% selectivity, 4.5 ms at 3%,
-/// 2.9 ms at 10% and 1.3 ms at 30%; exact distances over the cached,
-/// normalised matches cost about 0.085 µs per match (0.17 ms for 2,000).
-/// They cross near 15,000 matches; 8,192 is well inside the region where
-/// exact wins. Larger collections raise the bound to an eighth of their
-/// size (see `Collection::match_set`). The cache of match vectors holds at
-/// most 8 × this bound or one set of the largest size, whichever is more:
-/// 100 MB at 384-d below 512k records, an eighth of the raw vectors above.
-pub const DEFAULT_EXACT_MAX: usize = 8192;
-
 /// The records matching a filter at one sequence number.
 pub(crate) struct MatchSet {
     /// The collection sequence the set was computed at.

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
 
@@ -198,6 +199,14 @@ pub(crate) fn map_checked(
     let rest = check_structure(map.bytes(), length, want_digest)
         .map_err(|e| format!("{}: {e}", p.display()))?;
     Ok((map, rest))
+}
+
+/// The options string stamped on a snapshot: what must match for it to be used.
+pub(crate) fn options_stamp(config: &CollectionConfig) -> String {
+    format!(
+        "dim={} metric={} scalar={} connectivity={}",
+        config.dimension, config.metric, config.scalar, config.connectivity
+    )
 }
 
 /// Create `dir` (owner-only) if missing.

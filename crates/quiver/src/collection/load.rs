@@ -29,9 +29,6 @@ pub(super) fn replay(
     Ok(done)
 }
 
-/// Rows are applied to the index in chunks of this size during replay and rebuild.
-pub(super) const CHUNK: usize = 4096;
-
 pub(super) fn report(store: &Db, name: &str, phase: &'static str, done: u64, total: u64) {
     if let Some(p) = &store.options.progress {
         p(&Progress {
@@ -83,7 +80,7 @@ pub(super) fn load_snapshot(
     let row = catalogue::snapshot_row(conn, cid)
         .map_err(|e| e.to_string())?
         .ok_or("no snapshot recorded")?;
-    if row.options != options_stamp(config) {
+    if row.options != snapshot::options_stamp(config) {
         return Err(format!(
             "snapshot options {:?} differ from the collection's",
             row.options
@@ -307,5 +304,45 @@ impl Collection {
             st.seen_version.store(version, Ordering::SeqCst);
             read_tx.end()
         })
+    }
+}
+
+impl CollState {
+    /// Replace a viewed snapshot (mapped, read-only) with an index in
+    /// memory that can be saved: the snapshot loaded, then every change
+    /// after it replayed from SQLite. Runs under the writer, so nothing
+    /// commits meanwhile; searches go on against the old indexes.
+    pub(super) fn materialise(&self, store: &Db, conn: &mut Connection) -> Result<()> {
+        let config = self.config();
+        let loaded = (|| -> std::result::Result<Indexes, String> {
+            let dir = store.dir.as_ref().ok_or("in-memory store")?;
+            let row = catalogue::snapshot_row(conn, self.cid)
+                .map_err(|e| e.to_string())?
+                .ok_or("no snapshot recorded")?;
+            let bytes = snapshot::read_checked(dir, self.cid, row.length, &row.digest)?;
+            let lock = RwLock::new(Indexes::load(&config, &bytes, row.vectors as usize)?);
+            replay(
+                conn,
+                store,
+                &self.name,
+                self.cid,
+                config.dimension,
+                row.applied_seq,
+                &lock,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(lock.into_value())
+        })();
+        match loaded {
+            Ok(fresh) => {
+                let mut ix = self.indexes.write_lock();
+                // Keys keep their ids: carry the cache over.
+                let ids = std::mem::take(&mut *ix.ids.write_lock());
+                *fresh.ids.write_lock() = ids;
+                *ix = fresh;
+                Ok(())
+            }
+            Err(reason) => self.rebuild_now_unsaved(store, conn, &reason),
+        }
     }
 }

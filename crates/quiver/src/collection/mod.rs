@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-mod bulk;
+pub(crate) mod bulk;
 mod hydrate;
 mod load;
 mod maintenance;
@@ -46,13 +46,11 @@ mod read;
 mod search;
 mod write;
 
-use load::*;
-use persist::{options_stamp, snapshot_info};
-
-pub use bulk::Bulk;
-
 /// Largest `k` a search accepts.
 pub const MAX_K: usize = 100_000;
+
+/// Rows are applied to an index in chunks of this size during replays and rebuilds.
+const CHUNK: usize = 4096;
 
 /// Compact rebuilds the index once removed vectors hold this share of its slots.
 pub const COMPACT_THRESHOLD: f64 = 0.2;
@@ -266,6 +264,18 @@ pub struct SnapshotInfo {
     pub written_at: i64,
 }
 
+/// What the catalogue's snapshot row says, as [`Collection::info`] shows it.
+fn snapshot_info(row: catalogue::SnapshotRow) -> SnapshotInfo {
+    SnapshotInfo {
+        applied_seq: row.applied_seq as u64,
+        bytes: row.length,
+        vectors: row.vectors,
+        digest: row.digest,
+        usearch_version: row.usearch_version,
+        written_at: row.written_at,
+    }
+}
+
 /// Everything about a collection, from [`Collection::info`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CollectionInfo {
@@ -403,7 +413,7 @@ pub(crate) struct CollState {
     id_misses: AtomicU64,
     /// A snapshot being written in the background (see [`CollState::stage`]).
     staged: Mutex<Option<Staged>>,
-    /// A [`Bulk`] load is running: keep each snapshot's buffer in `spare`
+    /// A [`bulk::Bulk`] load is running: keep each snapshot's buffer in `spare`
     /// for the next. Serialising into fresh memory page-faulted in every
     /// page: 2.3% of a 50k ingest's CPU, on the writer, while the adds
     /// wait. Outside a bulk load the buffer is freed, not kept beside the

@@ -14,7 +14,7 @@ impl CollState {
             return Ok(());
         }
         self.install_staged(store, conn, true);
-        let options = options_stamp(&self.config());
+        let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
         snapshot::write_atomic(dir, self.cid, &bytes)?;
         failpoint!("snapshot:after-rename");
@@ -97,7 +97,7 @@ impl CollState {
         if !Indexes::HAS_GRAPH {
             return Ok(());
         }
-        let options = options_stamp(&self.config());
+        let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
         let changes = self.pending.load(Ordering::SeqCst);
         let cid = self.cid;
@@ -265,44 +265,6 @@ impl CollState {
             }
         }
     }
-
-    /// Replace a viewed snapshot (mapped, read-only) with an index in
-    /// memory that can be saved: the snapshot loaded, then every change
-    /// after it replayed from SQLite. Runs under the writer, so nothing
-    /// commits meanwhile; searches go on against the old indexes.
-    pub(super) fn materialise(&self, store: &Db, conn: &mut Connection) -> Result<()> {
-        let config = self.config();
-        let loaded = (|| -> std::result::Result<Indexes, String> {
-            let dir = store.dir.as_ref().ok_or("in-memory store")?;
-            let row = catalogue::snapshot_row(conn, self.cid)
-                .map_err(|e| e.to_string())?
-                .ok_or("no snapshot recorded")?;
-            let bytes = snapshot::read_checked(dir, self.cid, row.length, &row.digest)?;
-            let lock = RwLock::new(Indexes::load(&config, &bytes, row.vectors as usize)?);
-            replay(
-                conn,
-                store,
-                &self.name,
-                self.cid,
-                config.dimension,
-                row.applied_seq,
-                &lock,
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(lock.into_value())
-        })();
-        match loaded {
-            Ok(fresh) => {
-                let mut ix = self.indexes.write_lock();
-                // Keys keep their ids: carry the cache over.
-                let ids = std::mem::take(&mut *ix.ids.write_lock());
-                *fresh.ids.write_lock() = ids;
-                *ix = fresh;
-                Ok(())
-            }
-            Err(reason) => self.rebuild_now_unsaved(store, conn, &reason),
-        }
-    }
 }
 
 impl Collection {
@@ -313,25 +275,5 @@ impl Collection {
     pub fn flush(&self) -> Result<()> {
         self.alive()?;
         self.state.snapshot_if(&self.store, 1)
-    }
-}
-
-/// The options string stamped on a snapshot: what must match for it to be used.
-pub(super) fn options_stamp(config: &CollectionConfig) -> String {
-    format!(
-        "dim={} metric={} scalar={} connectivity={}",
-        config.dimension, config.metric, config.scalar, config.connectivity
-    )
-}
-
-/// What the catalogue's snapshot row says, as [`Collection::info`] shows it.
-pub(super) fn snapshot_info(row: catalogue::SnapshotRow) -> SnapshotInfo {
-    SnapshotInfo {
-        applied_seq: row.applied_seq as u64,
-        bytes: row.length,
-        vectors: row.vectors,
-        digest: row.digest,
-        usearch_version: row.usearch_version,
-        written_at: row.written_at,
     }
 }

@@ -2,9 +2,10 @@
 //! (one writer behind a mutex, a pool of readers, a watch connection for
 //! `data_version`), the writer lock, the store's settings, what runs when
 //! the last handle on it goes; the schema (`schema`), transactions (`tx`),
-//! catalogue rows (`catalogue`), record rows (`records`) and full-text
-//! queries (`fts`), and filters compiled to WHERE clauses (`filter`). It never names a collection type: the store and
-//! collections use it, not the other way round.
+//! catalogue rows (`catalogue`), record rows (`records`), full-text
+//! queries (`fts`) and filters compiled to WHERE clauses (`filter`). It
+//! never names a collection type: the store and collections use it, not
+//! the other way round.
 
 use std::fs;
 use std::path::{Path, PathBuf};

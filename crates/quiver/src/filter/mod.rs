@@ -25,7 +25,6 @@
 mod parse;
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::error::Error;
 
@@ -100,7 +99,7 @@ impl Field {
 
     pub(crate) fn check(&self) -> Result<(), String> {
         if let Field::Meta(segs) = self {
-            if segs.is_empty() || !segs.iter().all(|s| parse::is_ident(s)) {
+            if segs.is_empty() || !segs.iter().all(|s| is_ident(s)) {
                 return Err(format!(
                     "invalid field {:?}: use dotted names of letters, digits and _",
                     segs.join(".")
@@ -247,19 +246,11 @@ impl Filter {
     }
 }
 
-impl FromStr for Filter {
-    type Err = Error;
-
-    /// Parse filter text.
-    ///
-    /// # Errors
-    /// [`Error::InvalidFilter`] with the 1-based column of the problem.
-    fn from_str(s: &str) -> Result<Filter, Error> {
-        parse::parse(s).map_err(|(reason, column)| Error::InvalidFilter {
-            reason,
-            column: Some(column),
-        })
-    }
+/// A path segment: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl fmt::Display for Field {

@@ -1,7 +1,10 @@
 //! Lexer and recursive-descent parser for filter text. Errors carry the
 //! 1-based character column where the problem starts.
 
+use std::str::FromStr;
+
 use super::{CmpOp, Field, Filter, Value};
+use crate::error::Error;
 
 /// Longest filter text accepted, and deepest nesting: bounds on work and
 /// on recursion for hostile input.
@@ -24,12 +27,6 @@ enum Tok {
 
 type Spanned = (Tok, usize);
 pub(super) type ParseError = (String, usize);
-
-pub(crate) fn is_ident(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 /// User text echoed in an error: escaped (so the message stays on one
 /// line) and cut to 40 characters.
@@ -320,7 +317,7 @@ impl Parser {
     }
 }
 
-pub(super) fn parse(text: &str) -> Result<Filter, ParseError> {
+fn parse(text: &str) -> Result<Filter, ParseError> {
     if text.len() > MAX_LEN {
         return Err((format!("filter longer than {MAX_LEN} bytes"), 1));
     }
@@ -338,4 +335,19 @@ pub(super) fn parse(text: &str) -> Result<Filter, ParseError> {
         return p.unexpected();
     }
     Ok(f)
+}
+
+impl FromStr for Filter {
+    type Err = Error;
+
+    /// Parse filter text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] with the 1-based column of the problem.
+    fn from_str(s: &str) -> Result<Filter, Error> {
+        parse(s).map_err(|(reason, column)| Error::InvalidFilter {
+            reason,
+            column: Some(column),
+        })
+    }
 }

@@ -11,14 +11,10 @@ mod set;
 #[cfg(feature = "usearch")]
 mod threads;
 
-pub(crate) use check::{Check, CheckState};
+pub(crate) use check::CheckState;
 pub(crate) use exact::FlatIndex;
-#[cfg(feature = "usearch")]
-pub(crate) use hnsw::HnswIndex;
 pub use set::IndexInfo;
 pub(crate) use set::{apply, index_err, Indexes};
-#[cfg(feature = "usearch")]
-pub(crate) use threads::par_each;
 
 /// Version string of the index library, stamped on snapshots.
 pub(crate) fn engine_version() -> &'static str {

@@ -17,14 +17,17 @@ use crate::snapshot::{Mapping, VectorCheck};
 use crate::sync::MutexExt;
 use crate::sync::RwLockExt;
 
-use super::{Check, FlatIndex};
+use super::check::Check;
+use super::exact::FlatIndex;
+#[cfg(feature = "usearch")]
+use super::hnsw::HnswIndex;
+#[cfg(feature = "usearch")]
+use super::threads::par_each;
 
 /// What a graph call says in a build without one (callers ask
 /// [`Indexes::HAS_GRAPH`] first).
 #[cfg(not(feature = "usearch"))]
 const NO_GRAPH: &str = "built without the usearch feature: no approximate index";
-#[cfg(feature = "usearch")]
-use super::{par_each, HnswIndex};
 
 /// The indexes of a collection; swapped whole on rebuild.
 pub(crate) struct Indexes {
