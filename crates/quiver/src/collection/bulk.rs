@@ -114,13 +114,14 @@ impl Bulk<'_> {
 
 impl Drop for Bulk<'_> {
     fn drop(&mut self) {
-        let state = &self.coll.state;
-        if let Err(e) = self.settle() {
-            *state.snapshot_error.locked() = Some(e.to_string());
+        let settled = self.settle();
+        let mut snapshots = self.coll.state.snapshots.locked();
+        if let Err(e) = settled {
+            snapshots.error = Some(e.to_string());
         }
-        state.bulk_loading.store(false, Ordering::SeqCst);
+        snapshots.bulk_loading = false;
         // A snapshot still being written hands its buffer back to no one.
-        *state.spare.locked() = None;
+        snapshots.spare = None;
     }
 }
 
@@ -134,7 +135,7 @@ impl Collection {
     pub fn bulk(&self) -> Result<Bulk<'_>> {
         let conn = self.store.writer("upsert")?;
         self.alive()?;
-        self.state.bulk_loading.store(true, Ordering::SeqCst);
+        self.state.snapshots.locked().bulk_loading = true;
         Ok(Bulk {
             coll: self,
             conn,

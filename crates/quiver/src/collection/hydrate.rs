@@ -16,7 +16,7 @@ pub(super) fn warm_ids(
             let mut after = i64::MIN;
             loop {
                 let Some(st) = state.upgrade() else { return };
-                if st.stop.load(Ordering::Acquire) {
+                if st.warm.stop.load(Ordering::Acquire) {
                     return;
                 }
                 let rows = records::ids_after(&conn, st.cid, after, ROWS);
@@ -107,11 +107,12 @@ impl Collection {
             // one-shot search (one CLI call) never pays for it.
             let missed = self
                 .state
-                .id_misses
+                .warm
+                .misses
                 .fetch_add(missing.len() as u64, Ordering::Relaxed);
-            if missed >= 256 && !self.state.warming.swap(true, Ordering::AcqRel) {
+            if missed >= 256 && !self.state.warm.started.swap(true, Ordering::AcqRel) {
                 if let Ok(conn) = self.store.open_reader() {
-                    *self.state.warm_thread.locked() = warm_ids(conn, Arc::downgrade(&self.state));
+                    *self.state.warm.thread.locked() = warm_ids(conn, Arc::downgrade(&self.state));
                 }
             }
             let cid = self.state.cid;

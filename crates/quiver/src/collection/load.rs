@@ -243,7 +243,7 @@ impl CollState {
         self.rebuild_now_unsaved(store, conn, reason)?;
         self.applied_seq.store(seq, Ordering::SeqCst);
         let pending = self.indexes.read_lock().len() as u64;
-        self.pending.store(0, Ordering::SeqCst);
+        self.snapshots.locked().pending = 0;
         self.add_pending(pending.max(1));
         failpoint!(&format!("{reason}:before-snapshot"));
         self.snapshot(store, conn)

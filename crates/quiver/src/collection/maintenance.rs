@@ -43,7 +43,7 @@ impl Collection {
             tail,
             index: st.indexes.read_lock().info(),
             load: st.load.locked().clone(),
-            snapshot_error: st.snapshot_error.locked().clone(),
+            snapshot_error: st.snapshots.locked().error.clone(),
             indexed_fields: self.indexed_fields()?,
         })
     }
@@ -195,7 +195,7 @@ impl Collection {
         let rebuilt = force || (slots > 0 && deleted as f64 / slots as f64 >= COMPACT_THRESHOLD);
         if rebuilt {
             self.state.rebuild_now(&self.store, &mut conn, "compact")?;
-        } else if self.state.pending.load(Ordering::SeqCst) > 0 {
+        } else if self.state.snapshots.locked().pending > 0 {
             self.state.snapshot(&self.store, &mut conn)?;
         }
         if self.store.dir.is_some() {

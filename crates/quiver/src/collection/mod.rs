@@ -387,52 +387,78 @@ struct Written {
     digest: String,
     length: usize,
     /// The serialised index, handed back so a bulk load can serialise the
-    /// next snapshot into the same memory (see [`CollState::spare`]).
+    /// next snapshot into the same memory (see [`Snapshots::spare`]).
     bytes: Vec<u8>,
 }
 
+/// What lies between the index and its snapshot file. Changed under the
+/// writer; `info` reads it.
+#[derive(Default)]
+struct Snapshots {
+    /// Changes applied to the index but not in the snapshot.
+    pending: u64,
+    /// When the oldest of them was applied.
+    pending_since: Option<Instant>,
+    /// The last automatic snapshot's failure, if the latest attempt failed.
+    error: Option<String>,
+    /// A snapshot being written in the background (see [`CollState::stage`]).
+    staged: Option<Staged>,
+    /// A [`bulk::Bulk`] load is running: keep each snapshot's buffer in
+    /// `spare` for the next. Serialising into fresh memory page-faulted in
+    /// every page: 2.3% of a 50k ingest's CPU, on the writer, while the
+    /// adds wait. Outside a bulk load the buffer is freed, not kept beside
+    /// the index.
+    bulk_loading: bool,
+    spare: Option<Vec<u8>>,
+}
+
+/// The background thread that fills the id cache (see [`hydrate`]).
+#[derive(Default)]
+struct Warmer {
+    /// Set once the thread has been started.
+    started: AtomicBool,
+    /// Keys the id cache did not have.
+    misses: AtomicU64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells the thread to stop (see [`CollState::stop_background`]).
+    stop: AtomicBool,
+}
+
+/// A loaded collection, shared by its handles.
+///
+/// Fields are grouped by what guards them. Lock order, outermost first
+/// (a thread holding one may take only those after it):
+/// `delete_gate` → `flat_build` → the store's writer connection →
+/// `refresh` → `indexes` → its id cache. `config`, `load`, `snapshots`,
+/// `matches` and `warm.thread` are leaves: held only to read or replace
+/// a value, never while taking another lock.
 pub(crate) struct CollState {
     pub(crate) cid: i64,
     pub(crate) name: String,
-    config: RwLock<CollectionConfig>,
     dropped: AtomicBool,
+    config: RwLock<CollectionConfig>,
+    /// The indexes, swapped whole by a rebuild; `applied_seq` is the
+    /// sequence they reflect (stored after a change is applied).
     indexes: RwLock<Indexes>,
-    /// `flat` is built lazily under this lock so two exact searches do not both build it.
-    flat_build: Mutex<()>,
     applied_seq: AtomicI64,
-    /// Changes applied but not in the snapshot.
-    pending: AtomicU64,
-    pending_since: Mutex<Option<Instant>>,
-    load: Mutex<LoadReport>,
-    snapshot_error: Mutex<Option<String>>,
-    /// Serialises read-only refreshes.
-    refresh: Mutex<()>,
-    /// Set once a background thread has been started to fill the id cache.
-    warming: AtomicBool,
-    /// Keys the id cache did not have.
-    id_misses: AtomicU64,
-    /// A snapshot being written in the background (see [`CollState::stage`]).
-    staged: Mutex<Option<Staged>>,
-    /// A [`bulk::Bulk`] load is running: keep each snapshot's buffer in `spare`
-    /// for the next. Serialising into fresh memory page-faulted in every
-    /// page: 2.3% of a 50k ingest's CPU, on the writer, while the adds
-    /// wait. Outside a bulk load the buffer is freed, not kept beside the
-    /// index.
-    bulk_loading: AtomicBool,
-    spare: Mutex<Option<Vec<u8>>>,
-    /// That thread, and the flag that stops it (see [`CollState::stop_background`]).
-    warm_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stop: AtomicBool,
-    /// The store's `data_version` when a read-only refresh last found
-    /// this collection current (-1: never).
-    seen_version: AtomicI64,
+    /// `indexes.flat` is built lazily under this lock so two exact
+    /// searches do not both build it.
+    flat_build: Mutex<()>,
     /// Held exclusively by a delete from before its commit until its keys
     /// are out of the index. A search whose hits vanished from SQLite
     /// (deleted between the index search and the lookup) retries holding
     /// it shared, which sees one consistent state.
     delete_gate: RwLock<()>,
+    /// Serialises read-only refreshes; `seen_version` is the store's
+    /// `data_version` when one last found this collection current (-1:
+    /// never).
+    refresh: Mutex<()>,
+    seen_version: AtomicI64,
+    snapshots: Mutex<Snapshots>,
+    load: Mutex<LoadReport>,
     /// Filter match sets, valid at one sequence number.
     matches: Mutex<filtered::Cache>,
+    warm: Warmer,
 }
 
 impl CollState {
@@ -447,26 +473,18 @@ impl CollState {
         Arc::new(CollState {
             cid,
             name: name.into(),
-            config: RwLock::new(config),
             dropped: AtomicBool::new(false),
+            config: RwLock::new(config),
             indexes: RwLock::new(indexes),
-            flat_build: Mutex::new(()),
             applied_seq: AtomicI64::new(applied),
-            pending: AtomicU64::new(0),
-            pending_since: Mutex::new(None),
-            load: Mutex::new(load),
-            snapshot_error: Mutex::new(None),
+            flat_build: Mutex::new(()),
+            delete_gate: RwLock::new(()),
             refresh: Mutex::new(()),
             seen_version: AtomicI64::new(-1),
-            warming: AtomicBool::new(false),
-            id_misses: AtomicU64::new(0),
-            staged: Mutex::new(None),
-            bulk_loading: AtomicBool::new(false),
-            spare: Mutex::new(None),
-            warm_thread: Mutex::new(None),
-            stop: AtomicBool::new(false),
-            delete_gate: RwLock::new(()),
+            snapshots: Mutex::new(Snapshots::default()),
+            load: Mutex::new(load),
             matches: Mutex::new(filtered::Cache::default()),
+            warm: Warmer::default(),
         })
     }
 
@@ -484,8 +502,8 @@ impl CollState {
     /// Stop and join this collection's background thread, if any. Each
     /// step of it is short, so this returns quickly.
     pub(crate) fn stop_background(&self) {
-        self.stop.store(true, Ordering::Release);
-        let handle = self.warm_thread.locked().take();
+        self.warm.stop.store(true, Ordering::Release);
+        let handle = self.warm.thread.locked().take();
         if let Some(h) = handle {
             let _ = h.join();
         }
@@ -517,8 +535,9 @@ impl CollState {
         if n == 0 {
             return;
         }
-        self.pending.fetch_add(n, Ordering::SeqCst);
-        self.pending_since.locked().get_or_insert_with(Instant::now);
+        let mut snapshots = self.snapshots.locked();
+        snapshots.pending += n;
+        snapshots.pending_since.get_or_insert_with(Instant::now);
     }
 }
 

@@ -20,9 +20,10 @@ impl CollState {
         failpoint!("snapshot:after-rename");
         let digest = snapshot::digest(&bytes);
         self.record_snapshot(conn, &digest, bytes.len(), vectors, &options, applied)?;
-        self.pending.store(0, Ordering::SeqCst);
-        *self.pending_since.locked() = None;
-        *self.snapshot_error.locked() = None;
+        let mut snapshots = self.snapshots.locked();
+        snapshots.pending = 0;
+        snapshots.pending_since = None;
+        snapshots.error = None;
         Ok(())
     }
 
@@ -38,10 +39,11 @@ impl CollState {
         }
         self.relink_unreached(conn)?;
         let applied = self.applied_seq.load(Ordering::SeqCst);
+        let spare = self.snapshots.locked().spare.take();
         let (bytes, vectors) = self
             .indexes
             .read_lock()
-            .to_bytes(self.spare.locked().take())
+            .to_bytes(spare)
             .map_err(|m| index_err(&self.name, "serialise snapshot", m))?;
         Ok((bytes, applied, vectors))
     }
@@ -99,7 +101,7 @@ impl CollState {
         }
         let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
-        let changes = self.pending.load(Ordering::SeqCst);
+        let changes = self.snapshots.locked().pending;
         let cid = self.cid;
         let index_dir = snapshot::index_dir(&dir);
         let thread = std::thread::Builder::new()
@@ -114,7 +116,7 @@ impl CollState {
                 })
             })
             .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
-        *self.staged.locked() = Some(Staged {
+        self.snapshots.locked().staged = Some(Staged {
             thread,
             applied,
             changes,
@@ -131,7 +133,8 @@ impl CollState {
     /// while one is still being written (only without `wait`).
     pub(super) fn install_staged(&self, store: &Db, conn: &mut Connection, wait: bool) -> bool {
         let staged = {
-            let mut slot = self.staged.locked();
+            let mut snapshots = self.snapshots.locked();
+            let slot = &mut snapshots.staged;
             match slot.take() {
                 Some(s) if wait || s.thread.is_finished() => s,
                 other => {
@@ -154,8 +157,9 @@ impl CollState {
             ))
         });
         let written = written.map(|mut w| {
-            if self.bulk_loading.load(Ordering::SeqCst) {
-                *self.spare.locked() = Some(std::mem::take(&mut w.bytes));
+            let mut snapshots = self.snapshots.locked();
+            if snapshots.bulk_loading {
+                snapshots.spare = Some(std::mem::take(&mut w.bytes));
             }
             w
         });
@@ -171,21 +175,18 @@ impl CollState {
                 staged.applied,
             )
         });
-        let mut error = self.snapshot_error.locked();
+        let mut snapshots = self.snapshots.locked();
         match installed {
             Ok(()) => {
-                let left = self
-                    .pending
-                    .load(Ordering::SeqCst)
-                    .saturating_sub(staged.changes);
-                self.pending.store(left, Ordering::SeqCst);
+                let left = snapshots.pending.saturating_sub(staged.changes);
+                snapshots.pending = left;
                 // The oldest change left is younger than the snapshot.
-                *self.pending_since.locked() = (left > 0).then(Instant::now);
-                *error = None;
+                snapshots.pending_since = (left > 0).then(Instant::now);
+                snapshots.error = None;
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&staged_path);
-                *error = Some(e.to_string());
+                snapshots.error = Some(e.to_string());
             }
         }
         false
@@ -194,7 +195,7 @@ impl CollState {
     /// Wait for a background snapshot and throw it away (the collection is
     /// being dropped).
     pub(crate) fn discard_staged(&self) {
-        let staged = self.staged.locked().take();
+        let staged = self.snapshots.locked().staged.take();
         if let Some(s) = staged {
             if let Ok(Ok(w)) = s.thread.join() {
                 let _ = std::fs::remove_file(w.tmp);
@@ -232,7 +233,8 @@ impl CollState {
             return Ok(());
         }
         self.install_staged(store, &mut conn, true);
-        if self.pending.load(Ordering::SeqCst) >= min.max(1) {
+        let pending = self.snapshots.locked().pending;
+        if pending >= min.max(1) {
             self.snapshot(store, &mut conn)?;
         }
         Ok(())
@@ -247,21 +249,22 @@ impl CollState {
         if self.install_staged(store, conn, false) {
             return;
         }
-        let pending = self.pending.load(Ordering::SeqCst);
+        let (pending, since) = {
+            let snapshots = self.snapshots.locked();
+            (snapshots.pending, snapshots.pending_since)
+        };
         if pending == 0 {
             return;
         }
         let slots = self.indexes.read_lock().slots() as u64;
         let by_count = pending >= store.options.snapshot_every_changes.max(slots / 4);
-        let by_age = self
-            .pending_since
-            .locked()
-            .is_some_and(|t| t.elapsed().as_secs() >= store.options.snapshot_every_secs);
+        let by_age =
+            since.is_some_and(|t| t.elapsed().as_secs() >= store.options.snapshot_every_secs);
         if by_count || by_age {
             // The write itself is committed; a failed snapshot only means a
             // longer replay later. Keep the error for `info`.
             if let Err(e) = self.stage(store, conn) {
-                *self.snapshot_error.locked() = Some(e.to_string());
+                self.snapshots.locked().error = Some(e.to_string());
             }
         }
     }
