@@ -346,28 +346,23 @@ pub(crate) fn field_indexes(conn: &Connection, cid: i64) -> Result<Vec<String>> 
 /// left. What a load replays, and what a snapshot does not hold yet.
 pub(crate) fn tail_len(conn: &Connection, cid: i64, after: i64) -> Result<u64> {
     let n: i64 = conn
-        .query_row(
+        .prepare_cached(
             "SELECT (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
                   + (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)",
-            params![cid, after],
-            |r| r.get(0),
         )
+        .during("prepare tail count")?
+        .query_row(params![cid, after], |r| r.get(0))
         .during("count tail")?;
     Ok(n as u64)
 }
 
 /// Up to where tombstones are pruned, and the changes stamped after `after`
-/// ([`tail_len`]), read together.
+/// ([`tail_len`]), read in the caller's transaction.
 pub(crate) fn pruned_and_tail(conn: &Connection, cid: i64, after: i64) -> Result<(i64, u64)> {
-    let (pruned, changes): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT pruned_seq,
-                    (SELECT count(*) FROM records WHERE cid = ?1 AND seq > ?2)
-                  + (SELECT count(*) FROM tombstones WHERE cid = ?1 AND seq > ?2)
-             FROM collections WHERE cid = ?1",
-        )
-        .during("prepare filter change count")?
-        .query_row(params![cid, after], |r| Ok((r.get(0)?, r.get(1)?)))
-        .during("count changes since a match set")?;
-    Ok((pruned, changes as u64))
+    let pruned: i64 = conn
+        .prepare_cached("SELECT pruned_seq FROM collections WHERE cid = ?1")
+        .during("prepare pruning read")?
+        .query_row([cid], |r| r.get(0))
+        .during("read pruning")?;
+    Ok((pruned, tail_len(conn, cid, after)?))
 }

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::sync::MutexExt;
 use bert::{Bert, BertConfig, Pooling};
 use safetensors::SafeTensors;
 use tokenizer::Tokenizer;
@@ -274,7 +275,7 @@ impl Embedder for SentenceEmbedder {
                     let c = next.fetch_add(1, Ordering::Relaxed);
                     let Some(chunk) = chunks.get(c) else { break };
                     let vectors = run(chunk);
-                    let mut out = done.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut out = done.locked();
                     for (&i, v) in chunk.iter().zip(vectors) {
                         out[i] = v;
                     }
