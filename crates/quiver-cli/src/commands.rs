@@ -552,7 +552,7 @@ fn search_stdin(
     }
 }
 
-fn store_options() -> StoreOptions {
+fn store_options(cli: &Cli) -> CliResult<StoreOptions> {
     let bar: Arc<Mutex<Option<indicatif::ProgressBar>>> = Arc::new(Mutex::new(None));
     let progress = move |p: &Progress| {
         let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
@@ -564,10 +564,14 @@ fn store_options() -> StoreOptions {
             *slot = None;
         }
     };
-    StoreOptions {
+    let mut options = StoreOptions {
         progress: Some(Arc::new(progress)),
         ..StoreOptions::default()
+    };
+    if let Some(wait) = cli.wait()? {
+        options.busy_timeout = wait;
     }
+    Ok(options)
 }
 
 /// Open for writing. Only `create` may make a new store; other commands
@@ -577,7 +581,7 @@ fn open_write(cli: &Cli, may_create: bool) -> CliResult<Store> {
     if !may_create && !dir.join(quiver::DB_FILE).is_file() {
         return Err(no_store(&dir));
     }
-    Ok(Store::open_with(&dir, store_options())?)
+    Ok(Store::open_with(&dir, store_options(cli)?)?)
 }
 
 fn open_read(cli: &Cli) -> CliResult<Store> {
@@ -585,12 +589,12 @@ fn open_read(cli: &Cli) -> CliResult<Store> {
     if !dir.join(quiver::DB_FILE).is_file() {
         return Err(no_store(&dir));
     }
-    match Store::open_read_only_with(&dir, store_options()) {
+    match Store::open_read_only_with(&dir, store_options(cli)?) {
         // A store from an older build: migrate it once (needs the writer
         // lock, so not beside a live writer), then read.
         Err(quiver::Error::OldSchema { .. }) => {
-            Store::open_with(&dir, store_options())?.close()?;
-            Ok(Store::open_read_only_with(&dir, store_options())?)
+            Store::open_with(&dir, store_options(cli)?)?.close()?;
+            Ok(Store::open_read_only_with(&dir, store_options(cli)?)?)
         }
         other => Ok(other?),
     }

@@ -36,6 +36,11 @@ pub(crate) struct Cli {
     /// [default: $QUIVER_MODEL].
     #[arg(long, global = true, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// How long a write waits for another process writing the store before
+    /// it gives up with exit code 75; 0 fails at once
+    /// [default: $QUIVER_WAIT, else 5].
+    #[arg(long, global = true, value_name = "SECS")]
+    wait: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -254,6 +259,23 @@ impl Cli {
             .or_else(|| std::env::var_os("QUIVER_STORE").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("quiver-store"))
     }
+
+    /// The busy timeout from `--wait` or `$QUIVER_WAIT` (seconds), if set.
+    pub(crate) fn wait(&self) -> Result<Option<std::time::Duration>, Failure> {
+        let (text, from) = match (self.wait, std::env::var("QUIVER_WAIT")) {
+            (Some(secs), _) => (secs.to_string(), "--wait"),
+            (None, Ok(v)) => (v, "QUIVER_WAIT"),
+            (None, Err(_)) => return Ok(None),
+        };
+        match text.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => {
+                Ok(Some(std::time::Duration::from_secs_f64(secs)))
+            }
+            _ => Err(Failure::Input(format!(
+                "{from} must be a number of seconds from 0 to 86400, got {text:?}"
+            ))),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -290,6 +312,10 @@ fn main() -> ExitCode {
         Err(Failure::Internal(msg)) => {
             eprintln!("quiver: {}", one_line(&msg));
             ExitCode::from(1)
+        }
+        Err(Failure::Busy(msg)) => {
+            eprintln!("quiver: {}", one_line(&msg));
+            ExitCode::from(output::EXIT_BUSY)
         }
     }
 }

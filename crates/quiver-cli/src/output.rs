@@ -9,13 +9,22 @@ pub(crate) enum Failure {
     Input(String),
     /// Anything else: exit 1.
     Internal(String),
+    /// Another process held the store's writer lock past the wait: exit
+    /// [`EXIT_BUSY`]. Nothing was written; retrying may succeed.
+    Busy(String),
     /// Our reader went away: exit 0, like `head` expects.
     BrokenPipe,
 }
 
+/// The exit code of a write that gave up waiting for another writer:
+/// `EX_TEMPFAIL` of sysexits.h ("try again later").
+pub(crate) const EXIT_BUSY: u8 = 75;
+
 impl From<quiver::Error> for Failure {
     fn from(e: quiver::Error) -> Self {
-        if e.is_bad_input() {
+        if e.is_busy() {
+            Failure::Busy(e.to_string())
+        } else if e.is_bad_input() {
             Failure::Input(e.to_string())
         } else {
             Failure::Internal(e.to_string())

@@ -576,46 +576,84 @@ fn no_store_is_exit_2_and_creates_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a quiver store"));
 }
 
+/// Writers take turns per write (DESIGN §3, step 5): a library process
+/// holding the store open does not keep CLI writers out, and each sees the
+/// other's writes. A write that finds the lock held waits `--wait`
+/// seconds, then gives up with exit code 75 naming the holder, and leaves
+/// the store as it was.
 #[test]
-fn second_writer_process_is_refused_at_once() {
+fn writer_processes_take_turns_and_a_held_lock_is_busy_after_the_wait() {
     let (_dir, store, _) = populated();
     let holder = quiver::Store::open(&store).unwrap();
-    let started = std::time::Instant::now();
-    let out = quiver(
-        &store,
-        &[
-            "upsert",
-            "c",
-            "--id",
-            "z",
-            "--vector",
-            &json_vector(&[1.0; DIM]),
-        ],
+    let coll = holder.get_collection("c").unwrap();
+    let upsert = |id: &str, extra: &[&str]| {
+        let v = json_vector(&[1.0; DIM]);
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["upsert", "c", "--id", id, "--vector", &v]);
+        quiver(&store, &args)
+    };
+    let out = upsert("from-cli", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(coll.count().unwrap(), 301);
+    let hits = coll
+        .search(&[1.0; DIM], &quiver::SearchOptions::new(1))
+        .unwrap()
+        .hits;
+    assert_eq!(hits[0].id, "from-cli");
+    coll.upsert(&[quiver::Record::new("from-library", vec![1.0; DIM])])
+        .unwrap();
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "302");
+    // Another process holds the writer lock: wait, then exit 75.
+    let lock = std::fs::File::open(store.join("LOCK")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let started = std::time::Instant::now();
+    let out = upsert("z", &["--wait", "0.5"]);
+    let waited = started.elapsed();
+    assert_eq!(out.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("locked by pid {}", std::process::id())),
+        stderr.contains("busy") && stderr.contains(&format!("pid {}", std::process::id())),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "refused at once, not after a wait"
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
     );
-    // Readers work beside the writer.
-    assert_eq!(ok(&store, &["count", "c"]).trim(), "300");
-    drop(holder);
-    ok(
-        &store,
-        &[
-            "upsert",
-            "c",
-            "--id",
-            "z",
-            "--vector",
-            &json_vector(&[1.0; DIM]),
-        ],
+    // QUIVER_WAIT=0: at once.
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["--store"])
+        .arg(&store)
+        .args(["delete", "c", "from-cli"])
+        .env("QUIVER_WAIT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Nothing was written, and readers never wait.
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "302");
+    assert_eq!(ok(&store, &["get", "c", "from-cli"]).lines().count(), 1);
+    assert!(coll.get("z").unwrap().is_none());
+    // A bad --wait is bad input.
+    assert_eq!(upsert("z", &["--wait", "soon"]).status.code(), Some(2));
+    drop(lock);
+    let out = upsert("z", &["--wait", "0.5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(coll.count().unwrap(), 303);
+    assert!(coll.verify().unwrap().ok());
 }
 
 #[test]

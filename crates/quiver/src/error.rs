@@ -114,13 +114,17 @@ pub enum Error {
         /// Its schema version.
         version: i32,
     },
-    /// Another process holds the writer lock.
-    #[error("store {} is locked by pid {pid} (one writer at a time; open it read-only to read beside it)", path.display())]
-    Locked {
+    /// The store's writer lock stayed held by another writer for the whole
+    /// busy timeout ([`crate::StoreOptions::busy_timeout`]). Nothing was
+    /// written; retrying may succeed.
+    #[error("store {} is busy: pid {pid} held its writer lock for the {waited_ms} ms this write waited; retry, or wait longer", path.display())]
+    Busy {
         /// The store directory.
         path: PathBuf,
-        /// The process holding the lock, as written in `LOCK` (0 when unknown).
+        /// The process holding the lock, from the kernel (0 when unknown).
         pid: u32,
+        /// How long this write waited.
+        waited_ms: u64,
     },
     /// A write on a store opened read-only.
     #[error("store is open read-only: {operation} is not allowed")]
@@ -190,6 +194,13 @@ fn record_suffix(id: &Option<String>) -> String {
 }
 
 impl Error {
+    /// True when another writer held the store past the busy timeout: the
+    /// store is as it was, and the same call may succeed later. The CLI
+    /// exits with code 75 (`EX_TEMPFAIL`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
     /// True when the error was caused by the caller's input: the store was
     /// left exactly as it was, and the CLI exits with code 2.
     pub fn is_bad_input(&self) -> bool {
@@ -209,7 +220,6 @@ impl Error {
                 | Error::NotAStore { .. }
                 | Error::OldSchema { .. }
                 | Error::Model { .. }
-                | Error::Locked { .. }
                 | Error::ReadOnly { .. }
                 | Error::Dropped { .. }
         )

@@ -1,26 +1,52 @@
-//! The advisory `LOCK` file: one writer process per store.
+//! The advisory `LOCK` file: the store's writer lock, taken for one write
+//! transaction at a time by any process (DESIGN §3, step 5).
 //!
-//! `flock` locks belong to the open file, so they vanish with the process
-//! (no stale lock after `kill -9`) and a second open in the same process is
-//! refused as well. The file itself is never written: the holder's pid for
-//! the "locked by pid N" message comes from the kernel (`/proc/locks`), so
-//! a refused or failed writer leaves the store's bytes as they were.
+//! `flock` locks belong to the open file description, so they vanish with
+//! the process (no stale lock after `kill -9`), and two stores open on one
+//! directory in one process exclude each other as two processes do. The
+//! file itself is never written: the holder's pid for the busy error comes
+//! from the kernel (`/proc/locks`), so a writer that gave up leaves the
+//! store's bytes as they were.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::sync::MutexExt;
 
-/// Held for the life of a writable store; dropping it releases the lock.
+/// A store's `LOCK`, open for the life of a writable store, locked only
+/// while a write runs.
 #[derive(Debug)]
-pub(crate) struct WriterLock {
-    _file: File,
+pub(crate) struct LockFile {
+    file: File,
+    store: PathBuf,
+    /// One holder per open file in this process too: a second `flock` on
+    /// the same description would succeed without waiting.
+    held: Mutex<()>,
 }
 
-impl WriterLock {
-    pub(crate) fn acquire(store_dir: &Path) -> Result<WriterLock> {
+/// The writer lock, held until dropped.
+pub(crate) struct Held<'a> {
+    file: &'a File,
+    _in_process: MutexGuard<'a, ()>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocking a descriptor we own; no memory is shared.
+        unsafe {
+            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+impl LockFile {
+    /// Open (creating it if need be) the `LOCK` of `store_dir`.
+    pub(crate) fn open(store_dir: &Path) -> Result<LockFile> {
         let path = store_dir.join("LOCK");
         let file = OpenOptions::new()
             .read(true)
@@ -30,19 +56,43 @@ impl WriterLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        // SAFETY: flock on a descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(Error::Locked {
-                    path: store_dir.to_path_buf(),
-                    pid: holder(&file).unwrap_or(0),
+        Ok(LockFile {
+            file,
+            store: store_dir.to_path_buf(),
+            held: Mutex::new(()),
+        })
+    }
+
+    /// Take the lock, waiting up to `timeout` for another holder to let
+    /// it go; then [`Error::Busy`] naming the holder.
+    pub(crate) fn lock(&self, timeout: Duration) -> Result<Held<'_>> {
+        let in_process = self.held.locked();
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is shared.
+            let rc = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(Held {
+                    file: &self.file,
+                    _in_process: in_process,
                 });
             }
-            return Err(Error::io("lock store", &path, err));
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::io("lock store", self.store.join("LOCK"), err));
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(Error::Busy {
+                    path: self.store.clone(),
+                    pid: holder(&self.file).unwrap_or(0),
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
-        Ok(WriterLock { _file: file })
     }
 }
 
@@ -87,15 +137,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_lock_is_refused_with_pid_and_the_file_stays_empty() {
+    fn a_held_lock_makes_others_wait_then_fail_busy_with_pid_and_the_file_stays_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let first = WriterLock::acquire(dir.path()).unwrap();
-        match WriterLock::acquire(dir.path()) {
-            Err(Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
-            other => panic!("expected Locked, got {other:?}"),
+        let first = LockFile::open(dir.path()).unwrap();
+        let second = LockFile::open(dir.path()).unwrap();
+        let held = first.lock(Duration::ZERO).unwrap();
+        let started = Instant::now();
+        match second.lock(Duration::from_millis(150)) {
+            Err(Error::Busy { pid, waited_ms, .. }) => {
+                assert_eq!(pid, std::process::id());
+                assert!(waited_ms >= 150, "{waited_ms}");
+            }
+            other => panic!("expected Busy, got {:?}", other.map(|_| ())),
         }
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert!(matches!(
+            second.lock(Duration::ZERO),
+            Err(Error::Busy { .. })
+        ));
         assert_eq!(std::fs::read(dir.path().join("LOCK")).unwrap(), b"");
-        drop(first);
-        WriterLock::acquire(dir.path()).unwrap();
+        // Released on drop: the waiter gets it as soon as it is free.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| second.lock(Duration::from_secs(5)).map(|_| ()));
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+            waiter.join().unwrap().unwrap();
+        });
     }
 }

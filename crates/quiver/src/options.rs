@@ -45,6 +45,10 @@ pub struct StoreOptions {
     /// over just those; above, it runs a filtered HNSW search. Default
     /// 8,192 (measured, see `DEFAULT_EXACT_MAX`).
     pub filter_exact_max: usize,
+    /// How long a write waits for another process (or another open store
+    /// on the same directory) to let the writer lock go before it fails
+    /// with [`crate::Error::Busy`]. Zero fails at once. Default 5 s.
+    pub busy_timeout: std::time::Duration,
 }
 
 /// Default of [`crate::StoreOptions::filter_exact_max`]: at or below this
@@ -69,6 +73,7 @@ impl Default for StoreOptions {
             close_snapshot_min_changes: 1_000,
             progress: None,
             filter_exact_max: DEFAULT_EXACT_MAX,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -84,6 +89,7 @@ impl fmt::Debug for StoreOptions {
             )
             .field("progress", &self.progress.is_some())
             .field("filter_exact_max", &self.filter_exact_max)
+            .field("busy_timeout", &self.busy_timeout)
             .finish()
     }
 }

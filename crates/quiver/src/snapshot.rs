@@ -218,30 +218,59 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Replace the snapshot of `cid` with `bytes`, durably.
-pub(crate) fn write_atomic(store: &Path, cid: i64, bytes: &[u8]) -> Result<()> {
-    let tmp = write_temp(store, cid, bytes)?;
-    install(store, cid, &tmp)
-}
-
-/// The temp file of `cid`'s next snapshot, until it is renamed into place.
+/// A fresh temp file for a snapshot of `cid`, until it is renamed into
+/// place: `<cid>.<pid>-<n>.usearch.tmp`, so that processes writing
+/// snapshots of one collection at once never share one.
 pub(crate) fn temp_path(store: &Path, cid: i64) -> PathBuf {
-    path(store, cid).with_extension("usearch.tmp")
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    index_dir(store).join(format!("{cid}.{}-{n}.usearch.tmp", std::process::id()))
 }
 
-/// Write `bytes` to the temp file of `cid` and fsync it; return its path.
-pub(crate) fn write_temp(store: &Path, cid: i64, bytes: &[u8]) -> Result<PathBuf> {
+/// The collection and process of a temp file's name, if it is one.
+fn temp_owner(name: &str) -> Option<(i64, u32)> {
+    let rest = name.strip_suffix(".usearch.tmp")?;
+    let (cid, rest) = rest.split_once('.')?;
+    let (pid, _) = rest.split_once('-')?;
+    Some((cid.parse().ok()?, pid.parse().ok()?))
+}
+
+/// Remove temp files of `cid` (or of every collection) left by processes
+/// no longer running (a crash mid-snapshot), and by the older, unnumbered
+/// naming. Best effort: a file that cannot be removed is left.
+pub(crate) fn remove_stale_temps(store: &Path, cid: Option<i64>) {
+    let Ok(entries) = fs::read_dir(index_dir(store)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = match temp_owner(name) {
+            Some((c, pid)) => {
+                cid.is_none_or(|want| want == c) && !Path::new(&format!("/proc/{pid}")).exists()
+            }
+            None => name
+                .strip_suffix(".usearch.tmp")
+                .is_some_and(|c| c.parse::<i64>().is_ok_and(|c| cid.is_none_or(|w| w == c))),
+        };
+        if stale {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Write `bytes` to the temp file `tmp` (from [`temp_path`]) and fsync it.
+pub(crate) fn write_temp(store: &Path, tmp: &Path, bytes: &[u8]) -> Result<()> {
     let dir = index_dir(store);
     ensure_dir(&dir)?;
-    let tmp = temp_path(store, cid);
     let io = |op: &str, p: &Path, e| Error::io(op, p, e);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("create snapshot temp file", &tmp, e))?;
+        .open(tmp)
+        .map_err(|e| io("create snapshot temp file", tmp, e))?;
     #[cfg(feature = "failpoints")]
     if std::env::var("QUIVER_FAILPOINT").is_ok_and(|v| v == "snapshot:partial-temp") {
         // Half the bytes reach the disk, then the process dies.
@@ -252,8 +281,7 @@ pub(crate) fn write_temp(store: &Path, cid: i64, bytes: &[u8]) -> Result<PathBuf
     }
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
-        .map_err(|e| io("write snapshot temp file", &tmp, e))?;
-    Ok(tmp)
+        .map_err(|e| io("write snapshot temp file", tmp, e))
 }
 
 /// Rename a written temp file over the live snapshot of `cid`, durably.
@@ -287,17 +315,16 @@ pub(crate) fn read_checked(
     Ok(bytes)
 }
 
-/// Remove a collection's snapshot (and leftover temp files), if present.
+/// Remove a collection's snapshot (and temp files left by processes no
+/// longer running), if present.
 pub(crate) fn remove(store: &Path, cid: i64) -> Result<()> {
+    remove_stale_temps(store, Some(cid));
     let live = path(store, cid);
-    for p in [temp_path(store, cid), live] {
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove snapshot", &p, e)),
-        }
+    match fs::remove_file(&live) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove snapshot", &live, e)),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -308,7 +335,9 @@ mod tests {
     fn write_then_read_checks_length_and_digest() {
         let dir = tempfile::tempdir().unwrap();
         let bytes = b"hello snapshot".to_vec();
-        write_atomic(dir.path(), 7, &bytes).unwrap();
+        let tmp = temp_path(dir.path(), 7);
+        write_temp(dir.path(), &tmp, &bytes).unwrap();
+        install(dir.path(), 7, &tmp).unwrap();
         let d = digest(&bytes);
         assert_eq!(
             read_checked(dir.path(), 7, bytes.len() as u64, &d).unwrap(),

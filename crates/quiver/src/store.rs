@@ -1,8 +1,9 @@
 //! The store: a directory with `quiver.db`, `index/` and `LOCK`.
 //!
-//! `Store` owns the SQLite connections (one writer behind a mutex, a pool of
-//! readers), the writer lock, and the catalogue of collections whose indexes
-//! are loaded (lazily, on first use).
+//! `Store` creates, lists and drops collections and keeps the registry of
+//! those whose indexes are loaded (lazily, on first use); the connections
+//! and the writer lock are `db`'s. Any number of processes may open one
+//! store writable: each write takes the lock for its own transaction.
 
 use std::collections::HashMap;
 use std::fs;
@@ -17,7 +18,7 @@ use crate::collection::{CollState, Collection};
 use crate::config::{validate_name, CollectionConfig};
 use crate::db::{self, catalogue, Db, DB_FILE};
 use crate::error::{Error, Result};
-use crate::lock::WriterLock;
+use crate::lock::LockFile;
 use crate::options::StoreOptions;
 use crate::snapshot;
 use crate::sync::RwLockExt;
@@ -67,6 +68,14 @@ impl Registry {
         self.0.write_lock().remove(name)
     }
 
+    /// Forget `state` if it is still what `name` maps to.
+    fn unregister_if(&self, name: &str, state: &Arc<CollState>) {
+        let mut map = self.0.write_lock();
+        if map.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            map.remove(name);
+        }
+    }
+
     fn close_snapshots(&self, db: &Db) -> Result<()> {
         if db.is_read_only() || db.dir.is_none() {
             return Ok(());
@@ -92,11 +101,15 @@ impl Registry {
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
-    /// Open (or create) a writable store in `dir`, taking the writer lock.
+    /// Open (or create) a writable store in `dir`. Other processes may
+    /// have it open, writable or not, at the same time: each write takes
+    /// the store's writer lock for its own transaction, waiting up to
+    /// [`StoreOptions::busy_timeout`] for another writer.
     ///
     /// # Errors
-    /// [`Error::Locked`] if another writer holds the store;
-    /// [`Error::NotAStore`] if `dir` holds something else; I/O and SQLite failures.
+    /// [`Error::Busy`] if another writer held the lock past the timeout
+    /// while this one created or migrated the schema; [`Error::NotAStore`]
+    /// if `dir` holds something else; I/O and SQLite failures.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(dir, StoreOptions::default())
     }
@@ -110,9 +123,14 @@ impl Store {
         if !dir.join(DB_FILE).exists() {
             prepare_new_dir(&dir)?;
         }
-        let lock = WriterLock::acquire(&dir)?;
-        let conn = db::open_writer(&dir)?;
+        let lock = LockFile::open(&dir)?;
+        // Two processes may create or migrate one store at once.
+        let conn = {
+            let _held = lock.lock(options.busy_timeout)?;
+            db::open_writer(&dir)?
+        };
         snapshot::ensure_dir(&snapshot::index_dir(&dir))?;
+        snapshot::remove_stale_temps(&dir, None);
         Ok(Store::from_parts(
             Some(dir),
             options,
@@ -168,7 +186,7 @@ impl Store {
         dir: Option<PathBuf>,
         options: StoreOptions,
         writer: Option<Connection>,
-        lock: Option<WriterLock>,
+        lock: Option<LockFile>,
     ) -> Store {
         let db = Arc::new(Db::new(dir, options, writer, lock));
         let registry = Arc::new(Registry(RwLock::new(HashMap::new())));
@@ -197,10 +215,13 @@ impl Store {
     pub fn create_collection(&self, name: &str, config: &CollectionConfig) -> Result<Collection> {
         validate_name(name)?;
         config.validate()?;
-        let mut conn = self.inner.db.writer("create collection")?;
-        let Some(cid) = catalogue::create(&mut conn, name, config)? else {
+        let db = &self.inner.db;
+        let mut conn = db.writer("create collection")?;
+        let tx = db.write_tx(&mut conn, "create collection")?;
+        let Some(cid) = catalogue::create(&tx, name, config)? else {
             return Err(Error::CollectionExists { name: name.into() });
         };
+        tx.commit("create collection")?;
         let state = CollState::new_empty(cid, name, config.clone())?;
         self.inner.registry.register(state.clone());
         drop(conn);
@@ -217,7 +238,15 @@ impl Store {
         let (db, registry) = (&self.inner.db, &self.inner.registry);
         let open = |state| Collection::new(Arc::clone(db), state);
         if let Some(state) = registry.loaded(name) {
-            return Ok(Some(open(state)));
+            // Another process may have dropped it (and made another of
+            // that name) since: then load what the name is now.
+            match open(Arc::clone(&state)).refresh() {
+                Err(Error::Dropped { .. }) => {
+                    registry.unregister_if(name, &state);
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(Some(open(state))),
+            }
         }
         if db.is_read_only() {
             let state = CollState::load_read_only(db, name)?;
@@ -229,7 +258,7 @@ impl Store {
         // Hold the writer from the check to the registration, so two
         // threads cannot both load it and no write slips in between.
         let mut conn = db.writer("open collection")?;
-        if let Some(state) = registry.loaded(name) {
+        if let Some(state) = registry.loaded(name).filter(|s| !s.is_dropped()) {
             return Ok(Some(open(state)));
         }
         let state = CollState::load_writable(db, &mut conn, name)?;
@@ -273,10 +302,13 @@ impl Store {
     /// [`Error::InvalidName`], [`Error::ReadOnly`], SQLite and I/O failures.
     pub fn drop_collection(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
-        let mut conn = self.inner.db.writer("drop collection")?;
-        let Some(cid) = catalogue::drop(&mut conn, name)? else {
+        let db = &self.inner.db;
+        let mut conn = db.writer("drop collection")?;
+        let tx = db.write_tx(&mut conn, "drop collection")?;
+        let Some(cid) = catalogue::drop(&tx, name)? else {
             return Ok(false);
         };
+        tx.commit("drop collection")?;
         if let Some(state) = self.inner.registry.unregister(name) {
             state.mark_dropped();
             state.discard_staged();
@@ -301,8 +333,8 @@ impl Store {
     }
 
     /// Close the store: snapshot collections with enough un-snapshotted
-    /// changes (see [`StoreOptions::close_snapshot_min_changes`]) and release
-    /// the lock. Dropping the store does the same but cannot report errors.
+    /// changes (see [`StoreOptions::close_snapshot_min_changes`]). Dropping
+    /// the store does the same but cannot report errors.
     ///
     /// # Errors
     /// I/O and SQLite failures while snapshotting.
@@ -331,7 +363,18 @@ fn prepare_new_dir(dir: &Path) -> Result<()> {
             let foreign = entries.any(|e| {
                 e.map(|e| {
                     let name = e.file_name();
-                    !matches!(name.to_str(), Some("LOCK" | "index"))
+                    // Another process may be creating the store right now.
+                    !matches!(
+                        name.to_str(),
+                        Some(
+                            "LOCK"
+                                | "index"
+                                | "quiver.db"
+                                | "quiver.db-wal"
+                                | "quiver.db-shm"
+                                | "quiver.db-journal"
+                        )
+                    )
                 })
                 .unwrap_or(true)
             });

@@ -13,8 +13,10 @@ use super::*;
 /// point loses no committed batch: the next open replays what the index
 /// had not taken, as after any write.
 ///
-/// The store's write lock is held until the `Bulk` is finished or dropped:
-/// other writes wait. Dropping it without `finish` still completes the
+/// This process's writer connection is held until the `Bulk` is finished
+/// or dropped: other threads' writes wait. The store's writer lock is
+/// taken for each batch's transaction only, so other processes' writes go
+/// in between batches, each waiting at most about one batch. Dropping it without `finish` still completes the
 /// last batch, but an error doing so is then only kept for
 /// [`Collection::info`].
 ///
@@ -39,7 +41,6 @@ pub struct Bulk<'a> {
 
 /// A committed batch being added to the index on its own thread.
 pub(super) struct Adding {
-    seq: i64,
     changes: u64,
     ids: Vec<(u64, String)>,
     thread: std::thread::JoinHandle<Result<()>>,
@@ -67,15 +68,15 @@ impl Bulk<'_> {
             coll.cache_ids(c.ids);
             return Ok(c.seq as u64);
         }
-        let state = Arc::clone(&coll.state);
+        let (state, store) = (Arc::clone(&coll.state), Arc::clone(&coll.store));
         let upserts = c.upserts;
         let changes = upserts.len() as u64;
+        let seq = c.seq;
         let thread = std::thread::Builder::new()
             .name("quiver-bulk".into())
-            .spawn(move || apply(&state.indexes, &state.name, &upserts, &[]))
+            .spawn(move || state.apply_own(&store, seq, &upserts, &[]))
             .map_err(|e| Error::io("start a bulk-load thread", "", e))?;
         self.adding = Some(Adding {
-            seq: c.seq,
             changes,
             ids: c.ids,
             thread,
@@ -106,7 +107,7 @@ impl Bulk<'_> {
                 "the bulk-load thread panicked".into(),
             ))
         });
-        let rebuilt = coll.after_apply(&mut self.conn, a.seq, a.changes, added)?;
+        let rebuilt = coll.after_apply(&mut self.conn, a.changes, added)?;
         coll.cache_ids(a.ids);
         Ok(rebuilt)
     }

@@ -161,17 +161,24 @@ impl CollState {
     }
 
     /// Load a collection by name for a writable store. The caller holds
-    /// the writer (`conn`), so no write slips between reading the tail and
-    /// the caller registering the state.
+    /// the writer connection (`conn`), so no other thread of this process
+    /// loads it too; the load reads one read transaction's view, and what
+    /// other processes commit later is caught up like any other change.
     pub(crate) fn load_writable(
         store: &Db,
         conn: &mut Connection,
         name: &str,
     ) -> Result<Option<Arc<Self>>> {
-        let Some(row) = catalogue::by_name(conn, name)? else {
-            return Ok(None);
+        let loaded = {
+            let read_tx = ReadTx::begin(conn)?;
+            let Some(row) = catalogue::by_name(conn, name)? else {
+                return Ok(None);
+            };
+            let (indexes, load, pending) = load_indexes(store, conn, name, &row)?;
+            read_tx.end()?;
+            (row, indexes, load, pending)
         };
-        let (indexes, load, pending) = load_indexes(store, conn, name, &row)?;
+        let (row, indexes, load, pending) = loaded;
         let rebuilt = load.source == IndexSource::Rebuilt;
         let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
         state.add_pending(pending);
@@ -193,15 +200,13 @@ impl CollState {
                 .is_some_and(|c| c.get() == crate::index::CheckState::Failed)
         };
         if store.is_read_only() {
-            let _r = self.refresh.locked();
+            let _apply = self.apply.locked();
             if !damaged(self) {
                 return Ok(());
             }
             return store.read(|conn| {
                 let read_tx = ReadTx::begin(conn)?;
-                let seq = catalogue::read_seq(conn, self.cid)?;
-                self.rebuild_now_unsaved(store, conn, REASON)?;
-                self.applied_seq.store(seq, Ordering::SeqCst);
+                self.rebuild_locked(store, conn, REASON)?;
                 read_tx.end()
             });
         }
@@ -212,17 +217,16 @@ impl CollState {
         self.rebuild_now(store, &mut conn, REASON)
     }
 
-    /// Swap in a rebuild from SQLite without snapshotting it.
-    pub(super) fn rebuild_now_unsaved(
-        &self,
-        store: &Db,
-        conn: &Connection,
-        reason: &str,
-    ) -> Result<()> {
+    /// Swap in a rebuild from SQLite as `conn` shows it (in a read
+    /// transaction), without snapshotting it; `applied_seq` becomes the
+    /// sequence it holds. The caller holds `apply`.
+    pub(super) fn rebuild_locked(&self, store: &Db, conn: &Connection, reason: &str) -> Result<()> {
         let started = Instant::now();
+        let seq = catalogue::read_seq(conn, self.cid)?;
         let config = self.config();
         let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
         *self.indexes.write_lock() = fresh;
+        self.applied_seq.store(seq, Ordering::SeqCst);
         *self.load.locked() = LoadReport {
             source: IndexSource::Rebuilt,
             reason: Some(reason.into()),
@@ -233,87 +237,160 @@ impl CollState {
     }
 
     /// Replace the indexes with a rebuild from SQLite and snapshot them.
+    /// The caller holds the writer connection.
     pub(super) fn rebuild_now(
         &self,
         store: &Db,
         conn: &mut Connection,
         reason: &str,
     ) -> Result<()> {
-        let seq: i64 = catalogue::read_seq(conn, self.cid)?;
-        self.rebuild_now_unsaved(store, conn, reason)?;
-        self.applied_seq.store(seq, Ordering::SeqCst);
+        {
+            let _apply = self.apply.locked();
+            let read_tx = ReadTx::begin(conn)?;
+            self.rebuild_locked(store, conn, reason)?;
+            read_tx.end()?;
+        }
         let pending = self.indexes.read_lock().len() as u64;
         self.snapshots.locked().pending = 0;
         self.add_pending(pending.max(1));
         failpoint!(&format!("{reason}:before-snapshot"));
         self.snapshot(store, conn)
     }
+
+    /// Bring the indexes up to what `conn` shows (in a read transaction,
+    /// or under the store's writer lock): replay every change after
+    /// `applied_seq`, or load afresh when a tombstone the replay needs was
+    /// pruned, the index settings changed, or a newer snapshot leaves a
+    /// much shorter tail than this index's. The caller holds `apply`.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`] if the collection is gone; SQLite and index failures.
+    pub(super) fn catch_up_locked(&self, store: &Db, conn: &Connection) -> Result<()> {
+        let Some(row) = catalogue::by_cid(conn, self.cid)? else {
+            self.mark_dropped();
+            return Err(Error::Dropped {
+                name: self.name.clone(),
+            });
+        };
+        let applied = self.applied_seq.load(Ordering::SeqCst);
+        let same_config = row.config == self.config();
+        if row.seq == applied && same_config {
+            return Ok(());
+        }
+        let reload = row.pruned_seq > applied
+            || !same_config
+            || row.seq < applied
+            || self.newer_snapshot_is_shorter(conn, applied)?;
+        let replayed = if reload {
+            let (indexes, load, pending) = load_indexes(store, conn, &self.name, &row)?;
+            let mut ix = self.indexes.write_lock();
+            if same_config {
+                // Keys keep their ids: carry the cache over.
+                let ids = std::mem::take(&mut *ix.ids.write_lock());
+                *indexes.ids.write_lock() = ids;
+            }
+            *ix = indexes;
+            drop(ix);
+            *self.config.write_lock() = row.config.clone();
+            *self.load.locked() = load;
+            self.snapshots.locked().pending = 0;
+            pending
+        } else {
+            replay(
+                conn,
+                store,
+                &self.name,
+                self.cid,
+                row.config.dimension,
+                applied,
+                &self.indexes,
+            )?
+        };
+        self.applied_seq.store(row.seq, Ordering::SeqCst);
+        if !store.is_read_only() {
+            self.add_pending(replayed);
+        }
+        Ok(())
+    }
+
+    /// True when the recorded snapshot is newer than `applied` and its
+    /// tail is under half of the tail after `applied` (and that is long):
+    /// mapping it and replaying its tail is then cheaper than replaying.
+    fn newer_snapshot_is_shorter(&self, conn: &Connection, applied: i64) -> Result<bool> {
+        const LONG: u64 = 4096;
+        if !Indexes::HAS_GRAPH {
+            return Ok(false);
+        }
+        let Some(snap) = catalogue::snapshot_row(conn, self.cid)? else {
+            return Ok(false);
+        };
+        if snap.applied_seq <= applied {
+            return Ok(false);
+        }
+        let ours = catalogue::tail_len(conn, self.cid, applied)?;
+        if ours < LONG {
+            return Ok(false);
+        }
+        Ok(catalogue::tail_len(conn, self.cid, snap.applied_seq)? < ours / 2)
+    }
 }
 
 impl Collection {
-    /// For a read-only handle: catch up with changes committed by the
-    /// writer since this process loaded the index. A writable handle is
-    /// always current, and this does nothing.
+    /// Catch up with changes other processes committed since this handle
+    /// last looked (a search does this first). Costs one `data_version`
+    /// check when nothing else committed, and a look at the collection's
+    /// row when only this process did.
     ///
     /// # Errors
-    /// [`Error::Dropped`] if the writer dropped the collection; SQLite failures.
+    /// [`Error::Dropped`] if another process (or handle) dropped the
+    /// collection; SQLite and index failures.
     pub fn refresh(&self) -> Result<()> {
-        if !self.store.is_read_only() {
+        if self.store.dir.is_none() {
+            // In memory: nothing but this store writes it.
             return Ok(());
         }
         let st = &self.state;
-        let _r = st.refresh.locked();
         // Read before the check: a commit after this read moves it again.
         let version = self.store.data_version()?;
         if version == st.seen_version.load(Ordering::SeqCst) {
             return Ok(());
         }
+        let row = self.store.read(|conn| catalogue::by_cid(conn, st.cid))?;
+        let Some(row) = row else {
+            st.mark_dropped();
+            return Err(Error::Dropped {
+                name: st.name.clone(),
+            });
+        };
+        let applied = st.applied_seq.load(Ordering::SeqCst);
+        let only_own = row.seq <= st.own_committed.load(Ordering::SeqCst)
+            && applied >= st.foreign_below_own.load(Ordering::SeqCst);
+        if row.config == st.config() && (row.seq == applied || only_own) {
+            st.seen_version.store(version, Ordering::SeqCst);
+            return Ok(());
+        }
+        let _apply = st.apply.locked();
         self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
-            let Some(row) = catalogue::by_cid(conn, st.cid)? else {
-                st.mark_dropped();
-                read_tx.end()?;
-                return Err(Error::Dropped {
-                    name: st.name.clone(),
-                });
-            };
-            let applied = st.applied_seq.load(Ordering::SeqCst);
-            if row.seq == applied && row.config == st.config() {
-                st.seen_version.store(version, Ordering::SeqCst);
-                return read_tx.end();
-            }
-            if row.pruned_seq > applied || row.config != st.config() {
-                // Tombstones we would need are gone, or the index settings
-                // changed: load afresh.
-                let (indexes, load, _) = load_indexes(&self.store, conn, &st.name, &row)?;
-                *st.indexes.write_lock() = indexes;
-                *st.config.write_lock() = row.config.clone();
-                *st.load.locked() = load;
-            } else {
-                replay(
-                    conn,
-                    &self.store,
-                    &st.name,
-                    st.cid,
-                    row.config.dimension,
-                    applied,
-                    &st.indexes,
-                )?;
-            }
-            st.applied_seq.store(row.seq, Ordering::SeqCst);
-            st.seen_version.store(version, Ordering::SeqCst);
+            st.catch_up_locked(&self.store, conn)?;
             read_tx.end()
-        })
+        })?;
+        st.seen_version.store(version, Ordering::SeqCst);
+        Ok(())
     }
 }
 
 impl CollState {
     /// Replace a viewed snapshot (mapped, read-only) with an index in
     /// memory that can be saved: the snapshot loaded, then every change
-    /// after it replayed from SQLite. Runs under the writer, so nothing
-    /// commits meanwhile; searches go on against the old indexes.
+    /// after it replayed from SQLite, at one read transaction's view.
+    /// Runs under the writer connection and `apply`; searches go on against
+    /// the old indexes meanwhile.
     pub(super) fn materialise(&self, store: &Db, conn: &mut Connection) -> Result<()> {
+        let _apply = self.apply.locked();
         let config = self.config();
+        let read_tx = ReadTx::begin(conn)?;
+        let seq = catalogue::read_seq(conn, self.cid)?;
         let loaded = (|| -> std::result::Result<Indexes, String> {
             let dir = store.dir.as_ref().ok_or("in-memory store")?;
             let row = catalogue::snapshot_row(conn, self.cid)
@@ -340,9 +417,11 @@ impl CollState {
                 let ids = std::mem::take(&mut *ix.ids.write_lock());
                 *fresh.ids.write_lock() = ids;
                 *ix = fresh;
-                Ok(())
+                drop(ix);
+                self.applied_seq.store(seq, Ordering::SeqCst);
             }
-            Err(reason) => self.rebuild_now_unsaved(store, conn, &reason),
+            Err(reason) => self.rebuild_locked(store, conn, &reason)?,
         }
+        read_tx.end()
     }
 }

@@ -13,7 +13,10 @@ impl Collection {
         let segs = crate::filter::check_path(path)?;
         let mut conn = self.store.writer("index field")?;
         self.alive()?;
-        catalogue::add_field_index(&mut conn, self.state.cid, &segs)
+        let tx = self.store.write_tx(&mut conn, "index field")?;
+        let added = catalogue::add_field_index(&tx, self.state.cid, &segs)?;
+        tx.commit("index field")?;
+        Ok(added)
     }
 
     /// Everything about the collection: counts, sequence numbers, the
@@ -33,6 +36,11 @@ impl Collection {
             read_tx.end()?;
             Ok((count as u64, seq as u64, snapshot, tail))
         })?;
+        // Each value taken on its own line: no guard is held into the SQL
+        // of `indexed_fields` (in memory, the writer connection).
+        let index = st.indexes.read_lock().info();
+        let load = st.load.locked().clone();
+        let snapshot_error = st.snapshots.locked().error.clone();
         Ok(CollectionInfo {
             name: st.name.clone(),
             config: st.config(),
@@ -41,9 +49,9 @@ impl Collection {
             applied_seq: st.applied_seq.load(Ordering::SeqCst) as u64,
             snapshot,
             tail,
-            index: st.indexes.read_lock().info(),
-            load: st.load.locked().clone(),
-            snapshot_error: st.snapshots.locked().error.clone(),
+            index,
+            load,
+            snapshot_error,
             indexed_fields: self.indexed_fields()?,
         })
     }
@@ -59,23 +67,14 @@ impl Collection {
     /// SQLite failures (a damaged store is a report, not an error).
     pub fn verify(&self) -> Result<VerifyReport> {
         self.alive()?;
-        if self.store.is_read_only() {
-            self.refresh()?;
-        }
-        let config = self.config();
         let st = &self.state;
-        // Hold the writer (if any) so the index and SQLite hold still.
-        let _writer = if self.store.is_read_only() {
-            None
-        } else {
-            Some(self.store.writer("verify")?)
-        };
-        let _refresh = st.refresh.locked();
         let mut problems = Vec::new();
         let mut notes = Vec::new();
-        let ix = st.indexes.read_lock();
-        let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64)> {
-            let quick = db::quick_check(conn)?;
+        let mut read = |conn: &Connection| -> Result<(u64, u64, u64, u64, u64)> {
+            st.catch_up_locked(&self.store, conn)?;
+            let config = self.config();
+            let ix = st.indexes.read_lock();
+            let quick = self.store.quick_check(conn)?;
             if quick != "ok" {
                 problems.push(format!("sqlite quick_check: {quick}"));
             }
@@ -144,20 +143,23 @@ impl Collection {
                     }
                 }
             }
-            Ok((records, checked, searched, unreachable))
+            Ok((records, ix.len() as u64, checked, searched, unreachable))
         };
-        let (records, checked, searched, unreachable) = match &_writer {
-            Some(conn) => read(conn)?,
-            None => self.store.read(|conn| {
-                let read_tx = ReadTx::begin(conn)?;
-                let out = read(conn);
-                read_tx.end()?;
-                out
-            })?,
-        };
+        // The index and SQLite held still at one view: changes stop while
+        // `apply` is held (taken inside: an in-memory store reads through
+        // the writer connection, which comes first), and the index is
+        // first brought to the read transaction's view, other processes'
+        // commits included.
+        let (records, indexed, checked, searched, unreachable) = self.store.read(|conn| {
+            let _apply = st.apply.locked();
+            let read_tx = ReadTx::begin(conn)?;
+            let out = read(conn);
+            read_tx.end()?;
+            out
+        })?;
         Ok(VerifyReport {
             records,
-            indexed: ix.len() as u64,
+            indexed,
             vectors_checked: checked,
             reachability_checked: searched,
             unreachable,
@@ -200,6 +202,7 @@ impl Collection {
         }
         if self.store.dir.is_some() {
             failpoint!("compact:before-vacuum");
+            let _held = self.store.lock()?;
             db::vacuum(&conn)?;
         }
         drop(conn);
@@ -239,9 +242,10 @@ impl Collection {
         next.expansion_search = change.expansion_search.unwrap_or(next.expansion_search);
         next.validate()?;
         let mut conn = self.store.writer("alter")?;
+        let tx = self.store.write_tx(&mut conn, "alter")?;
         if next.metric == Metric::Cos && self.config().metric != Metric::Cos {
             // Zero vectors were fine under the old metric; cos cannot take them.
-            let zero = records::zero_vector_id(&conn, self.state.cid, next.dimension)?;
+            let zero = records::zero_vector_id(&tx, self.state.cid, next.dimension)?;
             if let Some(id) = zero {
                 return Err(Error::InvalidConfig {
                     reason: format!(
@@ -250,7 +254,8 @@ impl Collection {
                 });
             }
         }
-        catalogue::set_index_settings(&conn, self.state.cid, &next)?;
+        catalogue::set_index_settings(&tx, self.state.cid, &next)?;
+        tx.commit("alter")?;
         failpoint!("alter:after-update");
         *self.state.config.write_lock() = next;
         self.state.rebuild_now(&self.store, &mut conn, "alter")?;

@@ -19,7 +19,7 @@ use crate::config::{CollectionConfig, Metric, Scalar};
 use crate::db::records::{self, Rows};
 use crate::db::tx::{self, ReadTx};
 use crate::db::{self, catalogue, unix_now, Db};
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
 use crate::filter::Filter;
 use crate::filtered;
@@ -373,6 +373,8 @@ pub struct Collection {
 /// A snapshot serialised under the writer, being written by a thread.
 struct Staged {
     thread: std::thread::JoinHandle<Result<Written>>,
+    /// The temp file it is written to.
+    tmp: std::path::PathBuf,
     /// The sequence its bytes hold.
     applied: i64,
     /// Pending changes it covers.
@@ -428,10 +430,16 @@ struct Warmer {
 ///
 /// Fields are grouped by what guards them. Lock order, outermost first
 /// (a thread holding one may take only those after it):
-/// `delete_gate` → `flat_build` → the store's writer connection →
-/// `refresh` → `indexes` → its id cache. `config`, `load`, `snapshots`,
-/// `matches` and `warm.thread` are leaves: held only to read or replace
-/// a value, never while taking another lock.
+/// `delete_gate` → `flat_build` → the store's writer connection → the
+/// store's writer lock (`LOCK`, for one write transaction or a snapshot's
+/// install) → `apply` → `indexes` → its id cache. `config`, `load`,
+/// `snapshots`, `matches` and `warm.thread` are leaves: held only to read
+/// or replace a value, never while taking another lock.
+///
+/// Several processes may write the collection. Every change to the
+/// indexes (this process's own commits, and replays of what others
+/// committed) is made under `apply`, in sequence order, and moves
+/// `applied_seq` to the change's sequence.
 pub(crate) struct CollState {
     pub(crate) cid: i64,
     pub(crate) name: String,
@@ -449,11 +457,20 @@ pub(crate) struct CollState {
     /// (deleted between the index search and the lookup) retries holding
     /// it shared, which sees one consistent state.
     delete_gate: RwLock<()>,
-    /// Serialises read-only refreshes; `seen_version` is the store's
-    /// `data_version` when one last found this collection current (-1:
-    /// never).
-    refresh: Mutex<()>,
+    /// Held while the indexes change: an own change applied, or other
+    /// processes' changes replayed ([`CollState::catch_up_locked`]).
+    apply: Mutex<()>,
+    /// The store's `data_version` when this collection was last found to
+    /// miss nothing another process committed (-1: never).
     seen_version: AtomicI64,
+    /// The last sequence this process committed (-1: none), and the last
+    /// sequence below it that another process committed, as known when
+    /// this one committed. A search need not look for other processes'
+    /// changes while SQLite is at `own_committed` and `applied_seq` has
+    /// reached `foreign_below_own`: what is left is this process's own,
+    /// being applied.
+    own_committed: AtomicI64,
+    foreign_below_own: AtomicI64,
     snapshots: Mutex<Snapshots>,
     load: Mutex<LoadReport>,
     /// Filter match sets, valid at one sequence number.
@@ -479,8 +496,10 @@ impl CollState {
             applied_seq: AtomicI64::new(applied),
             flat_build: Mutex::new(()),
             delete_gate: RwLock::new(()),
-            refresh: Mutex::new(()),
+            apply: Mutex::new(()),
             seen_version: AtomicI64::new(-1),
+            own_committed: AtomicI64::new(-1),
+            foreign_below_own: AtomicI64::new(-1),
             snapshots: Mutex::new(Snapshots::default()),
             load: Mutex::new(load),
             matches: Mutex::new(filtered::Cache::default()),
@@ -511,6 +530,10 @@ impl CollState {
 
     pub(crate) fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
     }
 
     fn config(&self) -> CollectionConfig {

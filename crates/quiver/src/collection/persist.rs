@@ -1,4 +1,6 @@
-//! Snapshots: serialise under the writer, write on a thread, install, record in SQLite.
+//! Snapshots: serialise under the writer, write on a thread, install and
+//! record under the store's writer lock, so one process at a time puts a
+//! snapshot in place and never an older one over a newer.
 
 use super::*;
 
@@ -16,10 +18,15 @@ impl CollState {
         self.install_staged(store, conn, true);
         let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
-        snapshot::write_atomic(dir, self.cid, &bytes)?;
-        failpoint!("snapshot:after-rename");
-        let digest = snapshot::digest(&bytes);
-        self.record_snapshot(conn, &digest, bytes.len(), vectors, &options, applied)?;
+        let tmp = snapshot::temp_path(dir, self.cid);
+        snapshot::write_temp(dir, &tmp, &bytes)?;
+        let file = Written {
+            tmp,
+            digest: snapshot::digest(&bytes),
+            length: bytes.len(),
+            bytes: Vec::new(),
+        };
+        self.install(store, conn, &file, vectors, &options, applied)?;
         let mut snapshots = self.snapshots.locked();
         snapshots.pending = 0;
         snapshots.pending_since = None;
@@ -37,7 +44,13 @@ impl CollState {
         if self.indexes.read_lock().is_viewed() {
             self.materialise(store, conn)?;
         }
-        self.relink_unreached(conn)?;
+        {
+            let _apply = self.apply.locked();
+            self.relink_unreached(conn)?;
+        }
+        // Read before the bytes: a catch-up applying other processes'
+        // changes meanwhile only puts more in them than this says, which
+        // a replay from here applies again harmlessly.
         let applied = self.applied_seq.load(Ordering::SeqCst);
         let spare = self.snapshots.locked().spare.take();
         let (bytes, vectors) = self
@@ -55,7 +68,7 @@ impl CollState {
     /// after a 1M ingest found 2 (usearch's own build: 11). A walk of the
     /// links ([`HnswIndex::walk`]) finds them; only when it reaches fewer
     /// live nodes than the index holds are the collection's keys read to
-    /// name them. The caller holds the writer. Returns how many.
+    /// name them. The caller holds the writer and `apply`. Returns how many.
     pub(super) fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
         let lost: Vec<u64> = {
             let ix = self.indexes.read_lock();
@@ -102,12 +115,14 @@ impl CollState {
         let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
         let changes = self.snapshots.locked().pending;
-        let cid = self.cid;
+        let tmp = snapshot::temp_path(&dir, self.cid);
         let index_dir = snapshot::index_dir(&dir);
+        let thread_tmp = tmp.clone();
         let thread = std::thread::Builder::new()
             .name("quiver-snapshot".into())
             .spawn(move || {
-                let tmp = snapshot::write_temp(&dir, cid, &bytes)?;
+                let tmp = thread_tmp;
+                snapshot::write_temp(&dir, &tmp, &bytes)?;
                 Ok(Written {
                     tmp,
                     digest: snapshot::digest(&bytes),
@@ -118,6 +133,7 @@ impl CollState {
             .map_err(|e| Error::io("start a snapshot thread", index_dir, e))?;
         self.snapshots.locked().staged = Some(Staged {
             thread,
+            tmp,
             applied,
             changes,
             vectors,
@@ -144,11 +160,7 @@ impl CollState {
                 }
             }
         };
-        // Staged only when the store has a directory.
-        let Some(dir) = &store.dir else {
-            return false;
-        };
-        let staged_path = snapshot::temp_path(dir, self.cid);
+        let staged_path = staged.tmp.clone();
         let written = staged.thread.join().unwrap_or_else(|_| {
             Err(Error::io(
                 "write a snapshot",
@@ -164,12 +176,10 @@ impl CollState {
             w
         });
         let installed = written.and_then(|w| {
-            snapshot::install(dir, self.cid, &w.tmp)?;
-            failpoint!("snapshot:after-rename");
-            self.record_snapshot(
+            self.install(
+                store,
                 conn,
-                &w.digest,
-                w.length,
+                &w,
                 staged.vectors,
                 &staged.options,
                 staged.applied,
@@ -177,7 +187,7 @@ impl CollState {
         });
         let mut snapshots = self.snapshots.locked();
         match installed {
-            Ok(()) => {
+            Ok(_) => {
                 let left = snapshots.pending.saturating_sub(staged.changes);
                 snapshots.pending = left;
                 // The oldest change left is younger than the snapshot.
@@ -203,26 +213,55 @@ impl CollState {
         }
     }
 
-    /// Record a snapshot now in place, and prune the tombstones it covers.
-    pub(super) fn record_snapshot(
+    /// Put a written snapshot file in place and record it (pruning the
+    /// tombstones it covers), in one write transaction under the store's
+    /// writer lock. If the catalogue already records a newer snapshot
+    /// (another process's), or the collection's settings moved on or it
+    /// was dropped, the file is thrown away instead: installing an older
+    /// snapshot would need tombstones the newer one pruned. Returns
+    /// whether it was installed.
+    pub(super) fn install(
         &self,
+        store: &Db,
         conn: &mut Connection,
-        digest: &str,
-        length: usize,
+        file: &Written,
         vectors: usize,
         options: &str,
         applied: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let dir = store
+            .dir
+            .as_ref()
+            .expect("snapshots are written on disk only");
+        let tx = store.write_tx(conn, "snapshot record")?;
+        let current = catalogue::by_cid(&tx, self.cid)?;
+        let recorded = catalogue::snapshot_row(&tx, self.cid)?;
+        let superseded = match &current {
+            None => true,
+            Some(row) => {
+                snapshot::options_stamp(&row.config) != options
+                    || recorded.is_some_and(|r| r.options == options && r.applied_seq > applied)
+            }
+        };
+        if superseded {
+            drop(tx);
+            let _ = std::fs::remove_file(&file.tmp);
+            return Ok(false);
+        }
+        snapshot::install(dir, self.cid, &file.tmp)?;
+        failpoint!("snapshot:after-rename");
         let row = catalogue::SnapshotRow {
-            digest: digest.into(),
-            length: length as u64,
+            digest: file.digest.clone(),
+            length: file.length as u64,
             vectors: vectors as u64,
             options: options.into(),
             usearch_version: index::engine_version().into(),
             applied_seq: applied,
             written_at: unix_now(),
         };
-        catalogue::record_snapshot(conn, self.cid, &row)
+        catalogue::record_snapshot(&tx, self.cid, &row)?;
+        tx.commit("snapshot record")?;
+        Ok(true)
     }
 
     /// Install a background snapshot, waiting for it; then snapshot if at

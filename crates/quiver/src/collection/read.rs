@@ -40,6 +40,8 @@ impl Collection {
     /// [`Error::InvalidFilter`], SQLite failures.
     pub fn count_where(&self, filter: &Filter) -> Result<u64> {
         self.alive()?;
+        // A bad filter is an error before a connection is taken.
+        filter.validate()?;
         self.store
             .read(|conn| records::count_matching(conn, self.state.cid, filter))
     }
@@ -56,6 +58,9 @@ impl Collection {
         limit: usize,
     ) -> Result<Vec<Record>> {
         self.alive()?;
+        if let Some(f) = filter {
+            f.validate()?;
+        }
         let rows = self.rows();
         self.store
             .read(|conn| records::scan(conn, rows, filter, after, limit))

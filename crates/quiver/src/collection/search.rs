@@ -145,9 +145,7 @@ impl Collection {
             f.validate()?;
         }
         self.alive()?;
-        if self.store.is_read_only() {
-            self.refresh()?;
-        }
+        self.refresh()?;
         let check = self.state.indexes.read_lock().snapshot_check();
         if check.is_some_and(|c| c.get() == index::CheckState::Failed) {
             self.state.recover_damaged(&self.store)?;
@@ -190,6 +188,9 @@ impl Collection {
         if hits.len() == found.len() {
             return Ok(SearchResult { hits, plan });
         }
+        // Another process's delete is not held off by the gate: catch up
+        // with it first.
+        self.refresh()?;
         let _gate = self.state.delete_gate.read_lock();
         let (found, plan) = find()?;
         let hits = self.resolve(&found, include, dim)?;
@@ -321,8 +322,7 @@ impl Collection {
         if self.state.indexes.read_lock().flat.is_some() {
             return Ok(());
         }
-        let config = self.config();
-        let build = |conn: &Connection| -> Result<FlatIndex> {
+        let build = |conn: &Connection, config: &CollectionConfig| -> Result<FlatIndex> {
             let mut flat = FlatIndex::new(config.dimension, config.metric);
             records::stream(conn, self.rows_of(config.dimension), None, CHUNK, |chunk| {
                 flat.reserve(chunk.len());
@@ -333,32 +333,19 @@ impl Collection {
             })?;
             Ok(flat)
         };
-        if self.store.is_read_only() {
-            // Build at exactly the sequence the HNSW index reflects; if the
-            // writer moved on meanwhile, catch up and try again.
-            for _ in 0..8 {
-                self.refresh()?;
-                let _r = self.state.refresh.locked();
-                let flat = self.store.read(|conn| {
-                    let read_tx = ReadTx::begin(conn)?;
-                    let current = catalogue::read_seq(conn, self.state.cid)?
-                        == self.state.applied_seq.load(Ordering::SeqCst);
-                    let flat = if current { Some(build(conn)?) } else { None };
-                    read_tx.end()?;
-                    Ok(flat)
-                })?;
-                if let Some(f) = flat {
-                    self.state.indexes.write_lock().flat = Some(f);
-                    return Ok(());
-                }
-            }
-            return Err(Error::arg(
-                "the store is changing too fast for an exact search from a read-only handle; retry",
-            ));
-        }
-        let conn = self.store.writer("exact search")?;
-        let flat = build(&conn)?;
-        self.state.indexes.write_lock().flat = Some(flat);
-        Ok(())
+        // Built at exactly the sequence the graph reflects: under `apply`
+        // (taken inside the read: in memory that is the writer connection,
+        // which comes first), the graph is brought to the read
+        // transaction's view, then the exact index is read from the same
+        // view; later changes are applied to both.
+        let st = &self.state;
+        self.store.read(|conn| {
+            let _apply = st.apply.locked();
+            let read_tx = ReadTx::begin(conn)?;
+            st.catch_up_locked(&self.store, conn)?;
+            let flat = build(conn, &self.config())?;
+            st.indexes.write_lock().flat = Some(flat);
+            read_tx.end()
+        })
     }
 }

@@ -45,7 +45,7 @@ impl Collection {
             .iter()
             .map(|r| r.metadata.as_ref().map(|m| m.to_string()))
             .collect();
-        let tx = tx::write(conn, "upsert")?;
+        let tx = self.store.write_tx(conn, "upsert")?;
         let seq = catalogue::next_seq(&tx, self.state.cid)?;
         let mut applied = Vec::with_capacity(last.len());
         let mut ids = Vec::with_capacity(last.len());
@@ -61,7 +61,8 @@ impl Collection {
             }
         }
         failpoint!("upsert:before-commit");
-        tx.commit().during("commit upsert")?;
+        let versions = tx.commit("upsert")?;
+        self.state.committed(seq, versions);
         failpoint!("upsert:after-commit");
         Ok(Committed {
             seq,
@@ -116,17 +117,18 @@ impl Collection {
         let mut conn = self.store.writer("delete")?;
         self.alive()?;
         let cid = self.state.cid;
-        let tx = tx::write(&mut conn, "delete")?;
+        let tx = self.store.write_tx(&mut conn, "delete")?;
         let seq = catalogue::next_seq(&tx, cid)?;
         let keys = remove(&tx, cid)?;
         if keys.is_empty() {
-            // Nothing changed: do not spend a sequence number.
-            tx.rollback().during("roll back empty delete")?;
+            // Nothing changed: do not spend a sequence number (dropping
+            // the transaction rolls it back).
             return Ok(0);
         }
         records::bury(&tx, cid, &keys, seq)?;
         failpoint!("delete:before-commit");
-        tx.commit().during("commit delete")?;
+        let versions = tx.commit("delete")?;
+        self.state.committed(seq, versions);
         failpoint!("delete:after-commit");
         let removed: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
         self.after_commit(&mut conn, seq, &[], &removed)?;
@@ -142,20 +144,19 @@ impl Collection {
         upserts: &[(u64, Vec<f32>)],
         removes: &[u64],
     ) -> Result<()> {
-        let st = &self.state;
-        let applied = apply(&st.indexes, &st.name, upserts, removes);
+        let applied = self.state.apply_own(&self.store, seq, upserts, removes);
         let changes = (upserts.len() + removes.len()) as u64;
-        self.after_apply(conn, seq, changes, applied).map(|_| ())
+        self.after_apply(conn, changes, applied).map(|_| ())
     }
 
-    /// Record change `seq` as applied to the index, or, if applying it
-    /// failed, rebuild the index from SQLite. Returns true after a rebuild
-    /// (the index then holds every committed change). The caller holds the
-    /// writer and no change is being applied.
+    /// After this process's change is applied to the index
+    /// ([`CollState::apply_own`]): count it for the next snapshot, or, if
+    /// applying it failed, rebuild the index from SQLite. Returns true
+    /// after a rebuild (the index then holds every committed change). The
+    /// caller holds the writer and no change of its own is being applied.
     pub(super) fn after_apply(
         &self,
         conn: &mut Connection,
-        seq: i64,
         changes: u64,
         applied: Result<()>,
     ) -> Result<bool> {
@@ -164,9 +165,60 @@ impl Collection {
             st.rebuild_now(&self.store, conn, &format!("applying a change failed: {e}"))?;
             return Ok(true);
         }
-        st.applied_seq.store(seq, Ordering::SeqCst);
         st.add_pending(changes);
         st.maybe_snapshot(&self.store, conn);
         Ok(false)
+    }
+}
+
+impl CollState {
+    /// Note change `seq` as committed by this process (`versions`: the
+    /// store's `data_version` around its write transaction). If this
+    /// collection missed nothing before the transaction, it misses nothing
+    /// of other processes' after it: only this commit came between.
+    pub(super) fn committed(&self, seq: i64, versions: tx::Versions) {
+        let known = self
+            .applied_seq
+            .load(Ordering::SeqCst)
+            .max(self.own_committed.load(Ordering::SeqCst));
+        if seq - 1 > known {
+            // Others committed since this process last looked.
+            self.foreign_below_own.fetch_max(seq - 1, Ordering::SeqCst);
+        }
+        self.own_committed.fetch_max(seq, Ordering::SeqCst);
+        let _ = self.seen_version.compare_exchange(
+            versions.before,
+            versions.after,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Apply change `seq`, committed by this process, to the indexes, after
+    /// every change before it: under `apply`. If another process committed
+    /// in between, the index replays from SQLite instead, this change
+    /// included; if a replay already took this change, nothing is left to do.
+    pub(super) fn apply_own(
+        &self,
+        store: &Db,
+        seq: i64,
+        upserts: &[(u64, Vec<f32>)],
+        removes: &[u64],
+    ) -> Result<()> {
+        let _apply = self.apply.locked();
+        let applied = self.applied_seq.load(Ordering::SeqCst);
+        if applied >= seq {
+            return Ok(());
+        }
+        if applied < seq - 1 && store.dir.is_some() {
+            return store.read(|conn| {
+                let read_tx = ReadTx::begin(conn)?;
+                self.catch_up_locked(store, conn)?;
+                read_tx.end()
+            });
+        }
+        apply(&self.indexes, &self.name, upserts, removes)?;
+        self.applied_seq.store(seq, Ordering::SeqCst);
+        Ok(())
     }
 }

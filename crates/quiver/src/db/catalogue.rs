@@ -127,14 +127,13 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// Create a collection and its full-text table, in one transaction.
-/// Returns its cid, or `None` if the name is taken (nothing written).
+/// Create a collection and its full-text table, in the caller's write
+/// transaction. Returns its cid, or `None` if the name is taken.
 pub(crate) fn create(
-    conn: &mut Connection,
+    tx: &Transaction<'_>,
     name: &str,
     config: &CollectionConfig,
 ) -> Result<Option<i64>> {
-    let tx = conn.transaction().during("begin create collection")?;
     let exists: bool = tx
         .query_row("SELECT 1 FROM collections WHERE name = ?1", [name], |_| {
             Ok(true)
@@ -165,15 +164,13 @@ pub(crate) fn create(
     let cid = tx.last_insert_rowid();
     tx.execute_batch(&schema::fts_table_sql(cid))
         .during("create full-text table")?;
-    tx.commit().during("commit create collection")?;
     Ok(Some(cid))
 }
 
 /// Drop a collection's rows of every table, its field indexes and its
-/// full-text table, in one transaction. Returns its cid, or `None` if
-/// there was none.
-pub(crate) fn drop(conn: &mut Connection, name: &str) -> Result<Option<i64>> {
-    let tx = conn.transaction().during("begin drop collection")?;
+/// full-text table, in the caller's write transaction. Returns its cid, or
+/// `None` if there was none.
+pub(crate) fn drop(tx: &Transaction<'_>, name: &str) -> Result<Option<i64>> {
     let cid: Option<i64> = tx
         .query_row("SELECT cid FROM collections WHERE name = ?1", [name], |r| {
             r.get(0)
@@ -202,7 +199,6 @@ pub(crate) fn drop(conn: &mut Connection, name: &str) -> Result<Option<i64>> {
     ] {
         tx.execute(sql, [cid]).during("drop collection")?;
     }
-    tx.commit().during("commit drop collection")?;
     Ok(Some(cid))
 }
 
@@ -281,9 +277,8 @@ pub(crate) fn snapshot_row(conn: &Connection, cid: i64) -> Result<Option<Snapsho
 }
 
 /// Record a snapshot now in place, and prune the tombstones it covers
-/// (noting up to where), in one transaction.
-pub(crate) fn record_snapshot(conn: &mut Connection, cid: i64, row: &SnapshotRow) -> Result<()> {
-    let tx = conn.transaction().during("begin snapshot record")?;
+/// (noting up to where), in the caller's write transaction.
+pub(crate) fn record_snapshot(tx: &Transaction<'_>, cid: i64, row: &SnapshotRow) -> Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO snapshots
              (cid, digest, length, vectors, options, usearch_version, applied_seq, written_at)
@@ -310,13 +305,12 @@ pub(crate) fn record_snapshot(conn: &mut Connection, cid: i64, row: &SnapshotRow
         params![cid, row.applied_seq],
     )
     .during("record pruning")?;
-    tx.commit().during("commit snapshot record")
+    Ok(())
 }
 
-/// Record a field index on the metadata path `segs` and create it, in one
-/// transaction. Returns false if the path was indexed already.
-pub(crate) fn add_field_index(conn: &mut Connection, cid: i64, segs: &[String]) -> Result<bool> {
-    let tx = conn.transaction().during("begin index field")?;
+/// Record a field index on the metadata path `segs` and create it, in the
+/// caller's write transaction. Returns false if the path was indexed already.
+pub(crate) fn add_field_index(tx: &Transaction<'_>, cid: i64, segs: &[String]) -> Result<bool> {
     let added = tx
         .execute(
             "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
@@ -328,7 +322,6 @@ pub(crate) fn add_field_index(conn: &mut Connection, cid: i64, segs: &[String]) 
         tx.execute_batch(&schema::field_index_sql(cid, id, segs))
             .during("create field index")?;
     }
-    tx.commit().during("commit field index")?;
     Ok(added == 1)
 }
 
