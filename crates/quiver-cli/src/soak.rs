@@ -4,7 +4,8 @@
 //! batch upserts, deletes by id, deletes by filter, flushes and forced
 //! compactions. Before each operation it prints a `{"begin": ..}` line and
 //! after it a `{"ack": n}` line, flushed, so the parent that SIGKILLs it
-//! knows what was acknowledged and what was in flight.
+//! knows what was acknowledged and what was in flight. Several may run at
+//! once on one store, each on its own ids (`--writer`).
 
 use std::io::Write;
 
@@ -21,6 +22,9 @@ pub(crate) struct SoakArgs {
     /// Vector dimension.
     #[arg(long, default_value_t = 8)]
     dim: usize,
+    /// This writer's number: it writes ids `s{w * POOL}..s{(w + 1) * POOL}`.
+    #[arg(long, default_value_t = 0)]
+    writer: u64,
 }
 
 /// Ids `s0..s{POOL}` are written.
@@ -49,8 +53,13 @@ pub(crate) fn run(dir: &std::path::Path, args: &SoakArgs) -> CliResult<()> {
     let store = Store::open(dir)?;
     let coll = match store.collection("soak")? {
         Some(c) => c,
-        None => store.create_collection("soak", &CollectionConfig::new(args.dim))?,
+        None => match store.create_collection("soak", &CollectionConfig::new(args.dim)) {
+            // Another writer made it first.
+            Err(quiver::Error::CollectionExists { .. }) => store.get_collection("soak")?,
+            made => made?,
+        },
     };
+    let base = args.writer * POOL;
     let mut rng = args.seed;
     let mut next = |n: u64| {
         rng = mix(rng);
@@ -67,7 +76,7 @@ pub(crate) fn run(dir: &std::path::Path, args: &SoakArgs) -> CliResult<()> {
         let version = args.seed * 1_000_000 + step;
         match next(20) {
             0..=11 => {
-                let ids: Vec<u64> = (0..1 + next(20)).map(|_| next(POOL)).collect();
+                let ids: Vec<u64> = (0..1 + next(20)).map(|_| base + next(POOL)).collect();
                 say(json!({"begin": step, "op": "upsert", "ids": ids, "version": version}))?;
                 let batch: Vec<Record> = ids
                     .iter()
@@ -80,13 +89,13 @@ pub(crate) fn run(dir: &std::path::Path, args: &SoakArgs) -> CliResult<()> {
                 coll.upsert(&batch)?;
             }
             12..=15 => {
-                let ids: Vec<u64> = (0..1 + next(5)).map(|_| next(POOL)).collect();
+                let ids: Vec<u64> = (0..1 + next(5)).map(|_| base + next(POOL)).collect();
                 say(json!({"begin": step, "op": "delete", "ids": ids}))?;
                 let names: Vec<String> = ids.iter().map(|n| format!("s{n}")).collect();
                 coll.delete(&names)?;
             }
             16 => {
-                let lo = next(POOL);
+                let lo = base + next(POOL - 5);
                 say(json!({"begin": step, "op": "delete_where", "lo": lo, "hi": lo + 5}))?;
                 coll.delete_where(&Filter::ge("n", lo as i64).and(Filter::lt("n", lo as i64 + 5)))?;
             }
