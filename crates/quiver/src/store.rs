@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::Connection;
 
@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::lock::LockFile;
 use crate::options::StoreOptions;
 use crate::snapshot;
-use crate::sync::RwLockExt;
+use crate::sync::{MutexExt, RwLockExt};
 
 /// A Quiver store. Cheap to share: `Send + Sync`, every method takes `&self`.
 ///
@@ -48,29 +48,34 @@ pub(crate) struct Inner {
     registry: Arc<Registry>,
 }
 
-/// The collections whose indexes are loaded, by name.
-struct Registry(RwLock<HashMap<String, Arc<CollState>>>);
+/// The collections this store has handed out, by name (their indexes are
+/// loaded on first use).
+struct Registry {
+    map: RwLock<HashMap<String, Arc<CollState>>>,
+    /// Held by [`Store::collection`] while it finds a collection.
+    finding: Mutex<()>,
+}
 
 impl Registry {
     fn loaded(&self, name: &str) -> Option<Arc<CollState>> {
-        self.0.read_lock().get(name).cloned()
+        self.map.read_lock().get(name).cloned()
     }
 
     fn loaded_all(&self) -> Vec<Arc<CollState>> {
-        self.0.read_lock().values().cloned().collect()
+        self.map.read_lock().values().cloned().collect()
     }
 
     fn register(&self, state: Arc<CollState>) {
-        self.0.write_lock().insert(state.name.clone(), state);
+        self.map.write_lock().insert(state.name.clone(), state);
     }
 
     fn unregister(&self, name: &str) -> Option<Arc<CollState>> {
-        self.0.write_lock().remove(name)
+        self.map.write_lock().remove(name)
     }
 
     /// Forget `state` if it is still what `name` maps to.
     fn unregister_if(&self, name: &str, state: &Arc<CollState>) {
-        let mut map = self.0.write_lock();
+        let mut map = self.map.write_lock();
         if map.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
             map.remove(name);
         }
@@ -82,7 +87,7 @@ impl Registry {
         }
         let mut first_err = None;
         for state in self.loaded_all() {
-            if let Err(e) = state.snapshot_if(db, db.options.close_snapshot_min_changes) {
+            if let Err(e) = state.close_snapshot(db, db.options.close_snapshot_min_changes) {
                 first_err.get_or_insert(e);
             }
         }
@@ -91,7 +96,7 @@ impl Registry {
 
     /// The last handle went: stop background work, snapshot what is due.
     fn close(&self, db: &Db) {
-        for st in self.0.read_lock().values() {
+        for st in self.map.read_lock().values() {
             st.stop_background();
         }
         let _ = self.close_snapshots(db);
@@ -189,7 +194,10 @@ impl Store {
         lock: Option<LockFile>,
     ) -> Store {
         let db = Arc::new(Db::new(dir, options, writer, lock));
-        let registry = Arc::new(Registry(RwLock::new(HashMap::new())));
+        let registry = Arc::new(Registry {
+            map: RwLock::new(HashMap::new()),
+            finding: Mutex::new(()),
+        });
         let on_close = Arc::clone(&registry);
         db.on_close(Box::new(move |db: &Db| on_close.close(db)));
         Store {
@@ -223,6 +231,7 @@ impl Store {
         };
         tx.commit("create collection")?;
         let state = CollState::new_empty(cid, name, config.clone())?;
+        state.claim(db);
         self.inner.registry.register(state.clone());
         drop(conn);
         Ok(Collection::new(self.inner.db.clone(), state))
@@ -237,36 +246,21 @@ impl Store {
         validate_name(name)?;
         let (db, registry) = (&self.inner.db, &self.inner.registry);
         let open = |state| Collection::new(Arc::clone(db), state);
+        // One thread finds it at a time, so two never both register it.
+        let _finding = registry.finding.locked();
         if let Some(state) = registry.loaded(name) {
             // Another process may have dropped it (and made another of
-            // that name) since: then load what the name is now.
-            match open(Arc::clone(&state)).refresh() {
-                Err(Error::Dropped { .. }) => {
-                    registry.unregister_if(name, &state);
-                }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(Some(open(state))),
+            // that name) since: then find what the name is now.
+            if state.still_exists(db)? {
+                return Ok(Some(open(state)));
             }
+            registry.unregister_if(name, &state);
         }
-        if db.is_read_only() {
-            let state = CollState::load_read_only(db, name)?;
-            return Ok(state.map(|s| {
-                registry.register(Arc::clone(&s));
-                open(s)
-            }));
-        }
-        // Hold the writer from the check to the registration, so two
-        // threads cannot both load it and no write slips in between.
-        let mut conn = db.writer("open collection")?;
-        if let Some(state) = registry.loaded(name).filter(|s| !s.is_dropped()) {
-            return Ok(Some(open(state)));
-        }
-        let state = CollState::load_writable(db, &mut conn, name)?;
-        if let Some(s) = &state {
-            registry.register(Arc::clone(s));
-        }
-        drop(conn);
-        Ok(state.map(open))
+        let state = CollState::find(db, name)?;
+        Ok(state.map(|s| {
+            registry.register(Arc::clone(&s));
+            open(s)
+        }))
     }
 
     /// Like [`Store::collection`] but a missing collection is an error.

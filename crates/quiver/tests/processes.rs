@@ -169,6 +169,16 @@ fn writer_process() {
         .append(true)
         .open(log_path(&logs, me))
         .unwrap();
+    // Start together: each waits until every writer has the store open.
+    std::fs::write(logs.join(format!("ready-{me}")), b"").unwrap();
+    let started = std::time::Instant::now();
+    while (0..PROCS).any(|p| !logs.join(format!("ready-{p}")).exists()) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the other writers never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let mut checked = 0usize;
     for i in 0..n {
         for (c, coll) in colls.iter().enumerate() {

@@ -134,6 +134,8 @@ impl Collection {
     /// # Errors
     /// [`Error::ReadOnly`], [`Error::Dropped`].
     pub fn bulk(&self) -> Result<Bulk<'_>> {
+        // A bulk load builds the index as it goes: load it first.
+        self.refresh()?;
         let conn = self.store.writer("upsert")?;
         self.alive()?;
         self.state.snapshots.locked().bulk_loading = true;

@@ -144,49 +144,58 @@ pub(super) fn load_indexes(
 }
 
 impl CollState {
-    /// Load a collection by name for a read-only store: its index from
-    /// snapshot + tail, or rebuilt, at one read transaction's view.
-    pub(crate) fn load_read_only(store: &Db, name: &str) -> Result<Option<Arc<Self>>> {
-        store.read(|conn| {
-            let read_tx = ReadTx::begin(conn)?;
-            let Some(row) = catalogue::by_name(conn, name)? else {
-                return Ok(None);
-            };
-            let (indexes, load, _) = load_indexes(store, conn, name, &row)?;
-            read_tx.end()?;
-            Ok(Some(CollState::new(
-                row.cid, name, row.config, indexes, row.seq, load,
-            )))
-        })
+    /// False once the collection is gone from SQLite (another process or
+    /// handle dropped it); costs a `data_version` check when nothing
+    /// committed since this collection was last found current.
+    pub(crate) fn still_exists(&self, store: &Db) -> Result<bool> {
+        if self.is_dropped() {
+            return Ok(false);
+        }
+        if store.dir.is_none() || store.data_version()? == self.seen_version.load(Ordering::SeqCst)
+        {
+            return Ok(true);
+        }
+        let exists = store
+            .read(|conn| catalogue::by_cid(conn, self.cid))?
+            .is_some();
+        if !exists {
+            self.mark_dropped();
+        }
+        Ok(exists)
     }
 
-    /// Load a collection by name for a writable store. The caller holds
-    /// the writer connection (`conn`), so no other thread of this process
-    /// loads it too; the load reads one read transaction's view, and what
-    /// other processes commit later is caught up like any other change.
-    pub(crate) fn load_writable(
+    /// A collection by name, its indexes not loaded yet (the first search
+    /// loads them: [`CollState::catch_up_locked`]).
+    pub(crate) fn find(store: &Db, name: &str) -> Result<Option<Arc<Self>>> {
+        let row = store.read(|conn| catalogue::by_name(conn, name))?;
+        row.map(|row| CollState::unloaded(row, name)).transpose()
+    }
+
+    /// Load the indexes from snapshot + tail, or rebuild them, at the view
+    /// of `conn` (in a read transaction); `row` is the collection's row
+    /// there. The caller holds `apply`.
+    fn load_locked(
+        &self,
         store: &Db,
-        conn: &mut Connection,
-        name: &str,
-    ) -> Result<Option<Arc<Self>>> {
-        let loaded = {
-            let read_tx = ReadTx::begin(conn)?;
-            let Some(row) = catalogue::by_name(conn, name)? else {
-                return Ok(None);
-            };
-            let (indexes, load, pending) = load_indexes(store, conn, name, &row)?;
-            read_tx.end()?;
-            (row, indexes, load, pending)
-        };
-        let (row, indexes, load, pending) = loaded;
+        conn: &Connection,
+        row: &catalogue::CollectionRow,
+    ) -> Result<()> {
+        let (indexes, load, pending) = load_indexes(store, conn, &self.name, row)?;
         let rebuilt = load.source == IndexSource::Rebuilt;
-        let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
-        state.add_pending(pending);
-        if rebuilt {
-            // Write a fresh snapshot now so the next open is fast.
-            state.snapshot(store, conn)?;
+        *self.indexes.write_lock() = indexes;
+        *self.config.write_lock() = row.config.clone();
+        *self.load.locked() = load;
+        self.applied_seq.store(row.seq, Ordering::SeqCst);
+        self.loaded.store(true, Ordering::SeqCst);
+        if !store.is_read_only() {
+            self.claim(store);
+            self.snapshots.locked().pending = 0;
+            self.add_pending(pending);
+            if rebuilt {
+                self.rebuilt_unsaved.store(true, Ordering::SeqCst);
+            }
         }
-        Ok(Some(state))
+        Ok(())
     }
 
     /// A viewed snapshot whose vectors failed their background check:
@@ -227,6 +236,8 @@ impl CollState {
         let fresh = rebuild(conn, store, &self.name, self.cid, &config)?;
         *self.indexes.write_lock() = fresh;
         self.applied_seq.store(seq, Ordering::SeqCst);
+        self.loaded.store(true, Ordering::SeqCst);
+        self.claim(store);
         *self.load.locked() = LoadReport {
             source: IndexSource::Rebuilt,
             reason: Some(reason.into()),
@@ -272,6 +283,9 @@ impl CollState {
                 name: self.name.clone(),
             });
         };
+        if !self.is_loaded() {
+            return self.load_locked(store, conn, &row);
+        }
         let applied = self.applied_seq.load(Ordering::SeqCst);
         let same_config = row.config == self.config();
         if row.seq == applied && same_config {
@@ -345,14 +359,14 @@ impl Collection {
     /// [`Error::Dropped`] if another process (or handle) dropped the
     /// collection; SQLite and index failures.
     pub fn refresh(&self) -> Result<()> {
-        if self.store.dir.is_none() {
+        if self.store.dir.is_none() && self.state.is_loaded() {
             // In memory: nothing but this store writes it.
             return Ok(());
         }
         let st = &self.state;
         // Read before the check: a commit after this read moves it again.
         let version = self.store.data_version()?;
-        if version == st.seen_version.load(Ordering::SeqCst) {
+        if version == st.seen_version.load(Ordering::SeqCst) && st.is_loaded() {
             return Ok(());
         }
         let row = self.store.read(|conn| catalogue::by_cid(conn, st.cid))?;
@@ -365,17 +379,34 @@ impl Collection {
         let applied = st.applied_seq.load(Ordering::SeqCst);
         let only_own = row.seq <= st.own_committed.load(Ordering::SeqCst)
             && applied >= st.foreign_below_own.load(Ordering::SeqCst);
-        if row.config == st.config() && (row.seq == applied || only_own) {
+        if st.is_loaded() && row.config == st.config() && (row.seq == applied || only_own) {
             st.seen_version.store(version, Ordering::SeqCst);
             return Ok(());
         }
-        let _apply = st.apply.locked();
-        self.store.read(|conn| {
-            let read_tx = ReadTx::begin(conn)?;
-            st.catch_up_locked(&self.store, conn)?;
-            read_tx.end()
-        })?;
+        {
+            let _apply = st.apply.locked();
+            self.store.read(|conn| {
+                let read_tx = ReadTx::begin(conn)?;
+                st.catch_up_locked(&self.store, conn)?;
+                read_tx.end()
+            })?;
+        }
         st.seen_version.store(version, Ordering::SeqCst);
+        if !self.store.is_read_only() {
+            // Other processes' changes count toward this one's next
+            // snapshot too: a process that holds the index loaded (and
+            // the lease) keeps the tail short for one-shot writers.
+            if let Some(mut conn) = self.store.try_writer() {
+                st.maybe_snapshot(&self.store, &mut conn);
+            }
+        }
+        if st.rebuilt_unsaved.swap(false, Ordering::SeqCst) {
+            // Loading found no usable snapshot: write one now, so the next
+            // open is fast (the search goes on if that fails).
+            if let Err(e) = st.snapshot_if(&self.store, 1) {
+                st.snapshots.locked().error = Some(e.to_string());
+            }
+        }
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ impl Collection {
     /// SQLite failures.
     pub fn info(&self) -> Result<CollectionInfo> {
         self.alive()?;
+        // What the index holds and how it was loaded: load it if need be.
+        self.refresh()?;
         let st = &self.state;
         let (count, seq, snapshot, tail) = self.store.read(|conn| {
             let read_tx = ReadTx::begin(conn)?;
@@ -188,6 +190,8 @@ impl Collection {
     /// [`Error::ReadOnly`], SQLite, I/O and index failures.
     pub fn compact(&self, force: bool) -> Result<CompactReport> {
         self.alive()?;
+        // Whether to rebuild depends on the index's removed slots.
+        self.refresh()?;
         let mut conn = self.store.writer("compact")?;
         let bytes_before = self.store_bytes();
         let (deleted, slots) = {

@@ -433,8 +433,8 @@ struct Warmer {
 /// `delete_gate` → `flat_build` → the store's writer connection → the
 /// store's writer lock (`LOCK`, for one write transaction or a snapshot's
 /// install) → `apply` → `indexes` → its id cache. `config`, `load`,
-/// `snapshots`, `matches` and `warm.thread` are leaves: held only to read
-/// or replace a value, never while taking another lock.
+/// `snapshots`, `matches`, `lease` and `warm.thread` are leaves: held only
+/// to read or replace a value, never while taking another lock.
 ///
 /// Several processes may write the collection. Every change to the
 /// indexes (this process's own commits, and replays of what others
@@ -445,6 +445,17 @@ pub(crate) struct CollState {
     pub(crate) name: String,
     dropped: AtomicBool,
     config: RwLock<CollectionConfig>,
+    /// False until the indexes are loaded (snapshot and tail, or a
+    /// rebuild), which the first search, verify, info or bulk load does:
+    /// a process that only writes (one `quiver upsert`) never loads them,
+    /// and its writes reach the index from SQLite when some process does.
+    loaded: AtomicBool,
+    /// A writable load rebuilt the indexes: snapshot them soon, so the
+    /// next open is fast.
+    rebuilt_unsaved: AtomicBool,
+    /// Held while a writable handle has the indexes loaded: this process
+    /// snapshots the collection, others' one-shot writes need not.
+    lease: Mutex<Option<crate::lock::Lease>>,
     /// The indexes, swapped whole by a rebuild; `applied_seq` is the
     /// sequence they reflect (stored after a change is applied).
     indexes: RwLock<Indexes>,
@@ -492,6 +503,9 @@ impl CollState {
             name: name.into(),
             dropped: AtomicBool::new(false),
             config: RwLock::new(config),
+            loaded: AtomicBool::new(true),
+            rebuilt_unsaved: AtomicBool::new(false),
+            lease: Mutex::new(None),
             indexes: RwLock::new(indexes),
             applied_seq: AtomicI64::new(applied),
             flat_build: Mutex::new(()),
@@ -516,6 +530,36 @@ impl CollState {
             millis: 0.0,
         };
         Ok(CollState::new(cid, name, config, indexes, 0, load))
+    }
+
+    /// A collection whose indexes are not loaded yet (see
+    /// [`CollState::loaded`]): its row only.
+    pub(crate) fn unloaded(row: catalogue::CollectionRow, name: &str) -> Result<Arc<Self>> {
+        let indexes = Indexes::empty(&row.config, 0, name)?;
+        let load = LoadReport {
+            source: IndexSource::Snapshot,
+            reason: None,
+            tail_replayed: 0,
+            millis: 0.0,
+        };
+        let state = CollState::new(row.cid, name, row.config, indexes, row.seq, load);
+        state.loaded.store(false, Ordering::SeqCst);
+        Ok(state)
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    /// Take this collection's lease (see [`crate::lock::Lease`]) if a
+    /// writable handle of this store holds none yet. Best effort: without
+    /// it, one-shot writers beside this process may snapshot too, which
+    /// costs them time, never correctness.
+    pub(crate) fn claim(&self, store: &Db) {
+        let mut lease = self.lease.locked();
+        if lease.is_none() {
+            *lease = store.lease(self.cid).ok().flatten();
+        }
     }
 
     /// Stop and join this collection's background thread, if any. Each
@@ -555,7 +599,7 @@ impl CollState {
     }
 
     fn add_pending(&self, n: u64) {
-        if n == 0 {
+        if n == 0 || !self.is_loaded() {
             return;
         }
         let mut snapshots = self.snapshots.locked();

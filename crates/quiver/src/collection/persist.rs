@@ -12,7 +12,7 @@ impl CollState {
         let Some(dir) = &store.dir else {
             return Ok(());
         };
-        if !Indexes::HAS_GRAPH {
+        if !Indexes::HAS_GRAPH || !self.is_loaded() {
             return Ok(());
         }
         self.install_staged(store, conn, true);
@@ -109,7 +109,7 @@ impl CollState {
         let Some(dir) = store.dir.clone() else {
             return Ok(());
         };
-        if !Indexes::HAS_GRAPH {
+        if !Indexes::HAS_GRAPH || !self.is_loaded() {
             return Ok(());
         }
         let options = snapshot::options_stamp(&self.config());
@@ -265,18 +265,72 @@ impl CollState {
     }
 
     /// Install a background snapshot, waiting for it; then snapshot if at
-    /// least `min` changes are pending (and at least one).
+    /// least `min` changes (and at least one) are not in the snapshot:
+    /// counted by this process when its indexes are loaded, else read from
+    /// SQLite (and the indexes loaded to write it).
     pub(crate) fn snapshot_if(&self, store: &Db, min: u64) -> Result<()> {
         let mut conn = store.writer("snapshot")?;
         if self.dropped.load(Ordering::SeqCst) {
             return Ok(());
         }
         self.install_staged(store, &mut conn, true);
+        if !self.is_loaded() {
+            if self.unsnapshotted(&conn)? < min.max(1) {
+                return Ok(());
+            }
+            self.load_under_writer(store, &conn)?;
+        }
         let pending = self.snapshots.locked().pending;
         if pending >= min.max(1) {
             self.snapshot(store, &mut conn)?;
         }
         Ok(())
+    }
+
+    /// What the last handle on a store does: [`CollState::snapshot_if`],
+    /// but only when no other process committed to the collection since
+    /// this one last wrote or caught up. While another process writes (an
+    /// import, say) it snapshots on its own schedule, and a one-record
+    /// `quiver upsert` beside it must not rewrite the whole index.
+    pub(crate) fn close_snapshot(&self, store: &Db, min: u64) -> Result<()> {
+        if self.is_dropped() || store.dir.is_none() {
+            return Ok(());
+        }
+        let seq = match store.read(|conn| catalogue::by_cid(conn, self.cid))? {
+            Some(row) => row.seq,
+            None => return Ok(()),
+        };
+        let last = if self.is_loaded() {
+            self.applied_seq.load(Ordering::SeqCst)
+        } else {
+            self.own_committed.load(Ordering::SeqCst)
+        };
+        // Not loaded here, and some handle has it loaded: that one
+        // snapshots it, without this process loading the whole index.
+        let loaded_elsewhere = !self.is_loaded() && store.leased(self.cid)?;
+        if seq != last || loaded_elsewhere {
+            // Still install what this process staged, if anything.
+            if self.snapshots.locked().staged.is_some() {
+                let mut conn = store.writer("snapshot")?;
+                self.install_staged(store, &mut conn, true);
+            }
+            return Ok(());
+        }
+        self.snapshot_if(store, min)
+    }
+
+    /// Changes (record versions and tombstones) not in the recorded snapshot.
+    fn unsnapshotted(&self, conn: &Connection) -> Result<u64> {
+        let after = catalogue::snapshot_row(conn, self.cid)?.map_or(-1, |r| r.applied_seq);
+        catalogue::tail_len(conn, self.cid, after)
+    }
+
+    /// Load the indexes, holding the writer connection `conn`.
+    fn load_under_writer(&self, store: &Db, conn: &Connection) -> Result<()> {
+        let _apply = self.apply.locked();
+        let read_tx = ReadTx::begin(conn)?;
+        self.catch_up_locked(store, conn)?;
+        read_tx.end()
     }
 
     /// After a write: install a finished background snapshot, and start

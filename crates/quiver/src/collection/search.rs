@@ -166,6 +166,8 @@ impl Collection {
     /// # Errors
     /// SQLite and index failures while rebuilding.
     pub fn await_snapshot_check(&self) -> Result<bool> {
+        // The index is loaded (and its snapshot mapped) on first use.
+        self.refresh()?;
         let check = self.state.indexes.read_lock().snapshot_check();
         if check.is_some_and(|c| c.wait() == index::CheckState::Failed) {
             self.state.recover_damaged(&self.store)?;

@@ -207,7 +207,9 @@ impl CollState {
     ) -> Result<()> {
         let _apply = self.apply.locked();
         let applied = self.applied_seq.load(Ordering::SeqCst);
-        if applied >= seq {
+        if applied >= seq || !self.is_loaded() {
+            // A replay took it already, or the indexes are not loaded:
+            // they take it from SQLite when they are.
             return Ok(());
         }
         if applied < seq - 1 && store.dir.is_some() {

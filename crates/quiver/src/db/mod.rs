@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result, SqlContext};
 use crate::format::{APPLICATION_ID, SCHEMA_VERSION};
-use crate::lock::{Held, LockFile};
+use crate::lock::{Held, Lease, LockFile};
 use crate::options::StoreOptions;
 use crate::sync::MutexExt;
 
@@ -84,6 +84,33 @@ impl Db {
             .as_ref()
             .map(|l| l.lock(self.options.busy_timeout))
             .transpose()
+    }
+
+    /// Claim collection `cid` for a handle that has its indexes loaded
+    /// (`None` in memory and when read-only: such a handle never
+    /// snapshots). See [`Lease`].
+    pub(crate) fn lease(&self, cid: i64) -> Result<Option<Lease>> {
+        match (&self.lock, self.writer.is_some()) {
+            (Some(l), true) => l.lease(cid).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether some handle (of this process or another) has claimed `cid`.
+    pub(crate) fn leased(&self, cid: i64) -> Result<bool> {
+        match &self.lock {
+            Some(l) => l.leased(cid),
+            None => Ok(false),
+        }
+    }
+
+    /// The write connection if no other thread of this process holds it.
+    pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Connection>> {
+        self.writer.as_ref().and_then(|m| match m.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        })
     }
 
     /// Begin a write transaction on the write connection `conn`: the
