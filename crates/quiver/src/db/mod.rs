@@ -184,7 +184,10 @@ impl Db {
             *watch = Some(self.open_reader()?);
         }
         let conn = watch.as_ref().expect("set above");
-        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        // Cached: every search asks, and parsing the pragma each time
+        // cost about as much as a filter-exact search's distances.
+        conn.prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .during("read data_version")
     }
 
