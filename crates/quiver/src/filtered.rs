@@ -150,13 +150,15 @@ pub(crate) fn match_set(t: &Target<'_>, filter: &Filter) -> Result<Arc<MatchSet>
     // of up to an eighth of the collection run exact.
     let size = t.indexes.read_lock().len();
     let exact_max = t.db.options.filter_exact_max.max(size / 8);
-    // The exact plan's vectors: from the index when it holds them
-    // exactly (f32 storage), else from SQLite.
-    let ix = t.indexes.read_lock();
-    let from_index = |key: u64| ix.graph_vector(key);
-    let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
-        (Indexes::HAS_GRAPH && t.config.scalar == Scalar::F32).then_some(&from_index as _);
     let set = Arc::new(t.db.read(|conn| {
+        // The exact plan's vectors: from the index when it holds them
+        // exactly (f32 storage), else from SQLite. Its lock is taken
+        // inside the read: an in-memory store reads through the writer
+        // connection, which an upsert holds while it waits for the index.
+        let ix = t.indexes.read_lock();
+        let from_index = |key: u64| ix.graph_vector(key);
+        let vector_of: Option<&dyn Fn(u64) -> Option<Vec<f32>>> =
+            (Indexes::HAS_GRAPH && t.config.scalar == Scalar::F32).then_some(&from_index as _);
         let read_tx = ReadTx::begin(conn)?;
         let seq = catalogue::read_seq(conn, t.rows.cid)?;
         let scope = Scope {
@@ -177,7 +179,6 @@ pub(crate) fn match_set(t: &Target<'_>, filter: &Filter) -> Result<Arc<MatchSet>
         read_tx.end()?;
         Ok(set)
     })?);
-    drop(ix);
     // Cache only a set taken at the sequence the index is at.
     if set.seq == t.applied_seq.load(Ordering::SeqCst) {
         t.cache.locked().put(

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::Rng;
-use quiver::{CollectionConfig, Error, Record, SearchOptions, Store};
+use quiver::{Alter, CollectionConfig, Error, Filter, Metric, Record, SearchOptions, Store};
 
 const DIM: usize = 12;
 
@@ -136,6 +136,79 @@ fn two_writable_stores_on_one_directory_both_write_and_see_each_other() {
     assert!(a.verify().unwrap().ok() && b.verify().unwrap().ok());
     // Readers are welcome beside both.
     Store::open_read_only(dir.path()).unwrap();
+}
+
+/// Another process's `alter` is seen by this handle's next write and
+/// search: a zero vector is refused once the metric is cos, and this
+/// handle's own alter starts from the settings as they are now.
+#[test]
+fn a_handle_follows_settings_another_store_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    let l2 = CollectionConfig {
+        metric: Metric::L2,
+        ..CollectionConfig::new(2)
+    };
+    let a = first.create_collection("c", &l2).unwrap();
+    a.upsert(&[Record::new("x", vec![1.0, 0.0])]).unwrap();
+    let second = Store::open(dir.path()).unwrap();
+    let b = second.get_collection("c").unwrap();
+    b.alter(&Alter {
+        metric: Some(Metric::Cos),
+        ..Alter::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        a.upsert(&[Record::new("zero", vec![0.0, 0.0])]),
+        Err(Error::InvalidVector { .. })
+    ));
+    assert!(a.get("zero").unwrap().is_none());
+    let info = a
+        .alter(&Alter {
+            expansion_search: Some(99),
+            ..Alter::default()
+        })
+        .unwrap();
+    assert_eq!(info.config.metric, Metric::Cos);
+    assert_eq!(b.info().unwrap().config.metric, Metric::Cos);
+    assert_eq!(b.info().unwrap().config.expansion_search, 99);
+    let hits = a.search(&[2.0, 0.0], &SearchOptions::new(1)).unwrap().hits;
+    assert!(hits[0].distance.abs() < 1e-6, "cos distance: {hits:?}");
+}
+
+/// In memory, a filtered search beside an upsert loop finishes: the
+/// search takes the index's lock only after the connection (which, in
+/// memory, is the writer's) and the upsert holds the writer while it
+/// waits for the index.
+#[test]
+fn filtered_searches_beside_upserts_in_memory_finish() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let store = Store::open_in_memory().unwrap();
+        let coll = store
+            .create_collection("c", &CollectionConfig::new(4))
+            .unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..300 {
+                    coll.upsert(
+                        &[Record::new(format!("r{i}"), vec![1.0, i as f32, 0.5, 0.25])
+                            .with_metadata(serde_json::json!({"g": i % 3}))],
+                    )
+                    .unwrap();
+                }
+            });
+            for i in 0..300 {
+                let f = Filter::eq("g", (i % 3) as i64);
+                coll.search(&[1.0, 1.0, 0.5, 0.25], &SearchOptions::new(3).filter(f))
+                    .unwrap();
+            }
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("deadlocked: a filtered search beside upserts in memory");
 }
 
 /// Large changes are added to the index on every core; usearch's parallel

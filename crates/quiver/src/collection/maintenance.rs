@@ -238,16 +238,28 @@ impl Collection {
     /// SQLite, I/O and index failures.
     pub fn alter(&self, change: &Alter) -> Result<CollectionInfo> {
         self.alive()?;
-        let mut next = self.config();
-        next.metric = change.metric.unwrap_or(next.metric);
-        next.scalar = change.scalar.unwrap_or(next.scalar);
-        next.connectivity = change.connectivity.unwrap_or(next.connectivity);
-        next.expansion_add = change.expansion_add.unwrap_or(next.expansion_add);
-        next.expansion_search = change.expansion_search.unwrap_or(next.expansion_search);
-        next.validate()?;
+        let apply_change = |mut next: CollectionConfig| {
+            next.metric = change.metric.unwrap_or(next.metric);
+            next.scalar = change.scalar.unwrap_or(next.scalar);
+            next.connectivity = change.connectivity.unwrap_or(next.connectivity);
+            next.expansion_add = change.expansion_add.unwrap_or(next.expansion_add);
+            next.expansion_search = change.expansion_search.unwrap_or(next.expansion_search);
+            next
+        };
+        // Bad settings are an error before the writer is taken.
+        apply_change(self.config()).validate()?;
         let mut conn = self.store.writer("alter")?;
         let tx = self.store.write_tx(&mut conn, "alter")?;
-        if next.metric == Metric::Cos && self.config().metric != Metric::Cos {
+        // From the settings as SQLite has them now: another process may
+        // have altered them since this handle read them.
+        let current = catalogue::by_cid(&tx, self.state.cid)?
+            .ok_or_else(|| Error::Dropped {
+                name: self.state.name.clone(),
+            })?
+            .config;
+        let next = apply_change(current.clone());
+        next.validate()?;
+        if next.metric == Metric::Cos && current.metric != Metric::Cos {
             // Zero vectors were fine under the old metric; cos cannot take them.
             let zero = records::zero_vector_id(&tx, self.state.cid, next.dimension)?;
             if let Some(id) = zero {

@@ -44,13 +44,12 @@ impl CollState {
         if self.indexes.read_lock().is_viewed() {
             self.materialise(store, conn)?;
         }
-        {
-            let _apply = self.apply.locked();
-            self.relink_unreached(conn)?;
-        }
-        // Read before the bytes: a catch-up applying other processes'
-        // changes meanwhile only puts more in them than this says, which
-        // a replay from here applies again harmlessly.
+        // Nothing changes the index from here to the bytes: this
+        // process's writers are held off by the writer connection, and
+        // catch-ups (other processes' changes) by `apply`. usearch must
+        // not save while it adds.
+        let _apply = self.apply.locked();
+        self.relink_unreached(conn)?;
         let applied = self.applied_seq.load(Ordering::SeqCst);
         let spare = self.snapshots.locked().spare.take();
         let (bytes, vectors) = self
@@ -241,6 +240,8 @@ impl CollState {
             Some(row) => {
                 snapshot::options_stamp(&row.config) != options
                     || recorded.is_some_and(|r| r.options == options && r.applied_seq > applied)
+                    // Tombstones after it are gone: it could not be replayed.
+                    || row.pruned_seq > applied
             }
         };
         if superseded {

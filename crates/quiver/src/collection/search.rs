@@ -127,7 +127,6 @@ impl Collection {
         options: &SearchOptions,
         query: Option<&[f32]>,
     ) -> Result<CollectionConfig> {
-        let config = self.config();
         if options.k == 0 || options.k > MAX_K {
             return Err(Error::InvalidSearch {
                 reason: format!("k must be 1..={MAX_K}, got {}", options.k),
@@ -138,14 +137,22 @@ impl Collection {
                 reason: "ef must be 1..=100000".into(),
             });
         }
+        // The dimension never changes: a query of the wrong one is an
+        // error before anything is read.
+        let before = self.config();
         if let Some(q) = query {
-            check_vector(&config, &self.state.name, None, q)?;
+            check_vector(&before, &self.state.name, None, q)?;
         }
         if let Some(f) = &options.filter {
             f.validate()?;
         }
         self.alive()?;
         self.refresh()?;
+        // After the catch-up: another process may have altered the settings.
+        let config = self.config();
+        if let (Some(q), true) = (query, config != before) {
+            check_vector(&config, &self.state.name, None, q)?;
+        }
         let check = self.state.indexes.read_lock().snapshot_check();
         if check.is_some_and(|c| c.get() == index::CheckState::Failed) {
             self.state.recover_damaged(&self.store)?;

@@ -47,6 +47,7 @@ impl Collection {
             .collect();
         let tx = self.store.write_tx(conn, "upsert")?;
         let seq = catalogue::next_seq(&tx, self.state.cid)?;
+        self.recheck_under_lock(&tx, records)?;
         let mut applied = Vec::with_capacity(last.len());
         let mut ids = Vec::with_capacity(last.len());
         {
@@ -69,6 +70,21 @@ impl Collection {
             upserts: applied,
             ids,
         })
+    }
+
+    /// Validate `records` again if another process changed the
+    /// collection's settings since this handle read them (an alter to cos
+    /// makes a zero vector invalid), in the write transaction `tx`.
+    fn recheck_under_lock(&self, tx: &rusqlite::Transaction<'_>, records: &[Record]) -> Result<()> {
+        let current = catalogue::by_cid(tx, self.state.cid)?.ok_or_else(|| Error::Dropped {
+            name: self.state.name.clone(),
+        })?;
+        if current.config != self.config() {
+            for r in records {
+                check_record(&current.config, &self.state.name, r)?;
+            }
+        }
+        Ok(())
     }
 
     /// Put ids just written in the id cache (a key keeps its id for life),
