@@ -392,7 +392,12 @@ fn parse_filter(text: Option<&str>) -> CliResult<Option<Filter>> {
 
 /// Query texts: one `{"text": ..}` object (or a bare JSON string) per line.
 fn read_query_texts(path: &Path) -> CliResult<Vec<String>> {
-    let body = match std::fs::read_to_string(path) {
+    let read = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let body = match read {
         Ok(b) => b,
         Err(e) => {
             return input(format!(

@@ -5,6 +5,12 @@
 //! writes, one transaction per batch, so a killed import leaves whole batches.
 //! The writes go through [`quiver::Bulk`]: each batch is added to the index
 //! while the next one is read, embedded and committed.
+//!
+//! An input that cannot be read twice (`-` for stdin, a pipe, `/dev/stdin`,
+//! a process substitution) is first copied once into a temporary file (in
+//! `$TMPDIR`), and both passes read the copy: so a bad line 40,000 lines
+//! into a pipe still writes nothing, at the cost of the copy's disk space
+//! until the import ends.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -24,10 +30,20 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
     }
     let dim = coll.config().dimension;
     let file = args.file.display().to_string();
+    if args.vectors.as_deref() == Some(Path::new("-")) && args.file == Path::new("-") {
+        return input("the records and --vectors cannot both come from stdin");
+    }
+    let records_in = Rereadable::open(&args.file)?;
+    let vectors_in = args.vectors.as_deref().map(Rereadable::open).transpose()?;
+    let vectors_path = vectors_in
+        .as_ref()
+        .zip(args.vectors.as_deref())
+        .map(|(v, given)| (v.path.as_path(), given.display().to_string()));
 
     // Pass 1: validate everything.
     let mut lines = 0u64;
-    let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
+    let mut ids = std::collections::HashSet::new();
+    let mut source = Source::open(&records_in.path, &file, vectors_path.clone(), dim)?;
     // Lines with text but no vector are embedded with the model.
     let mut model = None;
     while let Some((r, embed)) = source.next(&file)? {
@@ -49,13 +65,16 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
         coll.validate(check)
             .map_err(|e| Failure::Input(format!("{at}: {e}")))?;
         lines += 1;
+        ids.insert(check.id.clone());
     }
     source.finish()?;
+    let distinct = ids.len() as u64;
+    drop(ids);
 
     // Pass 2: write.
     let started = Instant::now();
     let bar = progress_bar(lines, "import");
-    let mut source = Source::open(&args.file, args.vectors.as_deref(), dim)?;
+    let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
     let (mut done, mut batches) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(args.batch);
     // Each batch goes into the index while the next is read, embedded and
@@ -87,14 +106,16 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
     coll.flush()?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    // Records written: distinct ids (a later line with the same id
+    // replaced the earlier one); lines read are reported apart.
     if out.human {
         out.line(&format!(
-            "imported {done} records in {batches} transactions, {secs:.2} s ({:.0} records/s)",
+            "imported {distinct} records ({done} lines) in {batches} transactions, {secs:.2} s ({:.0} lines/s)",
             done as f64 / secs.max(1e-9)
         ))?;
     } else {
         out.json(&serde_json::json!({
-            "imported": done, "batches": batches, "seconds": secs,
+            "imported": distinct, "lines": done, "batches": batches, "seconds": secs,
             "records_per_sec": done as f64 / secs.max(1e-9),
         }))?;
     }
@@ -144,15 +165,76 @@ struct Source {
     buf: Vec<u8>,
 }
 
+/// An input file both passes can read: the file itself when it is a
+/// regular file, else a temporary copy of it, removed on drop.
+struct Rereadable {
+    path: std::path::PathBuf,
+    spooled: bool,
+}
+
+impl Rereadable {
+    fn open(given: &Path) -> CliResult<Rereadable> {
+        let stdin = given == Path::new("-");
+        if !stdin
+            && std::fs::metadata(given)
+                .map_err(|e| Failure::Input(format!("cannot open {}: {e}", given.display())))?
+                .is_file()
+        {
+            return Ok(Rereadable {
+                path: given.to_path_buf(),
+                spooled: false,
+            });
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("quiver-import-{}-{n}.spool", std::process::id()));
+        let spool = Rereadable {
+            path,
+            spooled: true,
+        };
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&spool.path)
+            .map_err(|e| {
+                Failure::Internal(format!("cannot spool {}: {e}", spool.path.display()))
+            })?;
+        let copied = if stdin {
+            std::io::copy(&mut std::io::stdin().lock(), &mut to)
+        } else {
+            File::open(given)
+                .and_then(|mut from| std::io::copy(&mut from, &mut to))
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", given.display())))
+        };
+        copied.map_err(|e| Failure::Input(format!("cannot read {}: {e}", given.display())))?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Rereadable {
+    fn drop(&mut self) {
+        if self.spooled {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl Source {
-    fn open(path: &Path, vectors: Option<&Path>, dim: usize) -> CliResult<Source> {
-        let open = |p: &Path| {
-            File::open(p).map_err(|e| Failure::Input(format!("cannot open {}: {e}", p.display())))
+    /// Read `path` (named `shown` in messages) and, if given, `vectors`.
+    fn open(
+        path: &Path,
+        shown: &str,
+        vectors: Option<(&Path, String)>,
+        dim: usize,
+    ) -> CliResult<Source> {
+        let open = |p: &Path, name: &str| {
+            File::open(p).map_err(|e| Failure::Input(format!("cannot open {name}: {e}")))
         };
         Ok(Source {
-            lines: BufReader::with_capacity(1 << 20, open(path)?),
+            lines: BufReader::with_capacity(1 << 20, open(path, shown)?),
             vectors: match vectors {
-                Some(p) => Some((BufReader::new(open(p)?), p.display().to_string())),
+                Some((p, name)) => Some((BufReader::new(open(p, &name)?), name)),
                 None => None,
             },
             dim,

@@ -200,7 +200,8 @@ pub(crate) struct SearchArgs {
     /// (and in hybrid mode when no vector is given).
     #[arg(long, conflicts_with = "query_texts", allow_hyphen_values = true)]
     pub text: Option<String>,
-    /// JSON Lines of {"text": ..}, one per query (with --queries in hybrid mode: row i goes with line i).
+    /// JSON Lines of {"text": ..}, one per query (with --queries in hybrid mode: row i goes with line i);
+    /// `-` reads stdin.
     #[arg(long, value_name = "FILE.jsonl")]
     pub query_texts: Option<PathBuf>,
     /// Only records matching this filter, e.g. "lang = 'go' AND stars >= 10".

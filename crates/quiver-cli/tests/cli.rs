@@ -979,3 +979,106 @@ fn lines_of(out: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// An import reads its input once: from `-` (stdin), `/dev/stdin` and a
+/// process substitution every record arrives, the count is the number of
+/// distinct ids written, and a bad line late in a pipe writes nothing.
+#[test]
+fn imports_from_pipes_store_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&store, &["create", "c", "--dim", &DIM.to_string()]);
+    let mut rng = Rng(12);
+    let lines = |prefix: &str, n: usize, rng: &mut Rng| -> String {
+        let mut out: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"id": "{prefix}{i}", "vector": {}}}"#,
+                    json_vector(&rng.vector(DIM))
+                )
+            })
+            .collect();
+        // The first id again: replaced, not counted twice.
+        out.push(format!(
+            r#"{{"id": "{prefix}0", "vector": {}}}"#,
+            json_vector(&rng.vector(DIM))
+        ));
+        out.join("\n") + "\n"
+    };
+    let piped = |args: &[&str], body: String| {
+        let mut child = std::process::Command::new(common::bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(body.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    };
+    let mut want = 0;
+    for (prefix, file) in [("dash", "-"), ("devstdin", "/dev/stdin")] {
+        let out = piped(&["import", "c", file], lines(prefix, 1500, &mut rng));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["imported"], 1500, "{file}: {summary}");
+        assert_eq!(summary["lines"], 1501, "{file}: {summary}");
+        want += 1500;
+        assert_eq!(ok(&store, &["count", "c"]).trim(), want.to_string());
+    }
+    // A process substitution, through bash.
+    let body = dir.path().join("sub.jsonl");
+    std::fs::write(&body, lines("sub", 700, &mut rng)).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} --store {} import c <(cat {})",
+            common::bin().display(),
+            store.display(),
+            body.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["imported"], 700, "{summary}");
+    want += 700;
+    assert_eq!(ok(&store, &["count", "c"]).trim(), want.to_string());
+    // A bad line far into a pipe: exit 2, nothing written.
+    let before = store_bytes(&store);
+    let mut bad = lines("late", 3000, &mut rng);
+    bad.push_str("{\"id\": \"broken\", \"vector\": [1, 2]}\n");
+    let out = piped(&["import", "c", "-"], bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-:3002"), "{stderr}");
+    assert_eq!(store_bytes(&store), before);
+    // --query-texts - reads stdin.
+    let out = piped(
+        &["search", "c", "--query-texts", "-", "--mode", "keyword"],
+        "{\"text\": \"nothing\"}\n".into(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["plan"], "keyword", "{line}");
+}
