@@ -176,6 +176,60 @@ fn a_handle_follows_settings_another_store_altered() {
     assert!(hits[0].distance.abs() < 1e-6, "cos distance: {hits:?}");
 }
 
+/// One-shot writers leave snapshots to the handle that holds the index
+/// loaded, unless that one sits idle and the tail has reached twice the
+/// automatic threshold: then the writer's close snapshots.
+#[test]
+fn one_shot_writers_defer_snapshots_to_the_loaded_handle_until_overdue() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || quiver::StoreOptions {
+        snapshot_every_changes: 50,
+        close_snapshot_min_changes: 10,
+        ..quiver::StoreOptions::default()
+    };
+    let holder = Store::open_with(dir.path(), options()).unwrap();
+    let held = holder
+        .create_collection("c", &CollectionConfig::new(2))
+        .unwrap();
+    held.search(&[1.0, 0.0], &SearchOptions::new(1)).unwrap();
+    let snapshot = || {
+        Store::open_read_only(dir.path())
+            .unwrap()
+            .get_collection("c")
+            .unwrap()
+            .info()
+            .unwrap()
+            .snapshot
+    };
+    let mut n = 0;
+    let mut write_alone = |count: usize| {
+        for _ in 0..count {
+            let one_shot = Store::open_with(dir.path(), options()).unwrap();
+            let coll = one_shot.get_collection("c").unwrap();
+            coll.upsert(&[Record::new(format!("r{n}"), vec![1.0, n as f32])])
+                .unwrap();
+            n += 1;
+            one_shot.close().unwrap();
+        }
+    };
+    // 40 one-record writers: the tail (40) is past the close minimum (10)
+    // but the holder has the index loaded: none snapshots.
+    write_alone(40);
+    assert!(snapshot().is_none());
+    // Past twice the threshold (100): the next writer's close does.
+    write_alone(61);
+    if cfg!(feature = "usearch") {
+        // The 100th write's close found the tail at 100 and snapshotted.
+        let recorded = snapshot().expect("an overdue tail is snapshotted");
+        assert_eq!(recorded.applied_seq, 100);
+    } else {
+        // Without usearch the exact index loads from SQLite: no snapshots.
+        assert!(snapshot().is_none());
+    }
+    assert_eq!(held.count().unwrap(), 101);
+    assert!(held.verify().unwrap().ok());
+}
+
 /// In memory, a filtered search beside an upsert loop finishes: the
 /// search takes the index's lock only after the connection (which, in
 /// memory, is the writer's) and the upsert holds the writer while it

@@ -307,9 +307,12 @@ impl CollState {
             self.own_committed.load(Ordering::SeqCst)
         };
         // Not loaded here, and some handle has it loaded: that one
-        // snapshots it, without this process loading the whole index.
-        let loaded_elsewhere = !self.is_loaded() && store.leased(self.cid)?;
-        if seq != last || loaded_elsewhere {
+        // snapshots it, without this process loading the whole index;
+        // unless the tail has grown to twice what would have made that
+        // one snapshot (it sits idle, searching nothing).
+        let defer = seq != last
+            || (!self.is_loaded() && store.leased(self.cid)? && !self.overdue(store)?);
+        if defer {
             // Still install what this process staged, if anything.
             if self.snapshots.locked().staged.is_some() {
                 let mut conn = store.writer("snapshot")?;
@@ -318,6 +321,17 @@ impl CollState {
             return Ok(());
         }
         self.snapshot_if(store, min)
+    }
+
+    /// Whether the changes not in the recorded snapshot reach twice the
+    /// automatic snapshot threshold (max(`snapshot_every_changes`, a
+    /// quarter of the records)).
+    fn overdue(&self, store: &Db) -> Result<bool> {
+        store.read(|conn| {
+            let tail = self.unsnapshotted(conn)?;
+            let records = records::count(conn, self.cid)?;
+            Ok(tail >= 2 * store.options.snapshot_every_changes.max(records / 4))
+        })
     }
 
     /// Changes (record versions and tombstones) not in the recorded snapshot.
