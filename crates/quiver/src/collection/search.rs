@@ -45,9 +45,9 @@ impl Collection {
         self.consistent(
             || {
                 let cid = self.state.cid;
-                let (list, matches) = self
-                    .store
-                    .read(|conn| text::keyword_candidates(conn, cid, text, filter, options.k))?;
+                let (list, matches) = self.store.read_fts(|conn| {
+                    text::keyword_candidates(conn, cid, text, filter, options.k)
+                })?;
                 let found = list
                     .into_iter()
                     .enumerate()
@@ -100,7 +100,7 @@ impl Collection {
                 let cid = self.state.cid;
                 let (keyword, _) = self
                     .store
-                    .read(|conn| text::keyword_candidates(conn, cid, text, filter, n))?;
+                    .read_fts(|conn| text::keyword_candidates(conn, cid, text, filter, n))?;
                 let found = text::fuse(&vector, &keyword, fusion, options.k)
                     .into_iter()
                     .map(|(key, ranks)| (key, -ranks.score.unwrap_or(0.0), Some(ranks)))
