@@ -16,22 +16,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{json_vector, ok, quiver};
+use common::{json_vector, ok, quiver, Rng};
 use quiver::{CollectionConfig, Record, SearchOptions, Store};
 
 const DIM: usize = 8;
 
-/// A distinct vector for each number (xorshift from it).
+/// A distinct vector for each number.
 fn vector(n: usize) -> Vec<f32> {
-    let mut state = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..DIM)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    Rng(n as u64).vector(DIM)
 }
 
 #[test]

@@ -136,6 +136,7 @@ fn sigkill_soak_loses_no_acknowledged_write() {
                 let op = in_flight.take().unwrap();
                 assert_eq!(op["begin"], *step);
                 apply(&mut model, op);
+                assert!(model.keys().all(|n| *n < POOL));
                 acked_total += 1;
             }
         }
@@ -148,26 +149,13 @@ fn sigkill_soak_loses_no_acknowledged_write() {
         if let Some(op) = in_flight {
             apply(&mut after, op);
         }
-        let touched: BTreeSet<u64> = model
-            .keys()
-            .chain(after.keys())
-            .filter(|n| model.get(n) != after.get(n))
-            .copied()
-            .collect();
-        for n in model.keys().chain(now.keys()) {
-            if !touched.contains(n) {
-                assert_eq!(
-                    now.get(n),
-                    model.get(n),
-                    "cycle {cycle}: untouched record s{n}"
-                );
-            }
-        }
-        let all_before = touched.iter().all(|n| now.get(n) == model.get(n));
-        let all_after = touched.iter().all(|n| now.get(n) == after.get(n));
-        assert!(
-            all_before || all_after,
-            "cycle {cycle}: {in_flight:?} is half applied"
+        check_all_or_nothing(
+            &model,
+            &after,
+            &now,
+            |_| true,
+            &format!("cycle {cycle}"),
+            in_flight,
         );
 
         let out = quiver(&store, &["verify", "soak", "--json"]);
@@ -249,7 +237,8 @@ fn sigkill_among_several_writers_loses_no_acknowledged_write() {
                 } else if let Some(step) = e.get("ack") {
                     let op = in_flight.take().unwrap();
                     assert_eq!(op["begin"], *step);
-                    apply_multi(&mut model, op, WRITERS);
+                    apply(&mut model, op);
+                    assert!(model.keys().all(|n| *n < WRITERS * POOL));
                     acked_total += 1;
                 }
             }
@@ -265,32 +254,18 @@ fn sigkill_among_several_writers_loses_no_acknowledged_write() {
         };
         let now = observe(&store, &model, &version_in_flight);
         for w in 0..WRITERS {
-            let mine = |n: &u64| n / POOL == w;
             let mut after = model.clone();
             if let Some(op) = flights.get(&w) {
-                apply_multi(&mut after, op, WRITERS);
+                apply(&mut after, op);
             }
-            let touched: BTreeSet<u64> = model
-                .keys()
-                .chain(after.keys())
-                .filter(|n| mine(n) && model.get(n) != after.get(n))
-                .copied()
-                .collect();
-            for n in model.keys().chain(now.keys()).filter(|n| mine(n)) {
-                if !touched.contains(n) {
-                    assert_eq!(
-                        now.get(n),
-                        model.get(n),
-                        "cycle {cycle}: writer {w}: untouched record s{n}"
-                    );
-                }
-            }
-            let all_before = touched.iter().all(|n| now.get(n) == model.get(n));
-            let all_after = touched.iter().all(|n| now.get(n) == after.get(n));
-            assert!(
-                all_before || all_after,
-                "cycle {cycle}: writer {w}: {:?} is half applied",
-                flights.get(&w)
+            let what = format!("cycle {cycle}: writer {w}");
+            check_all_or_nothing(
+                &model,
+                &after,
+                &now,
+                |n| n / POOL == w,
+                &what,
+                flights.get(&w).copied(),
             );
         }
         // No killed writer left the lock held: a write goes in at once.
@@ -324,48 +299,34 @@ fn sigkill_among_several_writers_loses_no_acknowledged_write() {
     assert!(acked_total > 0);
 }
 
-/// [`apply`] for writers sharing the store, each on its own ids.
-fn apply_multi(state: &mut State, op: &Value, writers: u64) {
-    let mut mine = State::new();
-    let (lo, hi) = match op["op"].as_str().unwrap() {
-        "upsert" | "delete" => {
-            let n = op["ids"][0].as_u64().unwrap();
-            ((n / POOL) * POOL, (n / POOL + 1) * POOL)
-        }
-        "delete_where" => {
-            let n = op["lo"].as_u64().unwrap();
-            ((n / POOL) * POOL, (n / POOL + 1) * POOL)
-        }
-        _ => return,
-    };
-    assert!(hi <= writers * POOL);
-    state.retain(|n, v| {
-        if (lo..hi).contains(n) {
-            mine.insert(*n - lo, *v);
-            false
-        } else {
-            true
-        }
-    });
-    let shifted = shift(op, lo);
-    apply(&mut mine, &shifted);
-    state.extend(mine.into_iter().map(|(n, v)| (n + lo, v)));
-}
-
-/// `op` with its ids moved down by `by` (into `apply`'s range).
-fn shift(op: &Value, by: u64) -> Value {
-    let mut op = op.clone();
-    if let Some(ids) = op.get_mut("ids") {
-        for id in ids.as_array_mut().unwrap() {
-            *id = (id.as_u64().unwrap() - by).into();
+/// Untouched records (among those `mine` selects) are as `model` says,
+/// and the ones the write in flight touches are all as before it
+/// (`model`) or all as after it (`after`).
+fn check_all_or_nothing(
+    model: &State,
+    after: &State,
+    now: &State,
+    mine: impl Fn(&u64) -> bool,
+    what: &str,
+    in_flight: Option<&Value>,
+) {
+    let touched: BTreeSet<u64> = model
+        .keys()
+        .chain(after.keys())
+        .filter(|n| mine(n) && model.get(n) != after.get(n))
+        .copied()
+        .collect();
+    for n in model.keys().chain(now.keys()).filter(|n| mine(n)) {
+        if !touched.contains(n) {
+            assert_eq!(now.get(n), model.get(n), "{what}: untouched record s{n}");
         }
     }
-    for k in ["lo", "hi"] {
-        if let Some(x) = op.get_mut(k) {
-            *x = (x.as_u64().unwrap() - by).into();
-        }
-    }
-    op
+    let all_before = touched.iter().all(|n| now.get(n) == model.get(n));
+    let all_after = touched.iter().all(|n| now.get(n) == after.get(n));
+    assert!(
+        all_before || all_after,
+        "{what}: {in_flight:?} is half applied"
+    );
 }
 
 fn apply(state: &mut State, op: &Value) {
@@ -394,5 +355,4 @@ fn apply(state: &mut State, op: &Value) {
         }
         _ => {}
     }
-    assert!(state.keys().all(|n| *n < POOL));
 }

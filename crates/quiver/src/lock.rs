@@ -45,6 +45,9 @@ const YIELD: Duration = Duration::from_millis(2);
 /// How often a waiter looks.
 const POLL: Duration = Duration::from_micros(250);
 
+/// Waiters mark byte 0 of `LOCK`: [`ofd_lock`] locks byte `1 + cid`.
+const WAITERS: i64 = -1;
+
 /// The writer lock, held until dropped.
 pub(crate) struct Held<'a> {
     lock: &'a LockFile,
@@ -118,19 +121,19 @@ impl LockFile {
             }
             if !waiting {
                 // Best effort: without the mark, waiting is only less fair.
-                waiting = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_RDLCK, -1).is_ok();
+                waiting = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_RDLCK, WAITERS).is_ok();
             }
             std::thread::sleep(POLL.min(timeout - waited));
         };
         if waiting {
-            let _ = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_UNLCK, -1);
+            let _ = ofd_lock(&self.file, libc::F_OFD_SETLK, libc::F_UNLCK, WAITERS);
         }
         out
     }
 
     /// Whether another waiter has marked itself (see [`LockFile`]).
     fn waited_for(&self) -> bool {
-        ofd_lock(&self.file, libc::F_OFD_GETLK, libc::F_WRLCK, -1)
+        ofd_lock(&self.file, libc::F_OFD_GETLK, libc::F_WRLCK, WAITERS)
             .is_ok_and(|fl| fl.l_type != libc::F_UNLCK as libc::c_short)
     }
 }
