@@ -20,12 +20,18 @@ pub(super) fn replay(
     apply(lock, name, &[], &removes)?;
     done += removes.len() as u64;
     let rows = records::Rows { cid, name, dim };
+    let mut upserted = 0;
     records::stream(conn, rows, Some(after), CHUNK, |chunk| {
         apply(lock, name, chunk, &[])?;
         done += chunk.len() as u64;
+        upserted += chunk.len();
         report(store, name, "replay", done, total);
         Ok(())
     })?;
+    // A later chunk can orphan a node an earlier one added (see `relink`).
+    if upserted > CHUNK {
+        persist::relink(conn, rows, lock)?;
+    }
     Ok(done)
 }
 
@@ -63,6 +69,9 @@ pub(super) fn rebuild(
         report(store, name, "rebuild", done, total);
         Ok(())
     })?;
+    if total as usize > CHUNK {
+        persist::relink(conn, rows, &lock)?;
+    }
     Ok(lock.into_value())
 }
 

@@ -60,42 +60,10 @@ impl CollState {
         Ok((bytes, applied, vectors))
     }
 
-    /// Add again, one at a time, the live nodes no search can reach, so no
-    /// snapshot holds one. The write path checks each parallel add, but a
-    /// node shown reachable then can lose its last in-link later, when
-    /// usearch prunes a neighbour's list for a newer node: an exact count
-    /// after a 1M ingest found 2 (usearch's own build: 11). A walk of the
-    /// links ([`HnswIndex::walk`]) finds them; only when it reaches fewer
-    /// live nodes than the index holds are the collection's keys read to
-    /// name them. The caller holds the writer and `apply`. Returns how many.
+    /// [`relink`] this collection's index. The caller holds the writer
+    /// and `apply`. Returns how many nodes were added again.
     pub(super) fn relink_unreached(&self, conn: &Connection) -> Result<usize> {
-        let lost: Vec<u64> = {
-            let ix = self.indexes.read_lock();
-            let Some(reached) = ix.unreached_walk() else {
-                return Ok(0);
-            };
-            let mut lost = Vec::new();
-            records::for_each_key(conn, self.cid, |key| {
-                if !reached.contains(&key) && ix.contains(key) {
-                    lost.push(key);
-                }
-            })?;
-            lost
-        };
-        if lost.is_empty() {
-            return Ok(0);
-        }
-        let mut vectors = records::VectorLookup::new(conn, self.rows())?;
-        let mut upserts = Vec::with_capacity(lost.len());
-        for key in lost {
-            // Under the writer: a key of the collection stays until this returns.
-            if let Some(v) = vectors.get(key)? {
-                upserts.push((key, v));
-            }
-        }
-        // A handful: `apply` adds them one at a time (checked, were there many).
-        apply(&self.indexes, &self.name, &upserts, &[])?;
-        Ok(upserts.len())
+        relink(conn, self.rows(), &self.indexes)
     }
 
     /// Start a snapshot in the background: the index is serialised here,
@@ -387,4 +355,43 @@ impl Collection {
         self.alive()?;
         self.state.snapshot_if(&self.store, 1)
     }
+}
+
+/// Add again, one at a time, the live nodes no search can reach. The write
+/// path checks each parallel add, but a node shown reachable then can lose
+/// its last in-link later, when usearch prunes a neighbour's list for a
+/// newer node: an exact count after a 1M ingest found 2 (usearch's own
+/// build: 11). So this runs before every snapshot and after every replay
+/// or rebuild of more than one chunk. A walk of the links
+/// (`HnswIndex::walk`) finds them; only when it reaches fewer live nodes
+/// than the index holds are the collection's keys read to name them. The
+/// caller keeps the keys and the index still: the writer or a read
+/// transaction, and `apply` (or sole ownership of `lock`).
+pub(super) fn relink(conn: &Connection, rows: Rows<'_>, lock: &RwLock<Indexes>) -> Result<usize> {
+    let lost: Vec<u64> = {
+        let ix = lock.read_lock();
+        let Some(reached) = ix.unreached_walk() else {
+            return Ok(0);
+        };
+        let mut lost = Vec::new();
+        records::for_each_key(conn, rows.cid, |key| {
+            if !reached.contains(&key) && ix.contains(key) {
+                lost.push(key);
+            }
+        })?;
+        lost
+    };
+    if lost.is_empty() {
+        return Ok(0);
+    }
+    let mut vectors = records::VectorLookup::new(conn, rows)?;
+    let mut upserts = Vec::with_capacity(lost.len());
+    for key in lost {
+        if let Some(v) = vectors.get(key)? {
+            upserts.push((key, v));
+        }
+    }
+    // A handful: `apply` adds them one at a time (checked, were there many).
+    apply(lock, rows.name, &upserts, &[])?;
+    Ok(upserts.len())
 }
