@@ -909,7 +909,7 @@ fn filters_keyword_and_hybrid() {
             vec!["get", "docs", "--filter", "a..b = 1"],
             "invalid filter",
         ),
-        (vec!["index-field", "docs", "a b"], "invalid field"),
+        (vec!["index-field", "docs", "a\"b"], "invalid field"),
         (
             vec!["search", "docs", "--mode", "keyword", "--text", "-- !!"],
             "no words",

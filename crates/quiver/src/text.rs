@@ -114,7 +114,7 @@ pub(crate) fn keyword_candidates(
     n: usize,
 ) -> Result<(Vec<(u64, f32)>, u64)> {
     let (all, any) = fts_queries(text)?;
-    let keywords = Keywords::new(cid, filter)?;
+    let keywords = Keywords::new(conn, cid, filter)?;
     let mut hits = keywords.top(conn, &all, n)?;
     let matches = if hits.len() < n {
         hits.len() as u64

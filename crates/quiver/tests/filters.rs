@@ -575,7 +575,11 @@ fn field_indexes_are_used_by_sqlite() {
     assert!(!coll.index_field("sel").unwrap());
     assert!(coll.index_field("nested.v").unwrap());
     assert!(matches!(
-        coll.index_field("a b"),
+        coll.index_field("a\"b"),
+        Err(Error::InvalidFilter { .. })
+    ));
+    assert!(matches!(
+        coll.index_field("a..b"),
         Err(Error::InvalidFilter { .. })
     ));
     assert!(matches!(
@@ -587,10 +591,18 @@ fn field_indexes_are_used_by_sqlite() {
     drop(coll);
     store.close().unwrap();
     let conn = rusqlite::Connection::open(dir.path().join(quiver::DB_FILE)).unwrap();
+    // Per record and field, its value and the marker of a present field.
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM field_values WHERE cid = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(entries, 2000);
+    // The expression index, for ordering by the field.
     let plan: Vec<String> = conn
-        .prepare("EXPLAIN QUERY PLAN SELECT count(*) FROM records WHERE cid = 1 AND (json_extract(metadata, '$.sel') < ?1)")
+        .prepare("EXPLAIN QUERY PLAN SELECT id FROM records WHERE cid = 1 ORDER BY json_extract(metadata, '$.sel')")
         .unwrap()
-        .query_map([10], |r| r.get::<_, String>(3))
+        .query_map([], |r| r.get::<_, String>(3))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -609,6 +621,10 @@ fn field_indexes_are_used_by_sqlite() {
         )
         .unwrap();
     assert_eq!(left, 0);
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM field_values", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 0);
 }
 
 #[test]
@@ -626,7 +642,7 @@ fn invalid_filters_are_typed_with_columns() {
         }
     ));
     assert!(e.is_bad_input());
-    let bad = Filter::eq("a;b", 1);
+    let bad = Filter::eq("a..b", 1);
     assert!(matches!(
         coll.count_where(&bad),
         Err(Error::InvalidFilter { .. })
@@ -673,4 +689,56 @@ fn a_version_1_store_is_migrated_with_its_text_indexed() {
             .id,
         "a"
     );
+}
+
+#[test]
+fn a_version_2_store_is_migrated_with_its_field_indexes_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Version 1, then version 2's table and one field index as version
+        // 2 made it (an expression index, no entries).
+        let conn = rusqlite::Connection::open(dir.path().join(quiver::DB_FILE)).unwrap();
+        conn.execute_batch(include_str!("fixtures/schema-v1.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE field_indexes (id INTEGER PRIMARY KEY, cid INTEGER NOT NULL, path TEXT NOT NULL, UNIQUE (cid, path));
+             CREATE VIRTUAL TABLE fts_1 USING fts5(text, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2');
+             INSERT INTO collections (name, dimension, metric, scalar, connectivity, expansion_add, expansion_search, seq, created_at)
+                 VALUES ('old', 2, 'cos', 'f32', 16, 128, 64, 1, 0);
+             INSERT INTO records (cid, id, vector, metadata, seq) VALUES
+                 (1, 'a', x'0000803f00000000', '{\"tags\": [\"db\", \"x\"]}', 1),
+                 (1, 'b', x'000000000000803f', '{\"tags\": \"db\"}', 1),
+                 (1, 'c', x'0000803f0000803f', '{\"tags\": [\"y\"]}', 1);
+             INSERT INTO field_indexes (cid, path) VALUES (1, 'tags');
+             CREATE INDEX qf_1_1 ON records (cid, json_extract(metadata, '$.tags'));
+             PRAGMA application_id = 1364611633; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        Store::open_read_only(dir.path()),
+        Err(Error::OldSchema { version: 2, .. })
+    ));
+    let store = Store::open(dir.path()).unwrap();
+    let coll = store.get_collection("old").unwrap();
+    let ids = |f: &str| -> Vec<String> {
+        coll.scan(Some(&f.parse().unwrap()), None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(ids("tags CONTAINS 'db'"), ["a", "b"]);
+    assert_eq!(ids("tags = 'y'"), ["c"]);
+    // The entries follow writes from here on.
+    coll.upsert(&[Record::new("c", vec![1.0, 0.5]).with_metadata(json!({"tags": ["db"]}))])
+        .unwrap();
+    assert_eq!(ids("tags CONTAINS 'db'"), ["a", "b", "c"]);
+    drop(coll);
+    store.close().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(quiver::DB_FILE)).unwrap();
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM field_values", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 7, "a: db, x; b: db; c: db; and a marker each");
 }

@@ -3,18 +3,21 @@
 use super::*;
 
 impl Collection {
-    /// Create an SQLite index on a metadata path so filters on it count and
-    /// select matches without scanning the collection. Returns false if the
-    /// path was indexed already.
+    /// Index a metadata field so filters on it count and select matches
+    /// without scanning the collection: comparisons, `IN`, `CONTAINS` and
+    /// `STARTS WITH`, on scalars and on each element of an array. `path` is
+    /// dotted (`author.name`) or written as in a filter (`"file-path"`).
+    /// Returns false if the path was indexed already.
     ///
     /// # Errors
     /// [`Error::InvalidFilter`] for a bad path, [`Error::ReadOnly`], SQLite failures.
     pub fn index_field(&self, path: &str) -> Result<bool> {
-        let segs = crate::filter::check_path(path)?;
+        let segs = crate::filter::parse::check_path(path)?;
         let mut conn = self.store.writer("index field")?;
         self.alive()?;
         let tx = self.store.write_tx(&mut conn, "index field")?;
-        let added = catalogue::add_field_index(&tx, self.state.cid, &segs)?;
+        let name = crate::filter::Field::Meta(segs.clone()).to_string();
+        let added = catalogue::add_field_index(&tx, self.state.cid, &name, &segs)?;
         tx.commit("index field")?;
         Ok(added)
     }

@@ -194,6 +194,7 @@ pub(crate) fn drop(tx: &Transaction<'_>, name: &str) -> Result<Option<i64>> {
         "DELETE FROM records WHERE cid = ?1",
         "DELETE FROM tombstones WHERE cid = ?1",
         "DELETE FROM snapshots WHERE cid = ?1",
+        "DELETE FROM field_values WHERE cid = ?1",
         "DELETE FROM field_indexes WHERE cid = ?1",
         "DELETE FROM collections WHERE cid = ?1",
     ] {
@@ -308,21 +309,39 @@ pub(crate) fn record_snapshot(tx: &Transaction<'_>, cid: i64, row: &SnapshotRow)
     Ok(())
 }
 
-/// Record a field index on the metadata path `segs` and create it, in the
-/// caller's write transaction. Returns false if the path was indexed already.
-pub(crate) fn add_field_index(tx: &Transaction<'_>, cid: i64, segs: &[String]) -> Result<bool> {
-    let added = tx
-        .execute(
-            "INSERT OR IGNORE INTO field_indexes (cid, path) VALUES (?1, ?2)",
-            params![cid, segs.join(".")],
+/// Record a field index on the metadata path `segs` (named `name`, as
+/// written in a filter), create its expression index and fill its
+/// entries, in the caller's write transaction. Returns false if the path
+/// was indexed already.
+pub(crate) fn add_field_index(
+    tx: &Transaction<'_>,
+    cid: i64,
+    name: &str,
+    segs: &[String],
+) -> Result<bool> {
+    let json_path = crate::filter::Field::json_path(segs);
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM field_indexes WHERE cid = ?1 AND json_path = ?2",
+            params![cid, json_path],
+            |r| r.get(0),
         )
-        .during("record field index")?;
-    if added == 1 {
-        let id = tx.last_insert_rowid();
-        tx.execute_batch(&schema::field_index_sql(cid, id, segs))
-            .during("create field index")?;
+        .optional()
+        .during("look up field index")?;
+    if known.is_some() {
+        return Ok(false);
     }
-    Ok(added == 1)
+    tx.execute(
+        "INSERT INTO field_indexes (cid, path, json_path) VALUES (?1, ?2, ?3)",
+        params![cid, name, json_path],
+    )
+    .during("record field index")?;
+    let id = tx.last_insert_rowid();
+    tx.execute_batch(&schema::field_index_sql(cid, id, segs))
+        .during("create field index")?;
+    tx.execute(&schema::fill_sql("f.id = ?1"), [id])
+        .during("fill field index")?;
+    Ok(true)
 }
 
 /// Metadata paths with a field index, in order.

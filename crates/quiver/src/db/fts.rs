@@ -22,11 +22,11 @@ pub(crate) struct Keywords {
 impl Keywords {
     /// # Errors
     /// [`crate::Error::InvalidFilter`].
-    pub(crate) fn new(cid: i64, filter: Option<&Filter>) -> Result<Self> {
+    pub(crate) fn new(conn: &Connection, cid: i64, filter: Option<&Filter>) -> Result<Self> {
         let fts = schema::fts_table(cid);
         let (join, cond, filter_params) = match filter {
             Some(f) => {
-                let c = compile(f, 3)?;
+                let c = compile(conn, cid, f, 3)?;
                 let mut p: Vec<Sql> = vec![cid.into()];
                 p.extend(c.params);
                 (

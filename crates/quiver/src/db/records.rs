@@ -44,8 +44,8 @@ impl Rows<'_> {
 }
 
 /// Parameters: the collection's id, then a filter's values numbered from `?2`.
-fn with_filter(cid: i64, filter: &Filter) -> Result<(String, Vec<Sql>)> {
-    let c = compile(filter, 2)?;
+fn with_filter(conn: &Connection, cid: i64, filter: &Filter) -> Result<(String, Vec<Sql>)> {
+    let c = compile(conn, cid, filter, 2)?;
     let mut params: Vec<Sql> = vec![cid.into()];
     params.extend(c.params);
     Ok((c.sql, params))
@@ -153,7 +153,7 @@ pub(crate) fn delete_ids<S: AsRef<str>>(
 
 /// Delete the records matching `filter`; returns their keys.
 pub(crate) fn delete_matching(tx: &Transaction<'_>, cid: i64, filter: &Filter) -> Result<Vec<i64>> {
-    let (where_, params) = with_filter(cid, filter)?;
+    let (where_, params) = with_filter(tx, cid, filter)?;
     let mut stmt = tx
         .prepare(&format!(
             "DELETE FROM records WHERE cid = ?1 AND ({where_}) RETURNING key"
@@ -252,7 +252,7 @@ pub(crate) fn scan(
         sql.push_str(&format!(" AND id > ?{}", params.len()));
     }
     if let Some(f) = filter {
-        let c = compile(f, params.len() + 1)?;
+        let c = compile(conn, rows.cid, f, params.len() + 1)?;
         sql.push_str(&format!(" AND ({})", c.sql));
         params.extend(c.params);
     }
@@ -288,7 +288,7 @@ pub(crate) fn count(conn: &Connection, cid: i64) -> Result<u64> {
 
 /// Number of records matching `filter`.
 pub(crate) fn count_matching(conn: &Connection, cid: i64, filter: &Filter) -> Result<u64> {
-    let (where_, params) = with_filter(cid, filter)?;
+    let (where_, params) = with_filter(conn, cid, filter)?;
     conn.prepare_cached(&format!(
         "SELECT count(*) FROM records WHERE cid = ?1 AND ({where_})"
     ))
@@ -551,7 +551,7 @@ pub(crate) fn for_each_match(
     with_vectors: bool,
     mut f: impl FnMut(u64, Option<Vec<f32>>) -> Result<()>,
 ) -> Result<()> {
-    let (where_, params) = with_filter(rows.cid, filter)?;
+    let (where_, params) = with_filter(conn, rows.cid, filter)?;
     // The keys come sorted from the field index through a temp b-tree;
     // with the vectors in the same select, SQLite sorted the 1.5 KB blobs
     // too (about 5x slower at 20k matches of 200k). So the vectors are read
@@ -594,7 +594,7 @@ pub(crate) fn changed_since(
     after: i64,
     mut f: impl FnMut(u64, bool),
 ) -> Result<()> {
-    let (where_, mut params) = with_filter(cid, filter)?;
+    let (where_, mut params) = with_filter(conn, cid, filter)?;
     params.push(after.into());
     // In one pass by the sequence index: left to itself SQLite took the
     // filter's field index (or scanned the table) and read every match's

@@ -100,10 +100,115 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Version 3: field indexes that see into arrays.
+///
+/// - `field_indexes.json_path` is the SQLite JSON path of the field
+///   (`$.a.b`, `$."file-path"`); `path` stays the name as written.
+/// - `field_values` holds, for every indexed field of every record, one
+///   row per value: the scalar itself, or each scalar element of an array
+///   (nested arrays, objects and nulls are not entries); and, when the
+///   field is present (not missing, null or an object), one row whose
+///   value is the empty blob `x''`, so a negation can tell "present, no
+///   match" from "missing" without reading the JSON. No filter value is
+///   a blob, and a blob sorts above every number and text, so `value <
+///   x''` keeps the marker out of a range. `value` has no declared type,
+///   so no affinity: `'7'` stays text and `7` a number, as `json_extract`
+///   returns them (declared `ANY` it would be NUMERIC and turn one into
+///   the other). Filters read it (`db::filter`).
+/// - Three triggers keep it in step with `records` in the writing
+///   statement's own transaction, whichever path writes: a collection
+///   without field indexes pays one lookup in `field_indexes` per row.
+///   The upsert's `ON CONFLICT DO UPDATE` fires the update trigger, and
+///   its conflict policy overrides any `OR IGNORE` in a trigger, so the
+///   triggers insert `DISTINCT` rows (an array can hold a value twice).
+/// - The expression indexes `qf_<cid>_<id>` stay, for ordering by a
+///   field, and now end with the id (the order's tie-break).
+const V3: &str = "
+ALTER TABLE field_indexes ADD COLUMN json_path TEXT;
+UPDATE field_indexes SET json_path = '$.' || path;
+CREATE TABLE field_values (
+    cid   INTEGER NOT NULL,
+    path  TEXT NOT NULL,
+    value NOT NULL,
+    key   INTEGER NOT NULL,
+    PRIMARY KEY (cid, path, value, key)
+) WITHOUT ROWID;
+CREATE INDEX field_values_by_key ON field_values (key);
+";
+
+/// The `field_values` rows of `{r}` (a records row: `new`, or a table
+/// alias joined with `field_indexes AS f` on the collection), for the
+/// field indexes `f` ranges over.
+fn entries_sql(r: &str, from: &str, cond: &str) -> String {
+    format!(
+        "SELECT DISTINCT {r}.cid, f.json_path, j.value, {r}.key
+         FROM {from}, json_each({r}.metadata, f.json_path) AS j
+         WHERE {cond} AND {r}.metadata IS NOT NULL AND j.type NOT IN ('object', 'array', 'null')
+           AND json_type({r}.metadata, f.json_path) <> 'object'
+         UNION ALL
+         SELECT {r}.cid, f.json_path, x'', {r}.key FROM {from}
+         WHERE {cond} AND json_type({r}.metadata, f.json_path) NOT IN ('null', 'object')"
+    )
+}
+
+/// The triggers that keep `field_values` in step with `records`.
+fn triggers_sql() -> String {
+    let new = entries_sql("new", "field_indexes AS f", "f.cid = new.cid");
+    format!(
+        "CREATE TRIGGER field_values_insert AFTER INSERT ON records
+         WHEN new.metadata IS NOT NULL AND EXISTS (SELECT 1 FROM field_indexes WHERE cid = new.cid)
+         BEGIN
+             INSERT INTO field_values (cid, path, value, key) {new};
+         END;
+         CREATE TRIGGER field_values_update AFTER UPDATE OF metadata ON records
+         WHEN EXISTS (SELECT 1 FROM field_indexes WHERE cid = new.cid)
+         BEGIN
+             DELETE FROM field_values WHERE key = old.key;
+             INSERT INTO field_values (cid, path, value, key) {new};
+         END;
+         CREATE TRIGGER field_values_delete AFTER DELETE ON records
+         WHEN EXISTS (SELECT 1 FROM field_indexes WHERE cid = old.cid)
+         BEGIN
+             DELETE FROM field_values WHERE key = old.key;
+         END;"
+    )
+}
+
+/// Insert the entries of every record for the field indexes matching
+/// `cond` (over `f`, the `field_indexes` row), with its parameters.
+pub(crate) fn fill_sql(cond: &str) -> String {
+    let rows = entries_sql(
+        "r",
+        "field_indexes AS f JOIN records AS r ON r.cid = f.cid",
+        cond,
+    );
+    format!("INSERT INTO field_values (cid, path, value, key) {rows}")
+}
+
+/// Version 2 to 3: the new column, table and triggers, the entries of the
+/// field indexes made before version 3, and their expression indexes made
+/// again with the id after the value.
+fn to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(V3)?;
+    tx.execute_batch(&triggers_sql())?;
+    tx.execute_batch(&fill_sql("1"))?;
+    let old: Vec<(i64, i64, String)> = tx
+        .prepare("SELECT id, cid, path FROM field_indexes")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, cid, path) in old {
+        // Version 2 paths were dotted names.
+        let segs: Vec<String> = path.split('.').map(String::from).collect();
+        tx.execute_batch(&drop_field_index_sql(cid, id))?;
+        tx.execute_batch(&field_index_sql(cid, id, &segs))?;
+    }
+    Ok(())
+}
+
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Step i takes the schema from version i to i + 1.
-const MIGRATIONS: &[Migration] = &[|tx| tx.execute_batch(V1), to_v2];
+const MIGRATIONS: &[Migration] = &[|tx| tx.execute_batch(V1), to_v2, to_v3];
 
 /// The name of collection `cid`'s full-text table (a number, never a user string).
 pub(crate) fn fts_table(cid: i64) -> String {
@@ -126,11 +231,11 @@ pub(crate) fn drop_fts_table_sql(cid: i64) -> String {
     format!("DROP TABLE IF EXISTS {}", fts_table(cid))
 }
 
-/// DDL of field index `id` of collection `cid`, on the metadata path
-/// `segs` (checked by [`crate::filter::check_path`]).
+/// DDL of the expression index of field index `id` of collection `cid`,
+/// on the metadata path `segs` (checked by [`crate::filter::parse::check_path`]).
 pub(crate) fn field_index_sql(cid: i64, id: i64, segs: &[String]) -> String {
     format!(
-        "CREATE INDEX qf_{cid}_{id} ON records (cid, {})",
+        "CREATE INDEX qf_{cid}_{id} ON records (cid, {}, id)",
         super::filter::path_expr(segs)
     )
 }

@@ -4,14 +4,43 @@
 //! ```text
 //! language = 'go' AND start_line >= 10 AND tag IN ('a', 'b')
 //! NOT (author.name IS NULL) OR id = 'doc-7'
+//! tags CONTAINS ANY ('db', 'pets') AND path STARTS WITH 'src/'
+//! "file-path" LIKE 'src/%.rs' AND "a.b" = 1
 //! ```
 //!
 //! Fields are dotted paths into the metadata object (`a.b.c`), or `id`, the
-//! record id. Values are single-quoted strings (`''` escapes a quote),
-//! integers, floats and `true`/`false`. Operators: `= != < <= > >=`,
-//! `IN (..)`, `NOT IN (..)`, `IS NULL`, `IS NOT NULL`, `AND`, `OR`, `NOT`,
-//! parentheses. Comparisons follow SQL: a record without the field (or with
-//! JSON null there) matches neither `x = v` nor `x != v`, only `x IS NULL`.
+//! record id. A segment that is not a name of letters, digits and `_` (or
+//! is a keyword) is written in double quotes: `"file-path"`, `"a.b"` (one
+//! key with a dot in it), `"id"` (a metadata key called id). Values are
+//! single-quoted strings (`''` escapes a quote), integers, floats and
+//! `true`/`false`.
+//!
+//! Operators: `= != < <= > >=`, `IN (..)`, `NOT IN (..)`, `CONTAINS v`,
+//! `CONTAINS ANY (..)`, `CONTAINS ALL (..)`, `LIKE 'pattern' [ESCAPE 'c']`,
+//! `NOT LIKE`, `ILIKE`, `STARTS WITH 'prefix'`, `IS NULL`, `IS NOT NULL`,
+//! `AND`, `OR`, `NOT`, parentheses.
+//!
+//! - **Missing fields.** Comparisons follow SQL: a record without the field
+//!   (or with JSON null, or an object, there) matches neither `x = v` nor
+//!   `x != v`, only `x IS NULL` (an object or an empty array is not null).
+//! - **Arrays.** A field holding an array is compared element by element,
+//!   as Qdrant does: `tags = 'db'` and `tags CONTAINS 'db'` match when any
+//!   element is `'db'`, `tags IN (..)` and `tags CONTAINS ANY (..)` when
+//!   any element is in the list, `n > 3` when any element is; `tags
+//!   CONTAINS ALL (..)` when every listed value is an element. A scalar is
+//!   a one-element array here, so `CONTAINS` works on both. The negations
+//!   (`!=`, `NOT IN`, `NOT LIKE`, `NOT (..)`) are exactly the opposite
+//!   wherever the field is present: `tags != 'db'` matches when no element
+//!   is `'db'`, an empty array included. Nested arrays and objects inside
+//!   an array are not elements.
+//! - **Patterns.** `LIKE` has SQL's `%` (any run of characters) and `_`
+//!   (one character); it is case-sensitive, and `ESCAPE 'c'` makes `c%`,
+//!   `c_` and `cc` literal. `ILIKE` is the same but ignores ASCII case.
+//!   `STARTS WITH` is a literal prefix (no wildcards) and is served by a
+//!   field index. Both match strings only (a number never matches).
+//! - **Field indexes** (`index_field`) serve every comparison, `IN`,
+//!   `CONTAINS` and `STARTS WITH` on the field outside a negation, arrays
+//!   included: each element is an entry.
 //!
 //! The same filter can be built in Rust:
 //!
@@ -20,9 +49,11 @@
 //! let f = Filter::eq("language", "go").and(Filter::ge("start_line", 10));
 //! assert_eq!(f, "language = 'go' AND start_line >= 10".parse().unwrap());
 //! assert_eq!(f.to_string(), "language = 'go' AND start_line >= 10");
+//! let tags = Filter::contains_any("tags", ["db", "pets"]);
+//! assert_eq!(tags.to_string(), "tags CONTAINS ANY ('db', 'pets')");
 //! ```
 
-mod parse;
+pub(crate) mod parse;
 
 use std::fmt;
 
@@ -33,8 +64,9 @@ use crate::error::Error;
 pub enum Field {
     /// The record id.
     Id,
-    /// A path into the metadata object: `["author", "name"]` for `author.name`.
-    /// Each segment is `[A-Za-z_][A-Za-z0-9_]*`.
+    /// A path into the metadata object: `["author", "name"]` for
+    /// `author.name`, `["a.b"]` for `"a.b"`. Segments are non-empty and hold
+    /// no `"` or control character.
     Meta(Vec<String>),
 }
 
@@ -78,6 +110,19 @@ pub enum Filter {
     In(Field, Vec<Value>, bool),
     /// `field IS NULL` or, negated, `field IS NOT NULL`.
     IsNull(Field, bool),
+    /// `field CONTAINS value`: the field is the value or an array holding
+    /// it (the same records as `field = value`).
+    Contains(Field, Value),
+    /// `field CONTAINS ANY (..)`: some element is in the list (the same
+    /// records as `field IN (..)`); never empty.
+    ContainsAny(Field, Vec<Value>),
+    /// `field CONTAINS ALL (..)`: every listed value is an element; never
+    /// empty.
+    ContainsAll(Field, Vec<Value>),
+    /// `field LIKE pattern`: see [`Like`].
+    Like(Field, Like),
+    /// `field STARTS WITH prefix`: a string element begins with `prefix`.
+    StartsWith(Field, String),
     /// Both.
     And(Box<Filter>, Box<Filter>),
     /// Either.
@@ -86,9 +131,74 @@ pub enum Filter {
     Not(Box<Filter>),
 }
 
+/// A `LIKE` pattern and how it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Like {
+    /// The pattern: `%` is any run of characters, `_` one character.
+    pub pattern: String,
+    /// The character that makes the next `%`, `_` or itself literal.
+    pub escape: Option<char>,
+    /// `ILIKE`: ASCII letters match either case.
+    pub ignore_case: bool,
+    /// `NOT LIKE` (or `NOT ILIKE`).
+    pub negated: bool,
+}
+
+impl Like {
+    /// A case-sensitive `LIKE pattern` with no escape character.
+    pub fn new(pattern: impl Into<String>) -> Like {
+        Like {
+            pattern: pattern.into(),
+            escape: None,
+            ignore_case: false,
+            negated: false,
+        }
+    }
+
+    /// The pattern split into literal text and wildcards; `Err` names an
+    /// escape character with nothing to escape after it.
+    pub(crate) fn parts(&self) -> Result<Vec<LikePart>, String> {
+        let mut out = Vec::new();
+        let mut chars = self.pattern.chars();
+        while let Some(c) = chars.next() {
+            if Some(c) == self.escape {
+                match chars.next() {
+                    Some(n) if n == '%' || n == '_' || Some(n) == self.escape => {
+                        out.push(LikePart::Char(n));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "escape character {c:?} must come before %, _ or itself"
+                        ))
+                    }
+                }
+            } else if c == '%' {
+                out.push(LikePart::Any);
+            } else if c == '_' {
+                out.push(LikePart::One);
+            } else {
+                out.push(LikePart::Char(c));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A piece of a `LIKE` pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LikePart {
+    /// `%`
+    Any,
+    /// `_`
+    One,
+    /// A literal character.
+    Char(char),
+}
+
 impl Field {
-    /// `"id"` is the record id; anything else a dotted metadata path.
-    /// Invalid paths are reported when the filter is used.
+    /// `"id"` is the record id; anything else a dotted metadata path (use
+    /// [`Field::Meta`] for a key with a dot in it). Invalid paths are
+    /// reported when the filter is used.
     pub fn parse_path(path: &str) -> Field {
         if path == "id" {
             Field::Id
@@ -99,15 +209,39 @@ impl Field {
 
     pub(crate) fn check(&self) -> Result<(), String> {
         if let Field::Meta(segs) = self {
-            if segs.is_empty() || !segs.iter().all(|s| is_ident(s)) {
+            if segs.is_empty() {
+                return Err("invalid field: empty path".into());
+            }
+            if let Some(bad) = segs.iter().find(|s| !is_key(s)) {
                 return Err(format!(
-                    "invalid field {:?}: use dotted names of letters, digits and _",
-                    segs.join(".")
+                    "invalid field segment {bad:?}: a key is non-empty, without '\"' or control characters"
                 ));
             }
         }
         Ok(())
     }
+
+    /// The SQLite JSON path of a metadata field: `$.a.b`, `$."file-path"`.
+    pub(crate) fn json_path(segs: &[String]) -> String {
+        let mut out = String::from("$");
+        for s in segs {
+            if is_ident(s) {
+                out.push('.');
+                out.push_str(s);
+            } else {
+                out.push_str(".\"");
+                out.push_str(s);
+                out.push('"');
+            }
+        }
+        out
+    }
+}
+
+/// A metadata key a path can name: non-empty, no `"` (SQLite's JSON paths
+/// cannot escape one) and no control character.
+fn is_key(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c == '"' || c.is_control())
 }
 
 impl From<&str> for Value {
@@ -183,6 +317,43 @@ impl Filter {
         )
     }
 
+    /// `field CONTAINS value`.
+    pub fn contains(field: &str, value: impl Into<Value>) -> Filter {
+        Filter::Contains(Field::parse_path(field), value.into())
+    }
+
+    /// `field CONTAINS ANY (values)`.
+    pub fn contains_any<V: Into<Value>>(
+        field: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Filter {
+        Filter::ContainsAny(
+            Field::parse_path(field),
+            values.into_iter().map(Into::into).collect(),
+        )
+    }
+
+    /// `field CONTAINS ALL (values)`.
+    pub fn contains_all<V: Into<Value>>(
+        field: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Filter {
+        Filter::ContainsAll(
+            Field::parse_path(field),
+            values.into_iter().map(Into::into).collect(),
+        )
+    }
+
+    /// `field LIKE pattern` (case-sensitive, no escape character).
+    pub fn like(field: &str, pattern: impl Into<String>) -> Filter {
+        Filter::Like(Field::parse_path(field), Like::new(pattern))
+    }
+
+    /// `field STARTS WITH prefix`.
+    pub fn starts_with(field: &str, prefix: impl Into<String>) -> Filter {
+        Filter::StartsWith(Field::parse_path(field), prefix.into())
+    }
+
     /// `field IS NULL` (missing or JSON null).
     pub fn is_null(field: &str) -> Filter {
         Filter::IsNull(Field::parse_path(field), false)
@@ -209,7 +380,8 @@ impl Filter {
         Filter::Not(Box::new(self))
     }
 
-    /// Check what the builder cannot: field paths, finite floats, non-empty lists.
+    /// Check what the builder cannot: field paths, finite floats, non-empty
+    /// lists, `LIKE` escapes.
     ///
     /// # Errors
     /// [`Error::InvalidFilter`] naming the problem.
@@ -229,14 +401,22 @@ impl Filter {
                 f.check().or_else(bad)?;
                 value_ok(v).or_else(bad)
             }
-            Filter::In(f, vs, _) => {
+            Filter::Contains(f, v) => {
+                f.check().or_else(bad)?;
+                value_ok(v).or_else(bad)
+            }
+            Filter::In(f, vs, _) | Filter::ContainsAny(f, vs) | Filter::ContainsAll(f, vs) => {
                 f.check().or_else(bad)?;
                 if vs.is_empty() {
-                    return bad("IN needs at least one value".into());
+                    return bad("a list needs at least one value".into());
                 }
                 vs.iter().try_for_each(|v| value_ok(v).or_else(bad))
             }
-            Filter::IsNull(f, _) => f.check().or_else(bad),
+            Filter::Like(f, like) => {
+                f.check().or_else(bad)?;
+                like.parts().map(drop).or_else(bad)
+            }
+            Filter::StartsWith(f, _) | Filter::IsNull(f, _) => f.check().or_else(bad),
             Filter::And(a, b) | Filter::Or(a, b) => {
                 a.validate()?;
                 b.validate()
@@ -253,11 +433,31 @@ pub(crate) fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Words that cannot be a bare field name, so a field of that name is
+/// quoted. (The operators after a field, such as `CONTAINS` or `LIKE`,
+/// are read as words only there, so `contains = 1` names a field.)
+pub(crate) const KEYWORDS: [&str; 8] = ["and", "or", "not", "in", "is", "null", "true", "false"];
+
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Field::Id => f.write_str("id"),
-            Field::Meta(segs) => f.write_str(&segs.join(".")),
+            Field::Meta(segs) => {
+                for (i, s) in segs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    let bare = is_ident(s)
+                        && !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k))
+                        && !(segs.len() == 1 && s == "id");
+                    if bare {
+                        f.write_str(s)?;
+                    } else {
+                        write!(f, "\"{s}\"")?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -312,6 +512,29 @@ impl fmt::Display for Filter {
             Filter::IsNull(field, neg) => {
                 write!(f, "{field} IS {}NULL", if *neg { "NOT " } else { "" })
             }
+            Filter::Contains(field, v) => write!(f, "{field} CONTAINS {v}"),
+            Filter::ContainsAny(field, vs) | Filter::ContainsAll(field, vs) => {
+                let list: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+                let which = if matches!(self, Filter::ContainsAny(..)) {
+                    "ANY"
+                } else {
+                    "ALL"
+                };
+                write!(f, "{field} CONTAINS {which} ({})", list.join(", "))
+            }
+            Filter::Like(field, like) => {
+                let not = if like.negated { "NOT " } else { "" };
+                let op = if like.ignore_case { "ILIKE" } else { "LIKE" };
+                let pattern = Value::Str(like.pattern.clone());
+                write!(f, "{field} {not}{op} {pattern}")?;
+                if let Some(c) = like.escape {
+                    write!(f, " ESCAPE {}", Value::Str(c.to_string()))?;
+                }
+                Ok(())
+            }
+            Filter::StartsWith(field, prefix) => {
+                write!(f, "{field} STARTS WITH {}", Value::Str(prefix.clone()))
+            }
             Filter::And(a, b) => {
                 wrapped(a, matches!(**a, Filter::Or(..)), f)?;
                 f.write_str(" AND ")?;
@@ -326,26 +549,6 @@ impl fmt::Display for Filter {
                 f.write_str("NOT ")?;
                 wrapped(a, compound(a), f)
             }
-        }
-    }
-}
-
-/// Check a path given to `index_field`.
-pub(crate) fn check_path(path: &str) -> Result<Vec<String>, Error> {
-    let field = Field::parse_path(path);
-    match field {
-        Field::Id => Err(Error::InvalidFilter {
-            reason: "id is the record id, indexed already".into(),
-            column: None,
-        }),
-        Field::Meta(segs) => {
-            Field::Meta(segs.clone())
-                .check()
-                .map_err(|reason| Error::InvalidFilter {
-                    reason,
-                    column: None,
-                })?;
-            Ok(segs)
         }
     }
 }
@@ -405,6 +608,42 @@ mod tests {
             ("((a = 1))", cmp("a", Eq, 1)),
             ("_x9 = 9223372036854775807", cmp("_x9", Eq, i64::MAX)),
             ("n = -9223372036854775808", cmp("n", Eq, i64::MIN)),
+            ("tags CONTAINS 'db'", Filter::contains("tags", "db")),
+            (
+                "tags contains any ('a', 1)",
+                Filter::contains_any("tags", [Value::from("a"), 1.into()]),
+            ),
+            (
+                "tags CONTAINS ALL ('a')",
+                Filter::contains_all("tags", ["a"]),
+            ),
+            ("p LIKE 'src/%'", Filter::like("p", "src/%")),
+            (
+                "p not ilike 'a!%' escape '!'",
+                Filter::Like(
+                    meta("p"),
+                    Like {
+                        escape: Some('!'),
+                        ignore_case: true,
+                        negated: true,
+                        ..Like::new("a!%")
+                    },
+                ),
+            ),
+            ("p STARTS WITH 'src/'", Filter::starts_with("p", "src/")),
+            (
+                "\"file-path\" = 'x'",
+                Filter::Cmp(Field::Meta(vec!["file-path".into()]), Eq, "x".into()),
+            ),
+            (
+                "a.\"b.c\" = 1",
+                Filter::Cmp(Field::Meta(vec!["a".into(), "b.c".into()]), Eq, 1.into()),
+            ),
+            (
+                "\"and\" = 1",
+                Filter::Cmp(Field::Meta(vec!["and".into()]), Eq, 1.into()),
+            ),
+            ("contains CONTAINS 1", Filter::contains("contains", 1)),
         ];
         for (text, want) in table {
             let got: Filter = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -427,7 +666,10 @@ mod tests {
             ("a IS 1", "unexpected token number 1", 6),
             ("a NOT 1", "unexpected token number 1", 7),
             ("a = 1; DROP TABLE records", "unexpected character ';'", 6),
-            ("a = \"x\"", "unexpected character '\"'", 5),
+            ("a = \"x\"", "unexpected token field 'x'", 5),
+            ("\"a = 1", "unterminated field name", 1),
+            ("a LIKE 1", "a LIKE pattern must be a string", 8),
+            ("a CONTAINS ANY 'x'", "unexpected token string 'x'", 16),
             (
                 "a IS 'two\nlines'",
                 "unexpected token string 'two\\nlines'",
@@ -466,8 +708,25 @@ mod tests {
 
     #[test]
     fn builder_errors_surface_in_validate() {
-        assert!(Filter::eq("a b", 1).validate().is_err());
+        assert!(Filter::eq("a\"b", 1).validate().is_err());
         assert!(Filter::eq("a..b", 1).validate().is_err());
+        assert!(Filter::eq("a\nb", 1).validate().is_err());
+        assert!(Filter::contains_all("x", Vec::<i64>::new())
+            .validate()
+            .is_err());
+        assert!(Filter::Like(
+            Field::Id,
+            Like {
+                escape: Some('!'),
+                ..Like::new("a!")
+            }
+        )
+        .validate()
+        .is_err());
+        assert!(
+            Filter::eq("a b", 1).validate().is_ok(),
+            "a key with a space"
+        );
         assert!(Filter::eq("x", f64::NAN).validate().is_err());
         assert!(Filter::is_in("x", Vec::<i64>::new()).validate().is_err());
         assert!(Filter::eq("a.b", 1).validate().is_ok());
@@ -480,12 +739,32 @@ mod tests {
         fn field() -> impl Strategy<Value = Field> {
             prop_oneof![
                 1 => Just(Field::Id),
-                4 => prop::collection::vec("[a-z_][a-z0-9_]{0,5}", 1..3)
-                    .prop_filter("not a keyword", |segs| !segs.iter().any(|s| {
-                        ["and", "or", "not", "in", "is", "null", "true", "false"].contains(&s.as_str())
-                    }))
-                    .prop_map(|segs| if segs == ["id"] { Field::Id } else { Field::Meta(segs) }),
+                4 => prop::collection::vec("[a-z_][a-z0-9_]{0,5}", 1..3).prop_map(Field::Meta),
+                // Anything a key may hold: quoted when printed.
+                2 => prop::collection::vec("[^\"\\p{Cc}]{1,6}", 1..3).prop_map(Field::Meta),
             ]
+        }
+
+        fn like() -> impl Strategy<Value = Like> {
+            (
+                "[a-z%_#']{0,8}",
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(p, esc, ignore_case, negated)| {
+                    let mut like = Like {
+                        pattern: p,
+                        escape: Some('#'),
+                        ignore_case,
+                        negated,
+                    };
+                    // An escape only where every one escapes something.
+                    if !esc || like.parts().is_err() {
+                        like.escape = None;
+                    }
+                    like
+                })
         }
 
         fn value() -> impl Strategy<Value = Value> {
@@ -516,6 +795,13 @@ mod tests {
                 (field(), prop::collection::vec(value(), 1..4), any::<bool>())
                     .prop_map(|(f, vs, n)| Filter::In(f, vs, n)),
                 (field(), any::<bool>()).prop_map(|(f, n)| Filter::IsNull(f, n)),
+                (field(), value()).prop_map(|(f, v)| Filter::Contains(f, v)),
+                (field(), prop::collection::vec(value(), 1..4))
+                    .prop_map(|(f, vs)| Filter::ContainsAny(f, vs)),
+                (field(), prop::collection::vec(value(), 1..4))
+                    .prop_map(|(f, vs)| Filter::ContainsAll(f, vs)),
+                (field(), like()).prop_map(|(f, l)| Filter::Like(f, l)),
+                (field(), ".{0,6}").prop_map(|(f, p)| Filter::StartsWith(f, p)),
             ];
             leaf.prop_recursive(5, 32, 2, |inner| {
                 prop_oneof![

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use super::{CmpOp, Field, Filter, Value};
+use super::{CmpOp, Field, Filter, Like, Value, KEYWORDS};
 use crate::error::Error;
 
 /// Longest filter text accepted, and deepest nesting: bounds on work and
@@ -14,6 +14,8 @@ const MAX_DEPTH: usize = 128;
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Ident(String),
+    /// A double-quoted field name segment.
+    Quoted(String),
     Str(String),
     Int(i64),
     Float(f64),
@@ -44,6 +46,7 @@ fn quote(s: &str) -> String {
 fn describe(t: &Tok) -> String {
     match t {
         Tok::Ident(s) => quote(s),
+        Tok::Quoted(s) => format!("field {}", quote(s)),
         Tok::Str(s) => format!("string {}", quote(s)),
         Tok::Int(n) => format!("number {n}"),
         Tok::Float(x) => format!("number {x}"),
@@ -98,6 +101,19 @@ fn lex(text: &str) -> Result<Vec<Spanned>, ParseError> {
                     }
                 }
                 (Tok::Str(s), j + 1 - i)
+            }
+            '"' => {
+                let Some(len) = chars[i + 1..].iter().position(|&ch| ch == '"') else {
+                    return Err(("unterminated field name".into(), col));
+                };
+                let name: String = chars[i + 1..i + 1 + len].iter().collect();
+                if name.is_empty() {
+                    return Err(("empty field name".into(), col));
+                }
+                if name.chars().any(char::is_control) {
+                    return Err(("control character in a field name".into(), col));
+                }
+                (Tok::Quoted(name), len + 2)
             }
             c if c.is_ascii_digit()
                 || c == '-'
@@ -170,8 +186,6 @@ struct Parser {
 fn keyword(t: &Tok, kw: &str) -> bool {
     matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case(kw))
 }
-
-const KEYWORDS: [&str; 7] = ["and", "or", "not", "in", "is", "null", "true"];
 
 impl Parser {
     fn peek(&self) -> &Spanned {
@@ -248,12 +262,13 @@ impl Parser {
         let mut segs = Vec::new();
         loop {
             match self.peek().0.clone() {
-                Tok::Ident(s)
-                    if !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k))
-                        && !s.eq_ignore_ascii_case("false") =>
-                {
+                Tok::Ident(s) if !KEYWORDS.iter().any(|k| s.eq_ignore_ascii_case(k)) => {
                     self.next();
-                    segs.push(s);
+                    segs.push((s, false));
+                }
+                Tok::Quoted(s) => {
+                    self.next();
+                    segs.push((s, true));
                 }
                 _ => return self.unexpected(),
             }
@@ -263,11 +278,67 @@ impl Parser {
                 break;
             }
         }
-        Ok(if segs.len() == 1 && segs[0] == "id" {
+        // Only a bare `id` is the record id; `"id"` is a metadata key.
+        Ok(if segs.len() == 1 && segs[0] == ("id".to_string(), false) {
             Field::Id
         } else {
-            Field::Meta(segs)
+            Field::Meta(segs.into_iter().map(|(s, _)| s).collect())
         })
+    }
+
+    fn list(&mut self) -> Result<Vec<Value>, ParseError> {
+        self.expect(Tok::LParen)?;
+        let mut values = vec![self.value()?];
+        while self.peek().0 == Tok::Comma {
+            self.next();
+            values.push(self.value()?);
+        }
+        self.expect(Tok::RParen)?;
+        Ok(values)
+    }
+
+    /// A string literal, where only one will do (`what` names it).
+    fn string(&mut self, what: &str) -> Result<String, ParseError> {
+        match self.peek().clone() {
+            (Tok::Str(s), _) => {
+                self.next();
+                Ok(s)
+            }
+            (t, col) => Err((
+                format!("{what} must be a string, not {}", describe(&t)),
+                col,
+            )),
+        }
+    }
+
+    /// After `LIKE` or `ILIKE`: the pattern and an optional `ESCAPE 'c'`.
+    fn like(
+        &mut self,
+        field: Field,
+        ignore_case: bool,
+        negated: bool,
+    ) -> Result<Filter, ParseError> {
+        let col = self.peek().1;
+        let pattern = self.string("a LIKE pattern")?;
+        let escape = if self.eat_kw("escape") {
+            let at = self.peek().1;
+            let e = self.string("an ESCAPE character")?;
+            let mut chars = e.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Some(c),
+                _ => return Err(("ESCAPE takes a single character".into(), at)),
+            }
+        } else {
+            None
+        };
+        let like = Like {
+            pattern,
+            escape,
+            ignore_case,
+            negated,
+        };
+        like.parts().map_err(|m| (m, col))?;
+        Ok(Filter::Like(field, like))
     }
 
     fn value(&mut self) -> Result<Value, ParseError> {
@@ -300,21 +371,76 @@ impl Parser {
             }
             t if keyword(&t, "in") || keyword(&t, "not") => {
                 let negated = self.eat_kw("not");
+                if self.eat_kw("like") {
+                    return self.like(field, false, negated);
+                }
+                if self.eat_kw("ilike") {
+                    return self.like(field, true, negated);
+                }
                 if !self.eat_kw("in") {
                     return self.unexpected();
                 }
-                self.expect(Tok::LParen)?;
-                let mut values = vec![self.value()?];
-                while self.peek().0 == Tok::Comma {
-                    self.next();
-                    values.push(self.value()?);
+                Ok(Filter::In(field, self.list()?, negated))
+            }
+            t if keyword(&t, "contains") => {
+                self.next();
+                if self.eat_kw("any") {
+                    Ok(Filter::ContainsAny(field, self.list()?))
+                } else if self.eat_kw("all") {
+                    Ok(Filter::ContainsAll(field, self.list()?))
+                } else {
+                    Ok(Filter::Contains(field, self.value()?))
                 }
-                self.expect(Tok::RParen)?;
-                Ok(Filter::In(field, values, negated))
+            }
+            t if keyword(&t, "like") || keyword(&t, "ilike") => {
+                self.next();
+                self.like(field, keyword(&t, "ilike"), false)
+            }
+            t if keyword(&t, "starts") => {
+                self.next();
+                if !self.eat_kw("with") {
+                    return self.unexpected();
+                }
+                let prefix = self.string("a STARTS WITH prefix")?;
+                Ok(Filter::StartsWith(field, prefix))
             }
             _ => self.unexpected(),
         }
     }
+}
+
+/// Check a path given to `index_field`: dotted, or written as in a filter
+/// (`"file-path"`, `a."b.c"`).
+pub(crate) fn check_path(path: &str) -> Result<Vec<String>, Error> {
+    let field = field_text(path).unwrap_or_else(|| Field::parse_path(path));
+    match field {
+        Field::Id => Err(Error::InvalidFilter {
+            reason: "id is the record id, indexed already".into(),
+            column: None,
+        }),
+        Field::Meta(segs) => {
+            Field::Meta(segs.clone())
+                .check()
+                .map_err(|reason| Error::InvalidFilter {
+                    reason,
+                    column: None,
+                })?;
+            Ok(segs)
+        }
+    }
+}
+
+/// A field written as in a filter (`a.b`, `"file-path"`), alone; `None`
+/// if the text is not one.
+fn field_text(text: &str) -> Option<Field> {
+    let toks = lex(text).ok()?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    let f = p.field().ok()?;
+    (p.peek().0 == Tok::End).then_some(f)
 }
 
 fn parse(text: &str) -> Result<Filter, ParseError> {
