@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use quiver::embed::Embedder;
 use quiver::{
-    Alter, CollectionConfig, Filter, Fusion, Include, Progress, Record, SearchOptions, Store,
-    StoreOptions,
+    Alter, CollectionConfig, Filter, Fusion, Include, Progress, Record, ScanOptions, SearchOptions,
+    Store, StoreOptions,
 };
 use serde::Serialize;
 
@@ -162,16 +162,62 @@ fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode
 
 fn get(cli: &Cli, a: &crate::GetArgs, out: &mut Out) -> CliResult<ExitCode> {
     let filter = parse_filter(a.filter.as_deref())?;
+    let mut vector = false;
+    for field in &a.include {
+        match field.trim() {
+            "text" | "metadata" => {}
+            "vector" => vector = true,
+            other => {
+                return input(format!(
+                    "--include: unknown field {other:?} (use text, metadata, vector)"
+                ))
+            }
+        }
+    }
+    if a.ids.is_empty() && a.limit == 0 {
+        return input("--limit must be at least 1");
+    }
     let store = open_read(cli)?;
     let coll = store.get_collection(&a.name)?;
+    let show = |r: Record| {
+        let mut line = serde_json::json!({"id": r.id});
+        if let Some(t) = r.text {
+            line["text"] = t.into();
+        }
+        if let Some(m) = r.metadata {
+            line["metadata"] = m;
+        }
+        if vector {
+            line["vector"] = r.vector.into();
+        }
+        line
+    };
     if a.ids.is_empty() {
-        for r in coll.scan(filter.as_ref(), a.after.as_deref(), a.limit)? {
-            out.json(&r)?;
+        let options = ScanOptions {
+            filter,
+            order_by: a.order_by.clone(),
+            desc: a.desc,
+            after: a.after.clone(),
+            limit: a.limit,
+        };
+        let page = coll.scan_page(&options)?;
+        for r in page.records {
+            out.json(&show(r))?;
+        }
+        if a.paged {
+            out.json(&serde_json::json!({"next": page.next}))?;
+        }
+        if let Some(next) = &page.next {
+            out.flush()?;
+            eprintln!(
+                "quiver: stopped at --limit {}; continue with --after '{next}'",
+                a.limit
+            );
         }
     }
     for id in &a.ids {
         match coll.get(id)? {
-            Some(r) => out.json(&r)?,
+            Some(r) => out.json(&show(r))?,
             None => out.json(&serde_json::json!({"id": id, "missing": true}))?,
         }
     }

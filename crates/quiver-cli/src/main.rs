@@ -148,17 +148,30 @@ pub(crate) struct ImportArgs {
 #[derive(Args, Debug)]
 pub(crate) struct GetArgs {
     pub name: String,
-    /// Ids to print; without ids, scan in id order.
+    /// Ids to print; without ids, scan (in id order unless --order-by).
     pub ids: Vec<String>,
     /// Scan only records matching this filter.
     #[arg(long, conflicts_with = "ids")]
     pub filter: Option<String>,
-    /// Most records a scan prints.
+    /// Most records a scan prints (a scan that stops here says so on
+    /// stderr, with the cursor to continue from).
     #[arg(long, default_value_t = 100, conflicts_with = "ids")]
     pub limit: usize,
-    /// Scan ids after this one (paging).
-    #[arg(long, conflicts_with = "ids")]
+    /// Continue a scan after this cursor (for id order, any id).
+    #[arg(long, conflicts_with = "ids", allow_hyphen_values = true)]
     pub after: Option<String>,
+    /// Order a scan by this metadata field (ties by id; records without it last).
+    #[arg(long, conflicts_with = "ids")]
+    pub order_by: Option<String>,
+    /// Descending.
+    #[arg(long, conflicts_with = "ids")]
+    pub desc: bool,
+    /// End a scan with a line {"next": CURSOR}, or {"next": null} after the last page.
+    #[arg(long, conflicts_with = "ids")]
+    pub paged: bool,
+    /// Fields to print besides id, text and metadata: vector.
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
 }
 
 #[derive(Args, Debug)]

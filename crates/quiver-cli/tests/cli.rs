@@ -54,6 +54,12 @@ fn full_round_trip() {
     assert_eq!(got[0]["id"], "r7");
     assert_eq!(got[0]["text"], "record 7");
     assert_eq!(got[0]["metadata"]["n"], 7);
+    assert!(got[0].get("vector").is_none(), "vectors only when asked");
+    assert_eq!(got[1]["missing"], true);
+    let got = lines(&ok(
+        &store,
+        &["get", "c", "r7", "nope", "--include", "vector"],
+    ));
     let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
     assert_eq!(v, vectors[7]);
     assert_eq!(got[1]["missing"], true);

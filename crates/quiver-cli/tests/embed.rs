@@ -100,7 +100,10 @@ fn text_in_text_queries_out() {
         &model,
         &["import", "docs", file.to_str().unwrap(), "--batch", "2"],
     );
-    let got = lines(&ok(&store, &["get", "docs", "pasta", "own"]));
+    let got = lines(&ok(
+        &store,
+        &["get", "docs", "pasta", "own", "--include", "vector"],
+    ));
     let want = embedder.embed(&[DOCS[1].1]).unwrap().remove(0);
     let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
     assert_eq!(v, want, "import embeds exactly as the library does");
@@ -219,7 +222,7 @@ fn text_in_text_queries_out() {
     ));
     assert_eq!(out[0]["reembedded"], 7);
     assert_eq!(out[0]["count"], 7);
-    let got = lines(&ok(&store, &["get", "docs2", "own"]));
+    let got = lines(&ok(&store, &["get", "docs2", "own", "--include", "vector"]));
     let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
     assert_eq!(
         v,

@@ -126,3 +126,107 @@ fn a_library_process_and_cli_processes_write_and_search_one_store() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The check, through the CLI: 20,000 records paged by a field,
+/// 100 at a time with `--paged` cursors, while another `quiver` process
+/// imports 10,000 more whose values fall between theirs. Every record that
+/// existed throughout comes exactly once and in order; a page that stops
+/// at its limit says so on stderr.
+#[test]
+fn paging_by_a_field_while_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let line = |id: String, at: usize| {
+        format!(
+            "{{\"id\": \"{id}\", \"vector\": [1, 0, 0, 0, 0, 0, 0, 0], \"metadata\": {{\"created_at\": {at}}}}}\n"
+        )
+    };
+    // Ties on purpose: four records share each value.
+    let base: String = (0..20_000)
+        .map(|i| line(format!("s{i:05}"), (i * 7_919) % 5_000))
+        .collect();
+    let more: String = (0..10_000)
+        .map(|i| line(format!("w{i:05}"), (i * 104_729) % 5_000))
+        .collect();
+    std::fs::write(dir.path().join("base.jsonl"), base).unwrap();
+    std::fs::write(dir.path().join("more.jsonl"), more).unwrap();
+    ok(&store, &["create", "c", "--dim", "8"]);
+    let base_file = dir.path().join("base.jsonl");
+    ok(&store, &["import", "c", base_file.to_str().unwrap()]);
+    ok(&store, &["index-field", "c", "created_at"]);
+    let mut writer = Command::new(common::bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["import", "c"])
+        .arg(dir.path().join("more.jsonl"))
+        .args(["--batch", "25"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    let mut wrote_meanwhile = false;
+    loop {
+        let mut args = vec![
+            "get",
+            "c",
+            "--order-by",
+            "created_at",
+            "--limit",
+            "100",
+            "--paged",
+        ];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let out = quiver(&store, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let next = lines.pop().unwrap();
+        assert!(lines.len() <= 100);
+        for r in &lines {
+            assert!(r.get("vector").is_none());
+            let id = r["id"].as_str().unwrap().to_string();
+            if id.starts_with('w') {
+                wrote_meanwhile = true;
+            } else {
+                seen.push((r["metadata"]["created_at"].as_i64().unwrap(), id));
+            }
+        }
+        pages += 1;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match next["next"].as_str() {
+            Some(cursor) => {
+                assert_eq!(lines.len(), 100);
+                assert!(stderr.contains("--after"), "{stderr}");
+                after = Some(cursor.to_string());
+            }
+            None => {
+                assert!(next["next"].is_null(), "{next}");
+                assert!(!stderr.contains("--after"), "{stderr}");
+                break;
+            }
+        }
+    }
+    assert!(writer.wait().unwrap().success());
+    assert!(
+        wrote_meanwhile,
+        "the writer's records showed up between pages"
+    );
+    assert!(pages >= 200, "{pages} pages");
+    assert_eq!(seen.len(), 20_000, "each record that stayed, once");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in (created_at, id) order"
+    );
+    assert_eq!(ok(&store, &["count", "c"]).trim(), "30000");
+}

@@ -45,8 +45,9 @@ mod text;
 
 pub use collection::bulk::Bulk;
 pub use collection::{
-    Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport, Plan,
-    SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD, MAX_K,
+    Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport, Page,
+    Plan, ScanOptions, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
+    MAX_K,
 };
 pub use config::{validate_name, CollectionConfig, Metric, Scalar, MAX_DIMENSION};
 pub use db::DB_FILE;

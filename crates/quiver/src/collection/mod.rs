@@ -233,6 +233,61 @@ pub enum IndexSource {
     Rebuilt,
 }
 
+/// What [`Collection::scan_page`] lists, in what order, from where.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Only the records matching this.
+    pub filter: Option<Filter>,
+    /// A metadata field to order by (dotted, or as written in a filter);
+    /// `None` (or `"id"`) orders by id.
+    pub order_by: Option<String>,
+    /// Descending.
+    pub desc: bool,
+    /// Start after this: a [`Page::next`] of the same ordering (for id
+    /// order, any id).
+    pub after: Option<String>,
+    /// At most this many records.
+    pub limit: usize,
+}
+
+impl ScanOptions {
+    /// Up to `limit` records in id order.
+    pub fn new(limit: usize) -> ScanOptions {
+        ScanOptions {
+            limit,
+            ..ScanOptions::default()
+        }
+    }
+
+    /// Only the records matching `filter`.
+    pub fn filter(mut self, filter: Filter) -> ScanOptions {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Ordered by a metadata field.
+    pub fn order_by(mut self, field: impl Into<String>, desc: bool) -> ScanOptions {
+        self.order_by = Some(field.into());
+        self.desc = desc;
+        self
+    }
+
+    /// Starting after a cursor.
+    pub fn after(mut self, cursor: impl Into<String>) -> ScanOptions {
+        self.after = Some(cursor.into());
+        self
+    }
+}
+
+/// A page of [`Collection::scan_page`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    /// The records, in order.
+    pub records: Vec<Record>,
+    /// Set when the page stopped at its limit: where the next one starts.
+    pub next: Option<String>,
+}
+
 /// How the index of a collection was last loaded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadReport {

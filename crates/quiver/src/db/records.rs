@@ -236,20 +236,23 @@ pub(crate) fn get(conn: &Connection, rows: Rows<'_>, id: &str) -> Result<Option<
     .transpose()
 }
 
-/// Records in id order, only those matching `filter` and with ids after
-/// `after` when given, at most `limit`.
+/// Records in id order (descending with `desc`), only those matching
+/// `filter` and with ids after `after` (in that order) when given, at most
+/// `limit`.
 pub(crate) fn scan(
     conn: &Connection,
     rows: Rows<'_>,
     filter: Option<&Filter>,
     after: Option<&str>,
+    desc: bool,
     limit: usize,
 ) -> Result<Vec<Record>> {
     let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1");
     let mut params: Vec<Sql> = vec![rows.cid.into()];
     if let Some(after) = after {
         params.push(after.to_string().into());
-        sql.push_str(&format!(" AND id > ?{}", params.len()));
+        let cmp = if desc { "<" } else { ">" };
+        sql.push_str(&format!(" AND id {cmp} ?{}", params.len()));
     }
     if let Some(f) = filter {
         let c = compile(conn, rows.cid, f, params.len() + 1)?;
@@ -257,7 +260,8 @@ pub(crate) fn scan(
         params.extend(c.params);
     }
     params.push((limit.min(i64::MAX as usize) as i64).into());
-    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", params.len()));
+    let dir = if desc { " DESC" } else { "" };
+    sql.push_str(&format!(" ORDER BY id{dir} LIMIT ?{}", params.len()));
     let mut stmt = conn.prepare_cached(&sql).during("prepare scan")?;
     let found = stmt
         .query_map(params_from_iter(params), record_row)
@@ -265,6 +269,85 @@ pub(crate) fn scan(
     let mut out = Vec::new();
     for row in found {
         out.push(row.during("scan")?.into_record(rows)?);
+    }
+    Ok(out)
+}
+
+/// Where a page of an ordered scan starts: after this sort value (NULL
+/// for the records without the field, which come last) and id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct After {
+    pub(crate) value: Sql,
+    pub(crate) id: String,
+}
+
+/// One page of records ordered by the metadata path `segs` (spelt as the
+/// field index's expression, so one serves the order), ties broken by id, both descending with `desc`; the records
+/// without the field after the rest, by id. At most `limit`, with each
+/// one's sort value. Keyset paging: a page starts strictly after `after`,
+/// so rows written meanwhile neither repeat nor shift a page.
+pub(crate) fn page_by(
+    conn: &Connection,
+    rows: Rows<'_>,
+    filter: Option<&Filter>,
+    segs: &[String],
+    desc: bool,
+    after: Option<&After>,
+    limit: usize,
+) -> Result<Vec<(Record, Sql)>> {
+    let expr = super::filter::path_expr(segs);
+    let (cmp, dir) = if desc { ("<", " DESC") } else { (">", "") };
+    let mut out = Vec::new();
+    // The records with the field, then (past them) those without.
+    for with_field in [true, false] {
+        if out.len() >= limit {
+            break;
+        }
+        let past_values = after.is_some_and(|a| a.value == Sql::Null);
+        if with_field && past_values {
+            continue;
+        }
+        let mut params: Vec<Sql> = vec![rows.cid.into()];
+        let mut sql = format!("SELECT {RECORD_COLUMNS}, {expr} FROM records WHERE cid = ?1");
+        if with_field {
+            sql.push_str(&format!(" AND {expr} IS NOT NULL"));
+        } else {
+            sql.push_str(&format!(" AND {expr} IS NULL"));
+        }
+        match after {
+            Some(a) if with_field => {
+                params.push(a.value.clone());
+                params.push(a.id.clone().into());
+                sql.push_str(&format!(" AND ({expr}, id) {cmp} (?2, ?3)"));
+            }
+            Some(a) if past_values => {
+                params.push(a.id.clone().into());
+                sql.push_str(&format!(" AND id {cmp} ?2"));
+            }
+            _ => {}
+        }
+        if let Some(f) = filter {
+            let c = compile(conn, rows.cid, f, params.len() + 1)?;
+            sql.push_str(&format!(" AND ({})", c.sql));
+            params.extend(c.params);
+        }
+        params.push(((limit - out.len()).min(i64::MAX as usize) as i64).into());
+        let order = if with_field {
+            format!("{expr}{dir}, id{dir}")
+        } else {
+            format!("id{dir}")
+        };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", params.len()));
+        let mut stmt = conn.prepare_cached(&sql).during("prepare ordered scan")?;
+        let found = stmt
+            .query_map(params_from_iter(params), |r| {
+                Ok((record_row(r)?, r.get::<_, Sql>(4)?))
+            })
+            .during("ordered scan")?;
+        for row in found {
+            let (row, value) = row.during("ordered scan")?;
+            out.push((row.into_record(rows)?, value));
+        }
     }
     Ok(out)
 }
