@@ -91,6 +91,14 @@ pub enum Error {
         /// 1-based character column of the problem in the filter text.
         column: Option<usize>,
     },
+    /// An update of a record that does not exist.
+    #[error("collection {collection:?} has no record {id:?}")]
+    NoSuchRecord {
+        /// Collection name.
+        collection: String,
+        /// The id.
+        id: String,
+    },
     /// Any other invalid argument.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -216,6 +224,7 @@ impl Error {
                 | Error::InvalidMetadata { .. }
                 | Error::InvalidSearch { .. }
                 | Error::InvalidArgument { .. }
+                | Error::NoSuchRecord { .. }
                 | Error::InvalidFilter { .. }
                 | Error::NotAStore { .. }
                 | Error::OldSchema { .. }

@@ -43,6 +43,7 @@ mod store;
 mod sync;
 mod text;
 
+pub use collection::batch::{Batch, Update, WriteReport};
 pub use collection::bulk::Bulk;
 pub use collection::{
     Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport, Page,

@@ -16,9 +16,12 @@ pub(super) fn replay(
 ) -> Result<u64> {
     let total = catalogue::tail_len(conn, cid, after)?;
     let mut done = 0u64;
+    // The deleted keys leave the id cache first and the graph last, as in
+    // one change (see `index::apply`): a search meanwhile finds the old
+    // records' keys and misses their rows, and retries after the replay,
+    // instead of seeing neither a batch's old records nor its new ones.
     let removes = records::tombstones_after(conn, cid, after)?;
-    apply(lock, name, &[], &removes)?;
-    done += removes.len() as u64;
+    index::forget(lock, &removes);
     let rows = records::Rows { cid, name, dim };
     let mut upserted = 0;
     records::stream(conn, rows, Some(after), CHUNK, |chunk| {
@@ -28,6 +31,8 @@ pub(super) fn replay(
         report(store, name, "replay", done, total);
         Ok(())
     })?;
+    apply(lock, name, &[], &removes)?;
+    done += removes.len() as u64;
     // A later chunk can orphan a node an earlier one added (see `relink`).
     if upserted > CHUNK {
         persist::relink(conn, rows, lock)?;
@@ -393,6 +398,11 @@ impl Collection {
             return Ok(());
         }
         {
+            // As this process's own deletes do, a catch-up holds the delete
+            // gate: a search that found a key the replay is removing
+            // retries under the gate, so after the whole replay, never in
+            // the middle of another one (a batch is seen whole).
+            let _gate = st.delete_gate.write_lock();
             let _apply = st.apply.locked();
             self.store.read(|conn| {
                 let read_tx = ReadTx::begin(conn)?;

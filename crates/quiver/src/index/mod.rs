@@ -14,7 +14,7 @@ mod threads;
 pub(crate) use check::CheckState;
 pub(crate) use exact::FlatIndex;
 pub use set::IndexInfo;
-pub(crate) use set::{apply, index_err, Indexes};
+pub(crate) use set::{apply, forget, index_err, Indexes};
 
 /// Version string of the index library, stamped on snapshots.
 pub(crate) fn engine_version() -> &'static str {

@@ -386,8 +386,19 @@ pub(crate) fn index_err(collection: &str, operation: &str, message: String) -> E
     }
 }
 
+/// Take `keys` out of the id cache, before a change that removes them is
+/// applied: a search that still finds one then looks it up and misses.
+pub(crate) fn forget(lock: &RwLock<Indexes>, keys: &[u64]) {
+    let ix = lock.read_lock();
+    let mut ids = ix.ids.write_lock();
+    for k in keys {
+        ids.remove(k);
+    }
+}
+
 /// Apply removals and upserts to the indexes. Grows capacity first under
-/// the write lock, then adds under the read lock so searches go on.
+/// the write lock (where the removed keys leave the id cache), then adds
+/// under the read lock so searches go on, then removes.
 pub(crate) fn apply(
     lock: &RwLock<Indexes>,
     name: &str,
@@ -418,6 +429,12 @@ pub(crate) fn apply(
         }
     }
     #[cfg(feature = "usearch")]
+    add_all(lock, name, upserts)?;
+    // Removes after adds: a search overlapping this change finds the
+    // removed keys (whose ids are out of the cache, their rows gone from
+    // SQLite: it retries once the change is in) rather than a moment with
+    // neither the old records nor the new.
+    #[cfg(feature = "usearch")]
     {
         let r = lock.read_lock();
         for k in removes {
@@ -425,6 +442,15 @@ pub(crate) fn apply(
                 .remove(*k)
                 .map_err(|m| index_err(name, "remove", m))?;
         }
+    }
+    Ok(())
+}
+
+/// The HNSW half of [`apply`]'s adds.
+#[cfg(feature = "usearch")]
+fn add_all(lock: &RwLock<Indexes>, name: &str, upserts: &[(u64, Vec<f32>)]) -> Result<()> {
+    {
+        let r = lock.read_lock();
         // Keys in one change are distinct, so a large change is added on
         // every core, once the graph the adds go to is large enough (above
         // a viewed snapshot, that is the small overlay, not the collection).
