@@ -2,16 +2,13 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use quiver::embed::Embedder;
-use quiver::{
-    Alter, CollectionConfig, Filter, Fusion, Include, Progress, Record, ScanOptions, SearchOptions,
-    Store, StoreOptions,
-};
+use quiver::{Alter, CollectionConfig, Fusion, Include, Record, ScanOptions, SearchOptions};
 use serde::Serialize;
 
-use crate::output::{input, progress_bar, table, CliResult, Failure, Out};
+use crate::open::{open_read, open_write, parse_filter};
+use crate::output::{input, table, CliResult, Out};
 use crate::vectors::{le_f32s, parse_vector, read_f32_rows};
 use crate::{Cli, Command, Mode};
 
@@ -24,6 +21,8 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Drop { name } => drop_collection(cli, name)?,
         Command::Import(a) => import(cli, a, &mut out)?,
         Command::Upsert(a) => upsert(cli, a, &mut out)?,
+        Command::Update(a) => crate::edit::update(cli, a, &mut out)?,
+        Command::Apply(a) => crate::edit::apply(cli, a, &mut out)?,
         Command::Get(a) => get(cli, a, &mut out)?,
         Command::Delete { name, ids, filter } => {
             delete(cli, name, ids, filter.as_deref(), &mut out)?
@@ -429,13 +428,6 @@ impl<'a> SearchLine<'a> {
     }
 }
 
-fn parse_filter(text: Option<&str>) -> CliResult<Option<Filter>> {
-    Ok(match text {
-        Some(t) => Some(t.parse::<Filter>()?),
-        None => None,
-    })
-}
-
 /// Query texts: one `{"text": ..}` object (or a bare JSON string) per line.
 fn read_query_texts(path: &Path) -> CliResult<Vec<String>> {
     let read = if path == Path::new("-") {
@@ -601,59 +593,4 @@ fn search_stdin(
         out.flush()?;
         rows += 1;
     }
-}
-
-fn store_options(cli: &Cli) -> CliResult<StoreOptions> {
-    let bar: Arc<Mutex<Option<indicatif::ProgressBar>>> = Arc::new(Mutex::new(None));
-    let progress = move |p: &Progress| {
-        let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
-        let b = slot.get_or_insert_with(|| progress_bar(p.total, p.phase));
-        b.set_length(p.total);
-        b.set_position(p.done);
-        if p.done >= p.total {
-            b.finish_and_clear();
-            *slot = None;
-        }
-    };
-    let mut options = StoreOptions {
-        progress: Some(Arc::new(progress)),
-        ..StoreOptions::default()
-    };
-    if let Some(wait) = cli.wait()? {
-        options.busy_timeout = wait;
-    }
-    Ok(options)
-}
-
-/// Open for writing. Only `create` may make a new store; other commands
-/// refuse a directory without one, so bad input leaves nothing behind.
-fn open_write(cli: &Cli, may_create: bool) -> CliResult<Store> {
-    let dir = cli.store_dir();
-    if !may_create && !dir.join(quiver::DB_FILE).is_file() {
-        return Err(no_store(&dir));
-    }
-    Ok(Store::open_with(&dir, store_options(cli)?)?)
-}
-
-fn open_read(cli: &Cli) -> CliResult<Store> {
-    let dir = cli.store_dir();
-    if !dir.join(quiver::DB_FILE).is_file() {
-        return Err(no_store(&dir));
-    }
-    match Store::open_read_only_with(&dir, store_options(cli)?) {
-        // A store from an older build: migrate it once (needs the writer
-        // lock, so not beside a live writer), then read.
-        Err(quiver::Error::OldSchema { .. }) => {
-            Store::open_with(&dir, store_options(cli)?)?.close()?;
-            Ok(Store::open_read_only_with(&dir, store_options(cli)?)?)
-        }
-        other => Ok(other?),
-    }
-}
-
-fn no_store(dir: &Path) -> Failure {
-    Failure::Input(format!(
-        "no quiver store at {} (create a collection first, or pass --store / set QUIVER_STORE)",
-        dir.display()
-    ))
 }

@@ -5,9 +5,11 @@
 
 mod commands;
 mod demo;
+mod edit;
 mod hub;
 mod import;
 mod model;
+mod open;
 mod output;
 mod soak;
 mod vectors;
@@ -59,6 +61,10 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Insert or replace one record.
     Upsert(UpsertArgs),
+    /// Change some fields of a record, or merge metadata into every --filter match.
+    Update(edit::UpdateArgs),
+    /// Run a JSON Lines file of upserts, deletes and updates as one transaction.
+    Apply(edit::ApplyArgs),
     /// Print records by id, or those matching --filter; one JSON line each.
     Get(GetArgs),
     /// Delete records by id or by --filter (one transaction); prints how many.

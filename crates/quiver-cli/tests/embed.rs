@@ -110,6 +110,76 @@ fn text_in_text_queries_out() {
     let v: Vec<f32> = serde_json::from_value(got[1]["vector"].clone()).unwrap();
     assert_eq!(v, own);
 
+    // A new text through update and apply is embedded with the model; a
+    // text without the model is refused, nothing written.
+    ok_model(
+        &store,
+        &model,
+        &["update", "docs", "--id", "own", "--text", "a bowl of ramen"],
+    );
+    let ops = dir.path().join("ops.jsonl");
+    std::fs::write(
+        &ops,
+        "{\"op\": \"update\", \"id\": \"garden\", \"text\": \"repotting a fern\"}\n\
+         {\"op\": \"upsert\", \"id\": \"added\", \"text\": \"a new note\"}\n",
+    )
+    .unwrap();
+    ok_model(&store, &model, &["apply", "docs", ops.to_str().unwrap()]);
+    let got = lines(&ok(
+        &store,
+        &[
+            "get",
+            "docs",
+            "own",
+            "garden",
+            "added",
+            "--include",
+            "vector",
+        ],
+    ));
+    for (line, text) in got
+        .iter()
+        .zip(["a bowl of ramen", "repotting a fern", "a new note"])
+    {
+        let v: Vec<f32> = serde_json::from_value(line["vector"].clone()).unwrap();
+        assert_eq!(v, embedder.embed(&[text]).unwrap()[0], "{text}");
+        assert_eq!(line["text"], text);
+    }
+    let out = Command::new(common::bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["update", "docs", "--id", "own", "--text", "no model here"])
+        .env_remove("QUIVER_MODEL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Back as imported, for what follows.
+    ok_model(&store, &model, &["delete", "docs", "added"]);
+    ok_model(
+        &store,
+        &model,
+        &["update", "docs", "--id", "garden", "--text", DOCS[3].1],
+    );
+    ok_model(
+        &store,
+        &model,
+        &[
+            "update",
+            "docs",
+            "--id",
+            "own",
+            "--vector",
+            &json_vector(&own),
+            "--text",
+            "kept as given",
+        ],
+    );
+
     // Search by text, one query and a file of queries, and hybrid with text only.
     let r = &lines(&ok_model(
         &store,
