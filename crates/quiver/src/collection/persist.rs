@@ -362,7 +362,7 @@ impl Collection {
 /// its last in-link later, when usearch prunes a neighbour's list for a
 /// newer node: an exact count after a 1M ingest found 2 (usearch's own
 /// build: 11). So this runs before every snapshot and after every replay
-/// or rebuild of more than one chunk. A walk of the links
+/// or rebuild of many records (`load::RELINK_AFTER`). A walk of the links
 /// (`HnswIndex::walk`) finds them; only when it reaches fewer live nodes
 /// than the index holds are the collection's keys read to name them. The
 /// caller keeps the keys and the index still: the writer or a read
@@ -370,16 +370,12 @@ impl Collection {
 pub(super) fn relink(conn: &Connection, rows: Rows<'_>, lock: &RwLock<Indexes>) -> Result<usize> {
     let lost: Vec<u64> = {
         let ix = lock.read_lock();
-        let Some(reached) = ix.unreached_walk() else {
+        if ix.unreached(std::iter::empty()).is_none() {
             return Ok(0);
-        };
-        let mut lost = Vec::new();
-        records::for_each_key(conn, rows.cid, |key| {
-            if !reached.contains(&key) && ix.contains(key) {
-                lost.push(key);
-            }
-        })?;
-        lost
+        }
+        let mut keys = Vec::new();
+        records::for_each_key(conn, rows.cid, |key| keys.push(key))?;
+        ix.unreached(keys.into_iter()).unwrap_or_default()
     };
     if lost.is_empty() {
         return Ok(0);

@@ -6,11 +6,6 @@ use super::*;
 /// the index and rank them by their exact f32 vectors.
 pub(super) const RESCORE: usize = 4;
 
-/// How many times a search whose hits' rows vanished (deleted by another
-/// process meanwhile) catches up and runs again before it answers with
-/// what it has.
-const RESOLVE_ROUNDS: usize = 4;
-
 impl Collection {
     /// The `k` nearest records to `query` (among those matching
     /// `options.filter`, if set: then k come back whenever at least k match).
@@ -203,25 +198,19 @@ impl Collection {
             return Ok(SearchResult { hits, plan });
         }
         // Some hit's row is gone: a delete committed after the index
-        // search. This process's deletes are held off by the gate; another
-        // process's is caught up with first (a catch-up holds the gate
-        // too). Another process may commit again between the catch-up and
-        // the rows' lookup, so this goes round a few times.
-        let mut last = None;
-        for _ in 0..RESOLVE_ROUNDS {
-            self.refresh()?;
-            let _gate = self.state.delete_gate.read_lock();
+        // search. Once more, in one consistent state: every read of the
+        // round (the catch-up with other processes, a filtered plan's
+        // matches, the hits' rows) pinned to one read transaction, and
+        // this process's deletes and catch-ups held off by the gate. The
+        // index then holds that state (or, for this process's own upserts
+        // since, more: new keys, whose rows are not in it yet, drop out).
+        let _gate = self.state.delete_gate.write_lock();
+        self.store.pinned(|| {
+            self.state.catch_up_pinned(&self.store)?;
             let (found, plan) = find()?;
             let hits = self.resolve(&found, include, dim)?;
-            if hits.len() == found.len() {
-                return Ok(SearchResult { hits, plan });
-            }
-            last = Some(SearchResult { hits, plan });
-        }
-        Ok(last.unwrap_or(SearchResult {
-            hits: Vec::new(),
-            plan: Plan::Exact,
-        }))
+            Ok(SearchResult { hits, plan })
+        })
     }
 
     /// Vector candidates: filtered, exact or HNSW.

@@ -198,11 +198,15 @@ impl Db {
         }
     }
 
-    /// Run `f` on a read connection: a pooled reader for a store on disk,
-    /// the writer for an in-memory store.
+    /// Run `f` on a read connection: a pooled reader for a store on disk
+    /// (the pinned one, inside [`Db::pinned`]), the writer for an
+    /// in-memory store.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.dir.is_none() {
             let conn = self.writer("read")?;
+            return f(&conn);
+        }
+        if let Some(conn) = self.pinned_conn() {
             return f(&conn);
         }
         let pooled = self.readers.locked().pop();
@@ -217,6 +221,50 @@ impl Db {
         }
         self.give_back(conn);
         out
+    }
+
+    /// Run `f` with every read of this store on this thread going to one
+    /// connection inside one read transaction: one consistent state of the
+    /// database for the whole of `f`, however many reads it makes and
+    /// whatever other connections commit meanwhile. In memory (one
+    /// connection, the writer) and when already pinned, just `f`.
+    pub(crate) fn pinned<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.dir.is_none() || self.pinned_conn().is_some() {
+            return f();
+        }
+        let pooled = self.readers.locked().pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        // The snapshot starts at the first read.
+        conn.execute_batch("BEGIN DEFERRED; SELECT count(*) FROM collections;")
+            .during("begin pinned read transaction")?;
+        let conn = std::rc::Rc::new(conn);
+        let id = self.id();
+        PINNED.with(|p| p.borrow_mut().push((id, conn.clone())));
+        let out = f();
+        PINNED.with(|p| p.borrow_mut().retain(|(i, _)| *i != id));
+        if let Ok(conn) = std::rc::Rc::try_unwrap(conn) {
+            if conn.execute_batch("ROLLBACK").is_ok() {
+                self.give_back(conn);
+            }
+        }
+        out
+    }
+
+    fn id(&self) -> usize {
+        self as *const Db as usize
+    }
+
+    fn pinned_conn(&self) -> Option<std::rc::Rc<Connection>> {
+        let id = self.id();
+        PINNED.with(|p| {
+            p.borrow()
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, c)| c.clone())
+        })
     }
 
     /// [`Db::read`] for full-text queries: a pooled reader whose full-text
@@ -245,6 +293,12 @@ impl Drop for Db {
             f(self);
         }
     }
+}
+
+thread_local! {
+    /// The connections [`Db::pinned`] holds on this thread, by store.
+    static PINNED: std::cell::RefCell<Vec<(usize, std::rc::Rc<Connection>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// File name of the database inside a store directory.

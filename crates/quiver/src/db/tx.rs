@@ -17,14 +17,21 @@ pub(crate) struct ReadTx<'c> {
 }
 
 impl<'c> ReadTx<'c> {
+    /// Begin one; on a connection already inside one (pinned by
+    /// [`super::Db::pinned`]), this is a part of that one.
     pub(crate) fn begin(conn: &'c Connection) -> Result<Self> {
+        if !conn.is_autocommit() {
+            return Ok(ReadTx { conn, open: false });
+        }
         conn.execute_batch("BEGIN DEFERRED")
             .during("begin read transaction")?;
         Ok(ReadTx { conn, open: true })
     }
 
     pub(crate) fn end(mut self) -> Result<()> {
-        self.open = false;
+        if !std::mem::replace(&mut self.open, false) {
+            return Ok(());
+        }
         self.conn
             .execute_batch("COMMIT")
             .during("end read transaction")

@@ -578,6 +578,16 @@ impl HnswIndex {
         seen
     }
 
+    /// Whether the owned graph (the one adds go to) holds live `key`.
+    pub(crate) fn owns(&self, key: u64) -> bool {
+        key < DEAD_BASE && self.index.contains(key)
+    }
+
+    /// Live nodes of the owned graph.
+    pub(crate) fn owned_live(&self) -> usize {
+        self.index.size() - self.dead.load(Ordering::Acquire)
+    }
+
     /// Nodes in the owned graph, the one adds go to (retired included).
     pub(crate) fn owned_nodes(&self) -> usize {
         self.index.size()

@@ -266,24 +266,30 @@ impl Indexes {
         }
     }
 
-    /// The keys a walk of the graph's links reaches, if that misses some
-    /// live node; `None` when every live node is reached (or there is no
-    /// graph, or a viewed snapshot is beneath it). See [`HnswIndex::walk`].
-    pub(crate) fn unreached_walk(&self) -> Option<std::collections::HashSet<u64>> {
+    /// The live nodes of the owned graph (the one adds go to: above a
+    /// viewed snapshot, the overlay of changes since) that a walk of its
+    /// links does not reach; `None` when it reaches them all, or there is
+    /// no graph. A viewed snapshot itself was walked and relinked before it
+    /// was written. See [`HnswIndex::walk`]. `keys` are the collection's.
+    pub(crate) fn unreached(&self, keys: impl Iterator<Item = u64>) -> Option<Vec<u64>> {
         #[cfg(feature = "usearch")]
         {
-            if self.hnsw.is_viewed() {
-                return None;
-            }
             let reached = self.hnsw.walk();
             let live = reached
                 .iter()
                 .filter(|k| **k < super::hnsw::DEAD_BASE)
                 .count();
-            (live < self.hnsw.len()).then(|| reached.into_iter().collect())
+            if live >= self.hnsw.owned_live() {
+                return None;
+            }
+            Some(
+                keys.filter(|k| !reached.contains(k) && self.hnsw.owns(*k))
+                    .collect(),
+            )
         }
         #[cfg(not(feature = "usearch"))]
         {
+            let _ = keys;
             None
         }
     }
