@@ -24,6 +24,8 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Update(a) => crate::edit::update(cli, a, &mut out)?,
         Command::Apply(a) => crate::edit::apply(cli, a, &mut out)?,
         Command::Get(a) => get(cli, a, &mut out)?,
+        Command::Export(a) => crate::transfer::export(cli, a, &mut out)?,
+        Command::Backup(a) => crate::transfer::backup(cli, a, &mut out)?,
         Command::Delete { name, ids, filter } => {
             delete(cli, name, ids, filter.as_deref(), &mut out)?
         }
@@ -126,10 +128,17 @@ fn drop_collection(cli: &Cli, name: &str) -> CliResult<ExitCode> {
 }
 
 fn import(cli: &Cli, a: &crate::ImportArgs, out: &mut Out) -> CliResult<ExitCode> {
-    let store = open_write(cli, false)?;
-    crate::import::run(cli, &store, a, out)?;
+    // No store yet: an export's import may make one (see `import::run`).
+    let store = if cli.store_dir().join(quiver::DB_FILE).is_file() {
+        Some(open_write(cli, false)?)
+    } else {
+        None
+    };
+    crate::import::run(cli, store.as_ref(), a, out)?;
     out.flush()?;
-    store.close()?;
+    if let Some(store) = store {
+        store.close()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

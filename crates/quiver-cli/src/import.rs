@@ -23,17 +23,55 @@ use quiver::{jsonl, Bulk, Record, Store};
 use crate::output::{input, progress_bar, CliResult, Failure, Out};
 use crate::{Cli, ImportArgs};
 
-pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) -> CliResult<()> {
-    let coll = store.get_collection(&args.name)?;
+/// Import into `store`, or, when there is no store yet (`None`), into a
+/// new one made only if the input is an export (its first line the
+/// settings) and only once every line has checked out.
+pub(crate) fn run(
+    cli: &Cli,
+    store: Option<&Store>,
+    args: &ImportArgs,
+    out: &mut Out,
+) -> CliResult<()> {
     if args.batch == 0 {
         return input("--batch must be at least 1");
     }
-    let dim = coll.config().dimension;
     let file = args.file.display().to_string();
     if args.vectors.as_deref() == Some(Path::new("-")) && args.file == Path::new("-") {
         return input("the records and --vectors cannot both come from stdin");
     }
     let records_in = Rereadable::open(&args.file)?;
+    // An export's first line carries the collection's settings: a missing
+    // collection is made with them (once every line has checked out, so
+    // bad input still writes nothing); an existing one must agree.
+    let settings = first_line(&records_in.path)?.and_then(|l| crate::transfer::settings_of(&l));
+    let existing = match store {
+        Some(store) => store.collection(&args.name)?,
+        None if settings.is_some() => None,
+        None => return Err(crate::open::no_store(&cli.store_dir())),
+    };
+    let scratch;
+    let coll = match (&existing, &settings) {
+        (Some(c), Some(s)) => {
+            let have = c.config();
+            if (have.dimension, have.metric) != (s.config.dimension, s.config.metric) {
+                return input(format!(
+                    "{file}: exported from a {}-d {:?} collection; {:?} is {}-d {:?}",
+                    s.config.dimension, s.config.metric, args.name, have.dimension, have.metric
+                ));
+            }
+            c
+        }
+        (Some(c), None) => c,
+        (None, Some(s)) => {
+            scratch = Store::open_in_memory()?;
+            &scratch.create_collection(&args.name, &s.config)?
+        }
+        (None, None) => match store {
+            Some(store) => &store.get_collection(&args.name)?,
+            None => return Err(crate::open::no_store(&cli.store_dir())),
+        },
+    };
+    let dim = coll.config().dimension;
     let vectors_in = args.vectors.as_deref().map(Rereadable::open).transpose()?;
     let vectors_path = vectors_in
         .as_ref()
@@ -50,7 +88,7 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
         let at = format!("{file}:{}", source.line_no);
         if embed && model.is_none() {
             let why = format!("{at}: a line without a vector");
-            model = Some(crate::model::for_collection(cli, &coll, &why)?);
+            model = Some(crate::model::for_collection(cli, coll, &why)?);
         }
         let placeholder;
         let check = if embed {
@@ -70,6 +108,24 @@ pub(crate) fn run(cli: &Cli, store: &Store, args: &ImportArgs, out: &mut Out) ->
     source.finish()?;
     let distinct = ids.len() as u64;
     drop(ids);
+    let (created, new_store);
+    let coll = match (&existing, &settings) {
+        (None, Some(s)) => {
+            let store = match store {
+                Some(store) => store,
+                None => {
+                    new_store = crate::open::open_write(cli, true)?;
+                    &new_store
+                }
+            };
+            created = store.create_collection(&args.name, &s.config)?;
+            for field in &s.indexed_fields {
+                created.index_field(field)?;
+            }
+            &created
+        }
+        _ => coll,
+    };
 
     // Pass 2: write.
     let started = Instant::now();
@@ -163,6 +219,28 @@ struct Source {
     dim: usize,
     line_no: u64,
     buf: Vec<u8>,
+    /// No line read yet: the first may be an export's settings, skipped.
+    first: bool,
+}
+
+/// The first line that is not blank, if any.
+fn first_line(path: &Path) -> CliResult<Option<Vec<u8>>> {
+    let f = File::open(path).or_else(|e| input(format!("cannot open {}: {e}", path.display())))?;
+    let mut lines = BufReader::new(f);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = (&mut lines)
+            .take(jsonl::MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .or_else(|e| input(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(buf));
+        }
+    }
 }
 
 /// An input file both passes can read: the file itself when it is a
@@ -240,6 +318,7 @@ impl Source {
             dim,
             line_no: 0,
             buf: Vec::new(),
+            first: true,
         })
     }
 
@@ -257,6 +336,14 @@ impl Source {
                 return Ok(None);
             }
             let at = format!("{file}:{}", self.line_no);
+            if std::mem::take(&mut self.first) {
+                if crate::transfer::settings_of(&self.buf).is_some() {
+                    continue;
+                }
+                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                    self.first = true;
+                }
+            }
             let line = match jsonl::parse_line(&self.buf) {
                 Ok(Some(line)) => line,
                 Ok(None) => continue,

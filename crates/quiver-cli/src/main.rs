@@ -12,6 +12,7 @@ mod model;
 mod open;
 mod output;
 mod soak;
+mod transfer;
 mod vectors;
 
 use std::path::PathBuf;
@@ -67,6 +68,10 @@ pub(crate) enum Command {
     Apply(edit::ApplyArgs),
     /// Print records by id, or those matching --filter; one JSON line each.
     Get(GetArgs),
+    /// Write a collection as JSON Lines that import reads back identically (settings first).
+    Export(transfer::ExportArgs),
+    /// Copy the whole store, consistently, while it may be written.
+    Backup(transfer::BackupArgs),
     /// Delete records by id or by --filter (one transaction); prints how many.
     Delete {
         name: String,

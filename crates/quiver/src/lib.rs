@@ -57,7 +57,7 @@ pub use filter::Filter;
 pub use index::IndexInfo;
 pub use options::{Progress, ProgressFn, StoreOptions};
 pub use record::{Record, MAX_ID_BYTES};
-pub use store::{CollectionSummary, Store};
+pub use store::{BackupReport, CollectionSummary, Store};
 pub use text::{Fusion, Ranks};
 
 /// The README's Rust example runs as a doctest.

@@ -337,6 +337,94 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Copy the whole store into `dest` (a new or empty directory) while
+    /// it may be written: the database through SQLite's online backup, one
+    /// consistent state, and each snapshot file that matches the copy's
+    /// record of it, checked by its digest. A snapshot replaced meanwhile
+    /// does not match; its record is dropped from the copy, and the
+    /// backup's first open rebuilds that index from the records (nothing
+    /// is lost, the open is slower). The backup is a store like any other.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `dest` is not empty or not a
+    /// directory; I/O and SQLite failures (a failed backup may leave a
+    /// partial copy in `dest`, never a file named like a store's database).
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        let dest = dest.as_ref();
+        match fs::read_dir(dest) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(Error::InvalidArgument {
+                        reason: format!("backup destination {} is not empty", dest.display()),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dest)
+                .map_err(|e| Error::io("create backup directory", dest, e))?,
+            Err(e) => {
+                return Err(Error::InvalidArgument {
+                    reason: format!("backup destination {}: {e}", dest.display()),
+                })
+            }
+        }
+        let partial = dest.join(".quiver.db.partial");
+        let rows = self.inner.db.read(|conn| db::backup_into(conn, &partial))?;
+        let mut report = BackupReport {
+            database_bytes: fs::metadata(&partial).map(|m| m.len()).unwrap_or(0),
+            ..BackupReport::default()
+        };
+        let mut dropped = Vec::new();
+        let index = snapshot::index_dir(dest);
+        for (cid, digest, length) in rows {
+            let source = self.inner.db.dir.as_ref().map(|d| snapshot::path(d, cid));
+            let bytes = source.and_then(|p| fs::read(p).ok());
+            match bytes {
+                Some(b) if b.len() as u64 == length && snapshot::digest(&b) == digest => {
+                    snapshot::ensure_dir(&index)?;
+                    let to = snapshot::path(dest, cid);
+                    let tmp = index.join(format!(".{cid}.partial"));
+                    snapshot::write_temp(dest, &tmp, &b)?;
+                    fs::rename(&tmp, &to).map_err(|e| Error::io("place snapshot copy", &to, e))?;
+                    report.snapshots += 1;
+                    report.snapshot_bytes += length;
+                }
+                _ => dropped.push(cid),
+            }
+        }
+        db::forget_snapshots(&partial, &dropped)?;
+        report.rebuilt_on_open = dropped.len();
+        fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("fsync backup database", &partial, e))?;
+        let db_file = dest.join(DB_FILE);
+        fs::rename(&partial, &db_file)
+            .map_err(|e| Error::io("place backup database", &db_file, e))?;
+        if index.is_dir() {
+            snapshot::sync_dir(&index)?;
+        }
+        snapshot::sync_dir(dest)?;
+        Ok(report)
+    }
+}
+
+/// What [`Store::backup`] copied.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct BackupReport {
+    /// Size of the database copy.
+    pub database_bytes: u64,
+    /// Snapshot files copied (each matched the copy's record).
+    pub snapshots: usize,
+    /// Their bytes.
+    pub snapshot_bytes: u64,
+    /// Collections whose snapshot changed during the backup: their index
+    /// is rebuilt from the records when the backup is first opened.
+    pub rebuilt_on_open: usize,
+}
+
 /// One row of [`Store::list_collections`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionSummary {

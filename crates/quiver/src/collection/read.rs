@@ -150,6 +150,30 @@ impl Collection {
         })
     }
 
+    /// Every record (or those matching `filter`), in id order, from one
+    /// consistent state of the collection however long `f` takes (one read
+    /// transaction; writers go on meanwhile). What `quiver export` reads.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`], SQLite failures, [`Error::Corrupt`], and
+    /// whatever `f` returns.
+    pub fn for_each_record(
+        &self,
+        filter: Option<&Filter>,
+        mut f: impl FnMut(Record) -> Result<()>,
+    ) -> Result<()> {
+        self.alive()?;
+        if let Some(filter) = filter {
+            filter.validate()?;
+        }
+        let rows = self.rows();
+        self.store.read(|conn| {
+            let tx = ReadTx::begin(conn)?;
+            records::each(conn, rows, filter, &mut f)?;
+            tx.end()
+        })
+    }
+
     /// Metadata paths with a field index.
     ///
     /// # Errors

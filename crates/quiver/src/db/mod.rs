@@ -470,6 +470,47 @@ fn not_a_store(dir: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+/// Copy the database into a new file at `dest` with SQLite's online
+/// backup, in one step: the copy is one consistent state, however many
+/// writers commit meanwhile (they wait only for WAL checkpoints, never for
+/// the copy). Returns the copy's snapshot records: cid, digest, length.
+pub(crate) fn backup_into(source: &Connection, dest: &Path) -> Result<Vec<(i64, String, u64)>> {
+    let mut to = Connection::open(dest).during("open the backup's database")?;
+    {
+        let backup = rusqlite::backup::Backup::new(source, &mut to).during("start the backup")?;
+        // -1: every page in one step, under one read of the source. A
+        // step that finds the source locked is tried again.
+        loop {
+            match backup.step(-1).during("copy the database")? {
+                rusqlite::backup::StepResult::Done => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    }
+    let rows = to
+        .prepare("SELECT cid, digest, length FROM snapshots ORDER BY cid")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect()
+        })
+        .during("read the backup's snapshot records")?;
+    Ok(rows)
+}
+
+/// In a backup's database: drop the records of snapshots whose files did
+/// not come along (the backup's first open rebuilds those indexes from
+/// its records, losing nothing).
+pub(crate) fn forget_snapshots(dest: &Path, cids: &[i64]) -> Result<()> {
+    let conn = Connection::open(dest).during("open the backup's database")?;
+    for cid in cids {
+        conn.execute("DELETE FROM snapshots WHERE cid = ?1", [cid])
+            .during("drop a snapshot record from the backup")?;
+    }
+    Ok(())
+}
+
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -577,6 +577,33 @@ pub(crate) fn for_each_key(conn: &Connection, cid: i64, mut f: impl FnMut(u64)) 
 
 // ---- the change tail ----
 
+/// Every record matching `filter` (all without one), in id order, one at
+/// a time: one statement, so one consistent state when the caller holds a
+/// read transaction.
+pub(crate) fn each(
+    conn: &Connection,
+    rows: Rows<'_>,
+    filter: Option<&Filter>,
+    mut f: impl FnMut(Record) -> Result<()>,
+) -> Result<()> {
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1");
+    let mut params: Vec<Sql> = vec![rows.cid.into()];
+    if let Some(filter) = filter {
+        let c = compile(conn, rows.cid, filter, 2)?;
+        sql.push_str(&format!(" AND ({})", c.sql));
+        params.extend(c.params);
+    }
+    sql.push_str(" ORDER BY id");
+    let mut stmt = conn.prepare(&sql).during("prepare export")?;
+    let mut found = stmt
+        .query(params_from_iter(params))
+        .during("read records")?;
+    while let Some(row) = found.next().during("read records")? {
+        f(record_row(row).during("read records")?.into_record(rows)?)?;
+    }
+    Ok(())
+}
+
 /// Feed `(key, vector)` rows in key order, only those stamped after
 /// `after` when given, in chunks of `chunk`.
 pub(crate) fn stream(
