@@ -8,7 +8,7 @@ use super::*;
 /// change of 3,000 replayed after a crash left a snapshot's node with no
 /// in-link (a CI failure, 1 run in 10). Below it the adds are few and one
 /// at a time, and the fast open (a snapshot and a short tail) pays nothing.
-const RELINK_AFTER: usize = 256;
+pub(super) const RELINK_AFTER: usize = 256;
 
 /// Replay every change stamped after `after` onto `lock`'s indexes.
 /// Returns the number of changes applied.

@@ -237,6 +237,15 @@ impl CollState {
         }
         apply(&self.indexes, &self.name, upserts, removes)?;
         self.applied_seq.store(seq, Ordering::SeqCst);
+        // A change that is large next to the graph can orphan older nodes
+        // (see `persist::relink`); the walk then costs at most a few times
+        // the change's own adds. (Not in memory, where reading takes the
+        // writer connection the caller holds.)
+        let nodes = self.indexes.read_lock().slots();
+        if store.dir.is_some() && upserts.len() >= load::RELINK_AFTER && upserts.len() * 8 >= nodes
+        {
+            store.read(|conn| persist::relink(conn, self.rows(), &self.indexes))?;
+        }
         Ok(())
     }
 }
