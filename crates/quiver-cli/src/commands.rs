@@ -68,6 +68,7 @@ fn create(cli: &Cli, a: &crate::CreateArgs) -> CliResult<ExitCode> {
     config.connectivity = a.connectivity;
     config.expansion_add = a.expansion_add;
     config.expansion_search = a.expansion_search;
+    config.tokenizer = a.tokenizer.parse()?;
     // Validate before the store directory is touched.
     quiver::validate_name(&a.name)?;
     config.validate()?;
@@ -364,8 +365,14 @@ fn human_info(info: &quiver::CollectionInfo) -> String {
         format!("name:            {}", info.name),
         format!("records:         {}", info.count),
         format!(
-            "config:          dim {} · metric {} · scalar {} · M {} · ef_add {} · ef {}",
-            c.dimension, c.metric, c.scalar, c.connectivity, c.expansion_add, c.expansion_search
+            "config:          dim {} · metric {} · scalar {} · M {} · ef_add {} · ef {} · tokenizer {}",
+            c.dimension,
+            c.metric,
+            c.scalar,
+            c.connectivity,
+            c.expansion_add,
+            c.expansion_search,
+            c.tokenizer
         ),
         format!(
             "sequence:        {} (index at {})",

@@ -144,7 +144,7 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
             out.line(&format!(
                 "  {:>2}. {:.4}  {:<28} {t}",
                 i + 1,
-                h.distance,
+                h.distance.unwrap_or_default(),
                 h.id
             ))?;
         }

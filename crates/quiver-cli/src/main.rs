@@ -138,6 +138,10 @@ pub(crate) struct CreateArgs {
     /// Default HNSW ef at search time.
     #[arg(long, default_value_t = 64)]
     pub expansion_search: usize,
+    /// Keyword search's tokenizer: unicode61, or porter (English stemming:
+    /// "databases" finds "Database"). Fixed for the collection's life.
+    #[arg(long, default_value = "unicode61")]
+    pub tokenizer: String,
 }
 
 #[derive(Args, Debug)]

@@ -775,6 +775,31 @@ fn filters_keyword_and_hybrid() {
         ["c", "e"]
     );
 
+    // A porter collection finds word forms the default one does not.
+    ok(
+        &store,
+        &["create", "stem", "--dim", "2", "--tokenizer", "porter"],
+    );
+    ok(
+        &store,
+        &[
+            "upsert",
+            "stem",
+            "--id",
+            "s",
+            "--vector",
+            "[1, 0]",
+            "--text",
+            "Databases everywhere",
+        ],
+    );
+    let out = ok(
+        &store,
+        &["search", "stem", "--mode", "keyword", "--text", "database"],
+    );
+    assert_eq!(lines_of(&out)[0]["hits"][0]["id"], "s");
+    ok(&store, &["drop", "stem"]);
+
     // Keyword: records with both words first, best first.
     let out = ok(
         &store,
@@ -802,6 +827,15 @@ fn filters_keyword_and_hybrid() {
         hits[0]["keyword_score"].as_f64().unwrap() >= hits[1]["keyword_score"].as_f64().unwrap()
     );
     assert!(!hits.iter().any(|h| h["id"] == "d"));
+    // Keyword hits carry a score (BM25, higher is better), not a distance.
+    for w in hits.windows(2) {
+        assert!(w[0]["score"].as_f64().unwrap() >= w[1]["score"].as_f64().unwrap());
+    }
+    for h in hits {
+        assert!(h.get("distance").is_none(), "{h}");
+        assert!(h["score"].as_f64().unwrap() > 0.0, "{h}");
+        assert_eq!(h["score"], h["keyword_score"]);
+    }
 
     // Keyword with query texts from a file, and with a filter.
     let qt = dir.path().join("q.jsonl");
@@ -849,6 +883,11 @@ fn filters_keyword_and_hybrid() {
     assert_eq!(r["hits"][0]["vector_rank"], 1);
     assert!(r["hits"][0]["keyword_rank"].as_u64().is_some());
     assert!(r["hits"][0]["score"].as_f64().unwrap() > 0.0);
+    assert!(r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h.get("distance").is_none()));
     let out = ok(
         &store,
         &[
@@ -916,6 +955,10 @@ fn filters_keyword_and_hybrid() {
             "invalid filter",
         ),
         (vec!["index-field", "docs", "a\"b"], "invalid field"),
+        (
+            vec!["create", "t", "--dim", "2", "--tokenizer", "snowball"],
+            "unknown tokenizer",
+        ),
         (
             vec!["search", "docs", "--mode", "keyword", "--text", "-- !!"],
             "no words",

@@ -95,7 +95,7 @@ fn a_library_process_and_cli_processes_write_and_search_one_store() {
                     .unwrap()
                     .hits;
                 assert_eq!(hits[0].id, format!("cli{n}"), "round {round}");
-                assert!(hits[0].distance < 1e-4);
+                assert!(hits[0].distance.unwrap() < 1e-4);
             }
             // A CLI search finds what the library acknowledged before it.
             let n = library_acked.load(Ordering::Acquire) - 1;

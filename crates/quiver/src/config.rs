@@ -41,6 +41,30 @@ pub enum Scalar {
     B1,
 }
 
+/// How keyword search splits text into words (SQLite FTS5 tokenizers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokenizer {
+    /// Unicode word boundaries, case and diacritics folded: `Databases`
+    /// matches `databases`, not `database`. Works for every language.
+    #[default]
+    Unicode61,
+    /// The same, then the Porter stemmer: `databases` and `Database` match
+    /// each other. English only: it would stem other languages' words
+    /// wrongly, which is why it is not the default.
+    Porter,
+}
+
+impl Tokenizer {
+    /// FTS5's `tokenize` option for it.
+    pub(crate) fn fts5(self) -> &'static str {
+        match self {
+            Tokenizer::Unicode61 => "unicode61 remove_diacritics 2",
+            Tokenizer::Porter => "porter unicode61 remove_diacritics 2",
+        }
+    }
+}
+
 macro_rules! names {
     ($ty:ty, $what:literal, $($variant:path => $name:literal),+) => {
         impl $ty {
@@ -69,6 +93,7 @@ macro_rules! names {
 }
 
 names!(Metric, "metric", Metric::Cos => "cos", Metric::Ip => "ip", Metric::L2 => "l2", Metric::Hamming => "hamming");
+names!(Tokenizer, "tokenizer", Tokenizer::Unicode61 => "unicode61", Tokenizer::Porter => "porter");
 names!(Scalar, "scalar kind", Scalar::F32 => "f32", Scalar::F16 => "f16", Scalar::Bf16 => "bf16", Scalar::I8 => "i8", Scalar::B1 => "b1");
 
 /// Settings of a collection. Build one with [`CollectionConfig::new`] and
@@ -92,6 +117,10 @@ pub struct CollectionConfig {
     pub expansion_search: usize,
     /// Name of the embedding model that produced the vectors, if any.
     pub model: Option<String>,
+    /// How keyword search splits text into words; fixed when the
+    /// collection is made.
+    #[serde(default)]
+    pub tokenizer: Tokenizer,
 }
 
 impl CollectionConfig {
@@ -105,6 +134,7 @@ impl CollectionConfig {
             expansion_add: 128,
             expansion_search: 64,
             model: None,
+            tokenizer: Tokenizer::Unicode61,
         }
     }
 

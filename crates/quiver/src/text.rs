@@ -19,7 +19,8 @@ use crate::filter::Filter;
 /// How a hit ranked in the lists of a keyword or hybrid search.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Ranks {
-    /// Hybrid: the fused score, Σ weight / (rrf_k + rank); higher is better.
+    /// The hit's score, higher is better: for a keyword search its BM25
+    /// score, for a hybrid one the fused Σ weight / (rrf_k + rank).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,
     /// 1-based rank in the vector list, if the hit was in it.

@@ -88,7 +88,7 @@ fn update_changes_only_what_it_is_given() {
         .search(&[0.0, 0.0, 1.0, 0.0], &SearchOptions::new(1))
         .unwrap();
     assert_eq!(near.hits[0].id, "a");
-    assert!(near.hits[0].distance.abs() < 1e-6);
+    assert!(near.hits[0].distance.unwrap().abs() < 1e-6);
     assert_eq!(
         coll.get("b").unwrap().unwrap().metadata,
         Some(json!({"tags": ["x"]}))

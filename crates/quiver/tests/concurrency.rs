@@ -42,7 +42,7 @@ fn searches_run_while_one_thread_writes() {
                     assert!(r
                         .hits
                         .windows(2)
-                        .all(|w| w[0].distance <= w[1].distance + 1e-6));
+                        .all(|w| w[0].distance.unwrap() <= w[1].distance.unwrap() + 1e-6));
                     searches.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -173,7 +173,10 @@ fn a_handle_follows_settings_another_store_altered() {
     assert_eq!(b.info().unwrap().config.metric, Metric::Cos);
     assert_eq!(b.info().unwrap().config.expansion_search, 99);
     let hits = a.search(&[2.0, 0.0], &SearchOptions::new(1)).unwrap().hits;
-    assert!(hits[0].distance.abs() < 1e-6, "cos distance: {hits:?}");
+    assert!(
+        hits[0].distance.unwrap().abs() < 1e-6,
+        "cos distance: {hits:?}"
+    );
 }
 
 /// One-shot writers leave snapshots to the handle that holds the index
@@ -351,8 +354,17 @@ fn bulk_load_commits_each_batch_and_indexes_the_one_before() {
             .unwrap();
         let done = AtomicBool::new(false);
         let searches = AtomicUsize::new(0);
+        // Set on the way out however the load ends, so a failed assertion
+        // fails the test instead of leaving the searcher spinning.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
         std::thread::scope(|s| {
             let (c, done, searches) = (&coll, &done, &searches);
+            let _done = Done(done);
             s.spawn(move || {
                 let mut rng = Rng::new(5);
                 while !done.load(Ordering::Relaxed) {
@@ -532,14 +544,14 @@ fn i8_storage_is_rescored_with_exact_vectors() {
         let hits = coll.search(&q, &SearchOptions::new(10)).unwrap().hits;
         assert_eq!(hits.len(), 10);
         for w in hits.windows(2) {
-            assert!(w[0].distance <= w[1].distance);
+            assert!(w[0].distance.unwrap() <= w[1].distance.unwrap());
         }
         for h in &hits {
             let exact = quiver::distance(quiver::Metric::Cos, &q, by_id[h.id.as_str()]);
             assert!(
-                (h.distance - exact).abs() < 1e-5,
+                (h.distance.unwrap() - exact).abs() < 1e-5,
                 "{} vs {exact}",
-                h.distance
+                h.distance.unwrap()
             );
         }
         let mut all: Vec<(f32, &str)> = records

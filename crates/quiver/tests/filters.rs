@@ -742,3 +742,69 @@ fn a_version_2_store_is_migrated_with_its_field_indexes_filled() {
         .unwrap();
     assert_eq!(entries, 7, "a: db, x; b: db; c: db; and a marker each");
 }
+
+#[test]
+fn a_porter_collection_finds_word_forms_and_hits_carry_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut porter = CollectionConfig::new(2);
+    porter.tokenizer = quiver::Tokenizer::Porter;
+    let stemmed = store.create_collection("stemmed", &porter).unwrap();
+    let plain = store
+        .create_collection("plain", &CollectionConfig::new(2))
+        .unwrap();
+    let records = [
+        Record::new("a", vec![1.0, 0.0]).with_text("An embedded Database for vectors"),
+        Record::new("b", vec![0.0, 1.0]).with_text("Running shoes and jogging"),
+        Record::new("c", vec![1.0, 1.0]).with_text("Nothing relevant here"),
+    ];
+    stemmed.upsert(&records).unwrap();
+    plain.upsert(&records).unwrap();
+    let ids = |c: &quiver::Collection, q: &str| -> Vec<String> {
+        c.search_text(q, &SearchOptions::new(5))
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    assert_eq!(ids(&stemmed, "databases"), ["a"]);
+    assert_eq!(ids(&stemmed, "run"), ["b"]);
+    assert!(ids(&plain, "databases").is_empty());
+    assert_eq!(ids(&plain, "database"), ["a"]);
+    // The tokenizer is part of the settings, kept across a reopen.
+    drop((stemmed, plain));
+    store.close().unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let stemmed = store.get_collection("stemmed").unwrap();
+    assert_eq!(stemmed.config().tokenizer, quiver::Tokenizer::Porter);
+    assert_eq!(ids(&stemmed, "databases"), ["a"]);
+    // Keyword and hybrid hits: a score, higher is better, and no distance;
+    // vector hits: a distance and no score.
+    let kw = stemmed
+        .search_text("database vectors", &SearchOptions::new(3))
+        .unwrap();
+    assert!(kw
+        .hits
+        .iter()
+        .all(|h| h.distance.is_none() && h.score().unwrap() > 0.0));
+    let hy = stemmed
+        .search_hybrid(
+            &[1.0, 0.0],
+            "database",
+            &SearchOptions::new(3),
+            &Fusion::default(),
+        )
+        .unwrap();
+    assert!(hy.hits.windows(2).all(|w| w[0].score() >= w[1].score()));
+    assert!(hy
+        .hits
+        .iter()
+        .all(|h| h.distance.is_none() && h.score().unwrap() > 0.0));
+    let v = stemmed.search(&[1.0, 0.0], &SearchOptions::new(3)).unwrap();
+    assert!(v
+        .hits
+        .iter()
+        .all(|h| h.distance.is_some() && h.score().is_none()));
+    assert!("stemming".parse::<quiver::Tokenizer>().is_err());
+}

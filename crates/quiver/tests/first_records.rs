@@ -104,12 +104,18 @@ fn search(coll: &Collection, kind: usize, i: usize, at_least: usize, seen: &Seen
         r.hits.len(),
         r.plan
     );
+    // Vector hits by distance, ascending; hybrid ones by score, descending.
+    let order = |h: &quiver::Hit| match (h.distance, h.score()) {
+        (Some(d), None) => d,
+        (None, Some(s)) => -s,
+        _ => panic!("a hit has a distance or a score: {h:?}"),
+    };
     assert!(r
         .hits
         .windows(2)
-        .all(|w| w[0].distance <= w[1].distance + 1e-6));
+        .all(|w| order(&w[0]) <= order(&w[1]) + 1e-6));
     for h in &r.hits {
-        assert!(h.distance.is_finite(), "{h:?}");
+        assert!(order(h).is_finite(), "{h:?}");
         if kind == 1 {
             let n: usize =
                 h.id.trim_start_matches(|c: char| c.is_alphabetic())

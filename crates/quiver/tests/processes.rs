@@ -212,7 +212,10 @@ fn writer_process() {
                     .search(&vector(other, k), &SearchOptions::new(10).ef(256))
                     .unwrap()
                     .hits;
-                if !hits.iter().any(|h| h.id == id && h.distance < 1e-4) {
+                if !hits
+                    .iter()
+                    .any(|h| h.id == id && h.distance.unwrap() < 1e-4)
+                {
                     let exact = colls[c]
                         .search(&vector(other, k), &SearchOptions::new(10).exact(true))
                         .unwrap()

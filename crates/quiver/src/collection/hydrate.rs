@@ -65,7 +65,7 @@ impl Collection {
                 let row = row?;
                 Some(Hit {
                     id: row.id,
-                    distance: *distance,
+                    distance: ranks.is_none().then_some(*distance),
                     text: row.text,
                     metadata: row.metadata,
                     vector: row.vector,
@@ -81,7 +81,7 @@ impl Collection {
     pub(super) fn resolve_ids(&self, found: &[(u64, f32, Option<Ranks>)]) -> Result<Vec<Hit>> {
         let hit = |id: &str, distance: f32, ranks: &Option<Ranks>| Hit {
             id: id.to_string(),
-            distance,
+            distance: ranks.is_none().then_some(distance),
             text: None,
             metadata: None,
             vector: None,

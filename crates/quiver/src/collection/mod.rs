@@ -125,8 +125,10 @@ impl SearchOptions {
 pub struct Hit {
     /// Record id.
     pub id: String,
-    /// Distance to the query (lower is closer).
-    pub distance: f32,
+    /// Distance to the query (lower is closer): vector searches only.
+    /// Keyword and hybrid hits carry a score instead ([`Hit::score`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f32>,
     /// Text, if asked for and present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -139,6 +141,14 @@ pub struct Hit {
     /// Hybrid and keyword searches: how each list ranked and scored the hit.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub ranks: Option<crate::text::Ranks>,
+}
+
+impl Hit {
+    /// A keyword hit's BM25 score, or a hybrid hit's fused score (higher
+    /// is better); `None` for vector hits, which have a distance.
+    pub fn score(&self) -> Option<f32> {
+        self.ranks.as_ref().and_then(|r| r.score)
+    }
 }
 
 /// How a search was answered.

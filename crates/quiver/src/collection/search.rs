@@ -30,8 +30,8 @@ impl Collection {
 
     /// The `k` records whose text best matches `text` by BM25: records with
     /// every word first, then records with some. `options.filter` applies;
-    /// `ef` and `exact` do not. Each hit's `distance` is SQLite's `bm25()`
-    /// (lower is better) and its ranks carry the keyword rank and score.
+    /// `ef` and `exact` do not. Each hit carries a `score`, the BM25 score
+    /// (SQLite's `bm25()` negated: higher is better), and its keyword rank.
     ///
     /// # Errors
     /// [`Error::InvalidSearch`] (bad k, or no words in `text`),
@@ -53,6 +53,7 @@ impl Collection {
                     .enumerate()
                     .map(|(i, (key, score))| {
                         let ranks = Ranks {
+                            score: Some(score),
                             keyword_rank: Some(i + 1),
                             keyword_score: Some(score),
                             ..Ranks::default()
@@ -70,7 +71,7 @@ impl Collection {
     /// Hybrid search: the vector list for `query` and the keyword list for
     /// `text` (each `fusion.candidates` long, both under `options.filter`)
     /// fused by reciprocal rank fusion. Each hit carries both ranks and
-    /// scores; its `distance` is the fused score negated (lower is better).
+    /// scores, and a `score`: the fused one (higher is better).
     ///
     /// # Errors
     /// As [`Collection::search`] and [`Collection::search_text`], and

@@ -39,11 +39,12 @@ pub(crate) struct SnapshotRow {
 }
 
 /// Columns 2..=8: dimension, metric, scalar, connectivity, expansion_add,
-/// expansion_search, model. A setting SQLite holds but this build cannot
+/// expansion_search, model; column 11: tokenizer. A setting SQLite holds but this build cannot
 /// read is the inner error.
 fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
     let metric: String = r.get(3)?;
     let scalar: String = r.get(4)?;
+    let tokenizer: String = r.get(11)?;
     let build = || -> Result<CollectionConfig> {
         Ok(CollectionConfig {
             dimension: r.get::<_, i64>(2).during("read config")? as usize,
@@ -53,6 +54,7 @@ fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
             expansion_add: r.get::<_, i64>(6).during("read config")? as usize,
             expansion_search: r.get::<_, i64>(7).during("read config")? as usize,
             model: r.get(8).during("read config")?,
+            tokenizer: tokenizer.parse()?,
         })
     };
     Ok(build())
@@ -60,7 +62,7 @@ fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
 
 const COLLECTION_ROW: &str =
     "SELECT cid, name, dimension, metric, scalar, connectivity, expansion_add,
-        expansion_search, model, seq, pruned_seq FROM collections";
+        expansion_search, model, seq, pruned_seq, tokenizer FROM collections";
 
 fn read_collection(
     conn: &Connection,
@@ -100,7 +102,7 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<Listed>> {
         .prepare(
             "SELECT c.cid, c.name, c.dimension, c.metric, c.scalar, c.connectivity,
                     c.expansion_add, c.expansion_search, c.model, c.seq,
-                    (SELECT count(*) FROM records r WHERE r.cid = c.cid)
+                    (SELECT count(*) FROM records r WHERE r.cid = c.cid), c.tokenizer
              FROM collections c ORDER BY c.name",
         )
         .during("list collections")?;
@@ -146,8 +148,8 @@ pub(crate) fn create(
     }
     tx.execute(
         "INSERT INTO collections (name, dimension, metric, scalar, connectivity, expansion_add,
-                                  expansion_search, model, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                  expansion_search, model, created_at, tokenizer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             name,
             config.dimension as i64,
@@ -158,11 +160,12 @@ pub(crate) fn create(
             config.expansion_search as i64,
             config.model,
             unix_now(),
+            config.tokenizer.as_str(),
         ],
     )
     .during("insert collection")?;
     let cid = tx.last_insert_rowid();
-    tx.execute_batch(&schema::fts_table_sql(cid))
+    tx.execute_batch(&schema::fts_table_sql(cid, config.tokenizer))
         .during("create full-text table")?;
     Ok(Some(cid))
 }

@@ -6,6 +6,7 @@
 
 use rusqlite::Connection;
 
+use crate::config::Tokenizer;
 use crate::error::{Result, SqlContext};
 use crate::format::{APPLICATION_ID, SCHEMA_VERSION};
 
@@ -90,7 +91,7 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for cid in cids {
-        tx.execute_batch(&fts_table_sql(cid))?;
+        tx.execute_batch(&fts_table_sql(cid, Tokenizer::Unicode61))?;
         let fts = fts_table(cid);
         tx.execute(
             &format!("INSERT INTO {fts} (rowid, text) SELECT key, text FROM records WHERE cid = ?1 AND text IS NOT NULL"),
@@ -100,8 +101,11 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Version 3: field indexes that see into arrays.
+/// Version 3: field indexes that see into arrays, and a tokenizer per
+/// collection.
 ///
+/// - `collections.tokenizer` names the FTS5 tokenizer its `fts_<cid>`
+///   table was made with (`unicode61`, or `porter` for stemming).
 /// - `field_indexes.json_path` is the SQLite JSON path of the field
 ///   (`$.a.b`, `$."file-path"`); `path` stays the name as written.
 /// - `field_values` holds, for every indexed field of every record, one
@@ -124,6 +128,7 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 /// - The expression indexes `qf_<cid>_<id>` stay, for ordering by a
 ///   field, and now end with the id (the order's tie-break).
 const V3: &str = "
+ALTER TABLE collections ADD COLUMN tokenizer TEXT NOT NULL DEFAULT 'unicode61';
 ALTER TABLE field_indexes ADD COLUMN json_path TEXT;
 UPDATE field_indexes SET json_path = '$.' || path;
 CREATE TABLE field_values (
@@ -217,12 +222,13 @@ pub(crate) fn fts_table(cid: i64) -> String {
 
 /// DDL of a collection's full-text table. Contentless (the text lives in
 /// `records`) with `contentless_delete` so rows can be deleted by key alone.
-pub(crate) fn fts_table_sql(cid: i64) -> String {
+pub(crate) fn fts_table_sql(cid: i64, tokenizer: Tokenizer) -> String {
     let fts = fts_table(cid);
+    let tokenize = tokenizer.fts5();
     format!(
         "CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
              text, content = '', contentless_delete = 1,
-             tokenize = 'unicode61 remove_diacritics 2')"
+             tokenize = '{tokenize}')"
     )
 }
 
