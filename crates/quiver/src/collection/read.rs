@@ -243,6 +243,9 @@ mod cursor {
             return Err(bad("not a cursor of an ordered scan (those start with @)"));
         }
         let v = json(cursor).ok_or_else(|| bad("damaged"))?;
+        if !v["by"].is_string() || !v["desc"].is_boolean() {
+            return Err(bad("damaged"));
+        }
         if v["by"] != json!(by) || v["desc"] != json!(desc) {
             return Err(bad(&format!(
                 "it continues an ordering by {} {}, not by {by} {}",
