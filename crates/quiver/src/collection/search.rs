@@ -354,9 +354,10 @@ impl Collection {
         // (taken inside the read: in memory that is the writer connection,
         // which comes first), the graph is brought to the read
         // transaction's view, then the exact index is read from the same
-        // view; later changes are applied to both.
+        // view; later changes are applied to both. Never at a pinned
+        // (older) view: the catch-up would take the graph back to it.
         let st = &self.state;
-        self.store.read(|conn| {
+        self.store.read_latest(|conn| {
             let _apply = st.apply.locked();
             let read_tx = ReadTx::begin(conn)?;
             st.catch_up_locked(&self.store, conn)?;

@@ -243,8 +243,17 @@ impl Db {
         let conn = std::rc::Rc::new(conn);
         let id = self.id();
         PINNED.with(|p| p.borrow_mut().push((id, conn.clone())));
-        let out = f();
-        PINNED.with(|p| p.borrow_mut().retain(|(i, _)| *i != id));
+        // Unpinned however `f` ends, a panic included.
+        struct Unpin(usize);
+        impl Drop for Unpin {
+            fn drop(&mut self) {
+                PINNED.with(|p| p.borrow_mut().retain(|(i, _)| *i != self.0));
+            }
+        }
+        let out = {
+            let _unpin = Unpin(id);
+            f()
+        };
         if let Ok(conn) = std::rc::Rc::try_unwrap(conn) {
             if conn.execute_batch("ROLLBACK").is_ok() {
                 self.give_back(conn);
@@ -265,6 +274,25 @@ impl Db {
                 .find(|(i, _)| *i == id)
                 .map(|(_, c)| c.clone())
         })
+    }
+
+    /// [`Db::read`] on a connection of its own even inside [`Db::pinned`]:
+    /// for what must see the latest state, not the pinned one.
+    pub(crate) fn read_latest<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(pinned) = self.pinned_conn() else {
+            return self.read(f);
+        };
+        drop(pinned);
+        let conn = match self.readers.locked().pop() {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        let out = f(&conn);
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.give_back(conn);
+        out
     }
 
     /// [`Db::read`] for full-text queries: a pooled reader whose full-text
