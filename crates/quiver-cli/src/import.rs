@@ -49,7 +49,7 @@ pub(crate) fn run(
         None if settings.is_some() => None,
         None => return Err(crate::open::no_store(&cli.store_dir())),
     };
-    let scratch;
+    let (scratch, scratch_coll);
     let coll = match (&existing, &settings) {
         (Some(c), Some(s)) => {
             let have = c.config();
@@ -64,7 +64,14 @@ pub(crate) fn run(
         (Some(c), None) => c,
         (None, Some(s)) => {
             scratch = Store::open_in_memory()?;
-            &scratch.create_collection(&args.name, &s.config)?
+            scratch_coll = scratch.create_collection(&args.name, &s.config)?;
+            // The field indexes are checked here too, before anything is made.
+            for field in &s.indexed_fields {
+                scratch_coll
+                    .index_field(field)
+                    .map_err(|e| Failure::Input(format!("{file}: settings: {e}")))?;
+            }
+            &scratch_coll
         }
         (None, None) => match store {
             Some(store) => &store.get_collection(&args.name)?,

@@ -224,6 +224,20 @@ fn export_then_import_gives_the_same_collection() {
     let out = quiver(&nowhere, &["import", "c", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!nowhere.exists());
+    // Nor for settings naming a field that cannot be indexed.
+    let mut settings: serde_json::Value =
+        serde_json::from_str(exported.lines().next().unwrap()).unwrap();
+    settings["quiver_settings"]["indexed_fields"] = json!(["id"]);
+    let bad_settings = dir.path().join("bad-settings.jsonl");
+    std::fs::write(&bad_settings, format!("{settings}\n")).unwrap();
+    let out = quiver(&nowhere, &["import", "c", bad_settings.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!nowhere.exists());
 }
 
 #[test]

@@ -268,6 +268,53 @@ fn filtered_searches_beside_upserts_in_memory_finish() {
         .expect("deadlocked: a filtered search beside upserts in memory");
 }
 
+/// In memory, searches whose hits vanish (deleted meanwhile) retry beside
+/// writers that upsert and delete, and every thread finishes: the retry
+/// must not take `apply` before the writer connection (found in review:
+/// 2 writers and 2 exact searchers deadlocked within seconds).
+#[test]
+fn retrying_searches_beside_deletes_in_memory_finish() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let store = Store::open_in_memory().unwrap();
+        let coll = store
+            .create_collection("c", &CollectionConfig::new(4))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let coll = &coll;
+                s.spawn(move || {
+                    let mut i = 0u64;
+                    while std::time::Instant::now() < deadline {
+                        let id = format!("w{w}-{}", i % 20);
+                        coll.upsert(&[Record::new(
+                            id.clone(),
+                            vec![1.0, (i % 7) as f32, 0.5, 0.25],
+                        )])
+                        .unwrap();
+                        coll.delete(&[format!("w{w}-{}", (i + 10) % 20)]).unwrap();
+                        i += 1;
+                    }
+                });
+            }
+            for exact in [true, false] {
+                let coll = &coll;
+                s.spawn(move || {
+                    while std::time::Instant::now() < deadline {
+                        let opts = SearchOptions::new(5).exact(exact);
+                        coll.search(&[1.0, 1.0, 0.5, 0.25], &opts).unwrap();
+                    }
+                });
+            }
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("deadlocked: retrying searches beside deletes in memory");
+}
+
 /// Large changes are added to the index on every core; usearch's parallel
 /// adds can leave a node no search reaches (upstream #735), which the write
 /// path checks and repairs for the nodes it adds. A node shown reachable

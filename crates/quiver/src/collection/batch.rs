@@ -374,7 +374,15 @@ impl Collection {
             .collect();
         let removed: Vec<u64> = fx.removed.iter().map(|k| *k as u64).collect();
         self.after_commit(&mut conn, seq, &upserts, &removed)?;
-        self.cache_ids(fx.ids);
+        // Not the keys a later operation of the batch deleted: they left
+        // the cache with the index step.
+        let gone: std::collections::HashSet<u64> = removed.iter().copied().collect();
+        self.cache_ids(
+            fx.ids
+                .into_iter()
+                .filter(|(k, _)| !gone.contains(k))
+                .collect(),
+        );
         Ok(report)
     }
 

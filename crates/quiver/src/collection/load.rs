@@ -303,6 +303,12 @@ impl CollState {
     /// own commits since are newer). `seen_version` is left alone, so the
     /// next unpinned refresh still catches up with what came after.
     pub(super) fn catch_up_pinned(&self, store: &Db) -> Result<()> {
+        if store.dir.is_none() {
+            // In memory nothing else writes, so nothing to catch up with;
+            // and reading would take the writer after `apply`, the wrong
+            // order.
+            return Ok(());
+        }
         let _apply = self.apply.locked();
         store.read(|conn| {
             let Some(row) = catalogue::by_cid(conn, self.cid)? else {
@@ -312,7 +318,8 @@ impl CollState {
                 });
             };
             let applied = self.applied_seq.load(Ordering::SeqCst);
-            if row.seq > applied || row.config != self.config() || !self.is_loaded() {
+            // Forward only: a settings change comes with a new sequence.
+            if row.seq > applied || !self.is_loaded() {
                 self.catch_up_locked(store, conn)?;
             }
             Ok(())
@@ -431,7 +438,11 @@ impl Collection {
             // gate: a search that found a key the replay is removing
             // retries under the gate, so after the whole replay, never in
             // the middle of another one (a batch is seen whole).
-            let _gate = st.delete_gate.write_lock();
+            // Only if free: a thread holding the writer (a `Bulk`) may
+            // refresh, and a delete holding the gate waits for the writer.
+            // Without it a catch-up is still correct, only not held off
+            // from an overlapping search.
+            let _gate = st.delete_gate.try_write().ok();
             let _apply = st.apply.locked();
             self.store.read(|conn| {
                 let read_tx = ReadTx::begin(conn)?;

@@ -306,9 +306,10 @@ impl Db {
             Err(Error::Sqlite { message, .. })
                 if self.dir.is_some() && message.contains("vtable constructor failed") =>
             {
-                // Every pooled reader may hold the same stale state.
+                // Every pooled reader may hold the same stale state (and a
+                // pinned one would fail again).
                 self.readers.locked().clear();
-                self.read(f)
+                self.read_latest(f)
             }
             out => out,
         }

@@ -66,7 +66,7 @@ pub enum Field {
     Id,
     /// A path into the metadata object: `["author", "name"]` for
     /// `author.name`, `["a.b"]` for `"a.b"`. Segments are non-empty and hold
-    /// no `"` or control character.
+    /// no `"`, `\\` or control character.
     Meta(Vec<String>),
 }
 
@@ -214,7 +214,7 @@ impl Field {
             }
             if let Some(bad) = segs.iter().find(|s| !is_key(s)) {
                 return Err(format!(
-                    "invalid field segment {bad:?}: a key is non-empty, without '\"' or control characters"
+                    "invalid field segment {bad:?}: a key is non-empty, without '\"', '\\' or control characters"
                 ));
             }
         }
@@ -238,10 +238,11 @@ impl Field {
     }
 }
 
-/// A metadata key a path can name: non-empty, no `"` (SQLite's JSON paths
-/// cannot escape one) and no control character.
+/// A metadata key a path can name: non-empty, no `"` or `\\` (SQLite's
+/// JSON paths cannot escape the one and read the other as an escape) and
+/// no control character.
 fn is_key(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c == '"' || c.is_control())
+    !s.is_empty() && !s.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
 impl From<&str> for Value {
@@ -711,6 +712,10 @@ mod tests {
         assert!(Filter::eq("a\"b", 1).validate().is_err());
         assert!(Filter::eq("a..b", 1).validate().is_err());
         assert!(Filter::eq("a\nb", 1).validate().is_err());
+        assert!(
+            Filter::eq("a\\b", 1).validate().is_err(),
+            "SQLite reads \\ as an escape"
+        );
         assert!(Filter::contains_all("x", Vec::<i64>::new())
             .validate()
             .is_err());
