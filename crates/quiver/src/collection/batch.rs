@@ -1,6 +1,8 @@
 //! Atomic batches: deletes, upserts and partial updates committed as one
 //! transaction and applied to the index as one step.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// A change to some fields of one record ([`Collection::update`]): what is
@@ -220,10 +222,12 @@ impl Effects {
         self.ids.push((key, id.to_string()));
     }
 
+    /// Keys deleted: no vector for them and, as the index step takes
+    /// them out of the id cache, no id either.
     fn remove(&mut self, keys: Vec<i64>) {
-        for k in &keys {
-            self.vectors.remove(&(*k as u64));
-        }
+        let gone: HashSet<u64> = keys.iter().map(|k| *k as u64).collect();
+        self.vectors.retain(|k, _| !gone.contains(k));
+        self.ids.retain(|(k, _)| !gone.contains(k));
         self.removed.extend(keys);
     }
 }
@@ -374,15 +378,7 @@ impl Collection {
             .collect();
         let removed: Vec<u64> = fx.removed.iter().map(|k| *k as u64).collect();
         self.after_commit(&mut conn, seq, &upserts, &removed)?;
-        // Not the keys a later operation of the batch deleted: they left
-        // the cache with the index step.
-        let gone: std::collections::HashSet<u64> = removed.iter().copied().collect();
-        self.cache_ids(
-            fx.ids
-                .into_iter()
-                .filter(|(k, _)| !gone.contains(k))
-                .collect(),
-        );
+        self.cache_ids(fx.ids);
         Ok(report)
     }
 

@@ -209,11 +209,13 @@ impl Db {
         if let Some(conn) = self.pinned_conn() {
             return f(&conn);
         }
-        let pooled = self.readers.locked().pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.open_reader()?,
-        };
+        self.read_pooled(f)
+    }
+
+    /// `f` on a pooled reader (a new one if the pool is empty), which goes
+    /// back to the pool after it, never inside a transaction.
+    fn read_pooled<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.pooled()?;
         let out = f(&conn);
         // A statement error can leave a read transaction open; end it.
         if !conn.is_autocommit() {
@@ -221,6 +223,14 @@ impl Db {
         }
         self.give_back(conn);
         out
+    }
+
+    fn pooled(&self) -> Result<Connection> {
+        let pooled = self.readers.locked().pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.open_reader(),
+        }
     }
 
     /// Run `f` with every read of this store on this thread going to one
@@ -232,11 +242,7 @@ impl Db {
         if self.dir.is_none() || self.pinned_conn().is_some() {
             return f();
         }
-        let pooled = self.readers.locked().pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.open_reader()?,
-        };
+        let conn = self.pooled()?;
         // The snapshot starts at the first read.
         conn.execute_batch("BEGIN DEFERRED; SELECT count(*) FROM collections;")
             .during("begin pinned read transaction")?;
@@ -279,20 +285,10 @@ impl Db {
     /// [`Db::read`] on a connection of its own even inside [`Db::pinned`]:
     /// for what must see the latest state, not the pinned one.
     pub(crate) fn read_latest<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let Some(pinned) = self.pinned_conn() else {
+        if self.dir.is_none() {
             return self.read(f);
-        };
-        drop(pinned);
-        let conn = match self.readers.locked().pop() {
-            Some(c) => c,
-            None => self.open_reader()?,
-        };
-        let out = f(&conn);
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
         }
-        self.give_back(conn);
-        out
+        self.read_pooled(f)
     }
 
     /// [`Db::read`] for full-text queries: a pooled reader whose full-text
