@@ -292,7 +292,7 @@ fn replaced_file(elsewhere: bool) {
                     assert_eq!(
                         gens.len() as u64,
                         3 + g % 2,
-                        "{how}: part of generation {g}"
+                        "{how}: part of generation {g}: {hits:?}"
                     );
                 };
                 while !stop.load(Ordering::SeqCst) {

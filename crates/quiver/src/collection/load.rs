@@ -290,26 +290,13 @@ impl CollState {
         self.snapshot(store, conn)
     }
 
-    /// Bring the indexes up to what `conn` shows (in a read transaction,
-    /// or under the store's writer lock): replay every change after
-    /// `applied_seq`, or load afresh when a tombstone the replay needs was
-    /// pruned, the index settings changed, or a newer snapshot leaves a
-    /// much shorter tail than this index's. The caller holds `apply`.
-    ///
-    /// # Errors
-    /// [`Error::Dropped`] if the collection is gone; SQLite and index failures.
-    /// Inside [`Db::pinned`], with the delete gate held: catch up to the
-    /// pinned state if the index is behind it (never back: this process's
-    /// own commits since are newer). `seen_version` is left alone, so the
-    /// next unpinned refresh still catches up with what came after.
+    /// Inside [`Db::pinned`] on a store on disk, with the delete gate and
+    /// `apply` held since before the pin: catch up to the pinned state.
+    /// The index cannot be ahead of it (all it holds was committed before
+    /// the pin), but this stays forward only. `seen_version` is left
+    /// alone, so the next unpinned refresh still catches up with what
+    /// came after.
     pub(super) fn catch_up_pinned(&self, store: &Db) -> Result<()> {
-        if store.dir.is_none() {
-            // In memory nothing else writes, so nothing to catch up with;
-            // and reading would take the writer after `apply`, the wrong
-            // order.
-            return Ok(());
-        }
-        let _apply = self.apply.locked();
         store.read(|conn| {
             let Some(row) = catalogue::by_cid(conn, self.cid)? else {
                 self.mark_dropped();
@@ -326,6 +313,14 @@ impl CollState {
         })
     }
 
+    /// Bring the indexes up to what `conn` shows (in a read transaction,
+    /// or under the store's writer lock): replay every change after
+    /// `applied_seq`, or load afresh when a tombstone the replay needs was
+    /// pruned, the index settings changed, or a newer snapshot leaves a
+    /// much shorter tail than this index's. The caller holds `apply`.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`] if the collection is gone; SQLite and index failures.
     pub(super) fn catch_up_locked(&self, store: &Db, conn: &Connection) -> Result<()> {
         let Some(row) = catalogue::by_cid(conn, self.cid)? else {
             self.mark_dropped();

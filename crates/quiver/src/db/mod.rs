@@ -268,6 +268,11 @@ impl Db {
         out
     }
 
+    /// Whether this thread is inside [`Db::pinned`] for this store.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned_conn().is_some()
+    }
+
     fn id(&self) -> usize {
         self as *const Db as usize
     }
