@@ -51,7 +51,7 @@ fn check_text(store: &Path, cycle_of: &BTreeMap<String, usize>, cycles: usize) {
     for cycle in 0..=cycles {
         let opts = quiver::SearchOptions::new(N);
         let got = c
-            .search_text(&format!("cycle{cycle}"), &opts)
+            .search_keyword(&format!("cycle{cycle}"), &opts)
             .unwrap()
             .hits
             .len();

@@ -62,7 +62,7 @@ fn sustained_load_without_errors_or_growth() {
                             &q,
                             &SearchOptions::new(10).filter(Filter::eq("g", rng.below(10) as i64)),
                         ),
-                        1 => coll.search_text("record number", &SearchOptions::new(10)),
+                        1 => coll.search_keyword("record number", &SearchOptions::new(10)),
                         _ => coll.search(
                             &q,
                             &SearchOptions::new(10).ef(16 + 16 * rng.below(8) as usize),

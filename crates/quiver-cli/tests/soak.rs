@@ -79,7 +79,7 @@ fn observe(store: &Path, model: &State, in_flight: &dyn Fn(u64) -> Option<u64>) 
     let versions: BTreeSet<u64> = out.values().copied().collect();
     for v in versions {
         let hits = c
-            .search_text(&format!("v{v}"), &SearchOptions::new(1000))
+            .search_keyword(&format!("v{v}"), &SearchOptions::new(1000))
             .unwrap()
             .hits;
         let want = out.values().filter(|x| **x == v).count();

@@ -115,8 +115,14 @@ pub struct CollectionConfig {
     pub expansion_add: usize,
     /// Default HNSW candidate list size while searching (ef); per-query `ef` overrides it.
     pub expansion_search: usize,
-    /// Name of the embedding model that produced the vectors, if any.
+    /// Name of the embedding model that produced the vectors, if any
+    /// (`name@digest`; see [`ModelBinding`] for the rest of what the
+    /// collection knows about it).
     pub model: Option<String>,
+    /// The embedding model the collection is bound to: texts given without
+    /// a vector are embedded with it, and text queries too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<ModelBinding>,
     /// How keyword search splits text into words; fixed when the
     /// collection is made.
     #[serde(default)]
@@ -134,8 +140,30 @@ impl CollectionConfig {
             expansion_add: 128,
             expansion_search: 64,
             model: None,
+            embedding: None,
             tokenizer: Tokenizer::Unicode61,
         }
+    }
+
+    /// Whether `other` has the same index settings (dimension, metric,
+    /// scalar, connectivity, expansions): only these make an index built
+    /// with one unusable with the other.
+    pub(crate) fn same_index(&self, other: &CollectionConfig) -> bool {
+        (
+            self.dimension,
+            self.metric,
+            self.scalar,
+            self.connectivity,
+            self.expansion_add,
+            self.expansion_search,
+        ) == (
+            other.dimension,
+            other.metric,
+            other.scalar,
+            other.connectivity,
+            other.expansion_add,
+            other.expansion_search,
+        )
     }
 
     /// Check the settings.
@@ -181,8 +209,87 @@ impl CollectionConfig {
                 return bad("model name must be 1..=512 bytes".into());
             }
         }
+        if let Some(b) = &self.embedding {
+            b.validate()?;
+            if b.dimension != self.dimension {
+                return bad(format!(
+                    "the model {} makes {}-d vectors, the collection is {}-d",
+                    b.source, b.dimension, self.dimension
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Longest model source, prefix or pooling name kept on a collection.
+const MAX_BINDING_TEXT: usize = 4096;
+
+/// What a collection knows about the embedding model it is bound to:
+/// where it came from, which weights, and how it turns text into vectors.
+/// Set with [`crate::Collection::bind_model`] or at creation
+/// ([`CollectionConfig::embedding`]); shown by `info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelBinding {
+    /// Where the model came from: a Hugging Face Hub id (`owner/name`) or
+    /// the absolute path of a local model directory.
+    pub source: String,
+    /// The model's name and weights digest, as [`crate::embed::Embedder`]'s
+    /// `id` gives it (`name@digest`); a different model is refused.
+    pub id: String,
+    /// The length of its vectors.
+    pub dimension: usize,
+    /// How token vectors become one: `mean`, `cls`, `max`, `mean_sqrt_len`
+    /// (informational; the model's own files decide).
+    pub pooling: String,
+    /// Whether its vectors have unit length.
+    pub normalize: bool,
+    /// Token limit; longer texts are truncated.
+    pub max_tokens: usize,
+    /// Put before every text query before it is embedded (E5: `"query: "`).
+    #[serde(default)]
+    pub query_prefix: String,
+    /// Put before every record's text before it is embedded (E5:
+    /// `"passage: "`). Not stored with the text.
+    #[serde(default)]
+    pub document_prefix: String,
+}
+
+impl ModelBinding {
+    /// The digest part of the id: what two models must share to be one.
+    pub fn digest(&self) -> &str {
+        digest_of(&self.id)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
+        for (name, v) in [
+            ("model source", &self.source),
+            ("model id", &self.id),
+            ("pooling", &self.pooling),
+        ] {
+            if v.is_empty() || v.len() > MAX_BINDING_TEXT {
+                return bad(format!("{name} must be 1..={MAX_BINDING_TEXT} bytes"));
+            }
+        }
+        for (name, v) in [
+            ("query prefix", &self.query_prefix),
+            ("document prefix", &self.document_prefix),
+        ] {
+            if v.len() > MAX_BINDING_TEXT {
+                return bad(format!("{name} must be at most {MAX_BINDING_TEXT} bytes"));
+            }
+        }
+        if self.dimension == 0 || self.max_tokens == 0 {
+            return bad("a model's dimension and token limit must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The digest part of a model id `name@digest` (the whole id without `@`).
+pub(crate) fn digest_of(id: &str) -> &str {
+    id.rsplit_once('@').map_or(id, |(_, d)| d)
 }
 
 /// Check a collection name against `[A-Za-z0-9_-]{1,64}`.

@@ -69,6 +69,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A text that cannot be embedded: missing, empty or blank.
+    #[error("invalid text{}: {reason}", record_suffix(.id))]
+    InvalidText {
+        /// The record the text belongs to, if any.
+        id: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
     /// Metadata that is not a JSON object.
     #[error("invalid metadata for record {id:?}: {reason}")]
     InvalidMetadata {
@@ -221,6 +229,7 @@ impl Error {
                 | Error::InvalidId { .. }
                 | Error::DimensionMismatch { .. }
                 | Error::InvalidVector { .. }
+                | Error::InvalidText { .. }
                 | Error::InvalidMetadata { .. }
                 | Error::InvalidSearch { .. }
                 | Error::InvalidArgument { .. }

@@ -50,7 +50,9 @@ pub use collection::{
     Plan, ScanOptions, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
     MAX_K,
 };
-pub use config::{validate_name, CollectionConfig, Metric, Scalar, Tokenizer, MAX_DIMENSION};
+pub use config::{
+    validate_name, CollectionConfig, Metric, ModelBinding, Scalar, Tokenizer, MAX_DIMENSION,
+};
 pub use db::DB_FILE;
 pub use error::{Error, Result};
 pub use filter::Filter;

@@ -75,7 +75,7 @@ fn update_changes_only_what_it_is_given() {
     assert_eq!(a.metadata, Some(json!({"only": true})));
     assert_eq!(a.text.as_deref(), Some("fresh phrasing"));
     let hits = |text: &str| -> Vec<String> {
-        coll.search_text(text, &SearchOptions::new(5))
+        coll.search_keyword(text, &SearchOptions::new(5))
             .unwrap()
             .hits
             .into_iter()

@@ -333,7 +333,7 @@ fn injection_attempts_are_literal_text() {
     assert_eq!(coll.delete_where(&f).unwrap(), 0);
     assert_eq!(coll.count().unwrap(), 6);
     let r = coll
-        .search_text("x'); DROP TABLE records; --", &SearchOptions::new(5))
+        .search_keyword("x'); DROP TABLE records; --", &SearchOptions::new(5))
         .unwrap();
     assert!(r.hits.is_empty());
     assert_eq!(coll.count().unwrap(), 6);
@@ -426,7 +426,7 @@ fn keyword_index_follows_upserts_deletes_and_reopens() {
         let coll = s.get_collection("t").unwrap();
         for word in ["vector", "DATABASE", "cafe", "日本", "rust"] {
             let got: BTreeSet<String> = coll
-                .search_text(word, &SearchOptions::new(100))
+                .search_keyword(word, &SearchOptions::new(100))
                 .unwrap()
                 .hits
                 .into_iter()
@@ -465,7 +465,7 @@ fn keyword_search_ranks_all_words_first_and_filters() {
         .collect();
     coll.upsert(&recs).unwrap();
     let r = coll
-        .search_text(
+        .search_keyword(
             "Vector database",
             &SearchOptions::new(10).include(Include {
                 text: true,
@@ -492,7 +492,7 @@ fn keyword_search_ranks_all_words_first_and_filters() {
         .collect();
     assert!(scores[0] >= scores[1], "best first");
     let r = coll
-        .search_text(
+        .search_keyword(
             "vector database",
             &SearchOptions::new(10).filter(Filter::eq("n", 1)),
         )
@@ -501,7 +501,7 @@ fn keyword_search_ranks_all_words_first_and_filters() {
     assert_eq!(ids[0], "both");
     assert!(!ids.contains(&"both2"));
     assert!(matches!(
-        coll.search_text("  !! ", &SearchOptions::new(3)),
+        coll.search_keyword("  !! ", &SearchOptions::new(3)),
         Err(Error::InvalidSearch { .. })
     ));
 }
@@ -680,7 +680,9 @@ fn a_version_1_store_is_migrated_with_its_text_indexed() {
     let store = Store::open(dir.path()).unwrap();
     let coll = store.get_collection("old").unwrap();
     assert_eq!(coll.get("a").unwrap().unwrap().vector, vec![1.0, 0.0]);
-    let r = coll.search_text("legacy", &SearchOptions::new(3)).unwrap();
+    let r = coll
+        .search_keyword("legacy", &SearchOptions::new(3))
+        .unwrap();
     assert_eq!(r.hits[0].id, "a");
     assert_eq!(
         coll.search(&[1.0, 0.1], &SearchOptions::new(1))
@@ -761,7 +763,7 @@ fn a_porter_collection_finds_word_forms_and_hits_carry_scores() {
     stemmed.upsert(&records).unwrap();
     plain.upsert(&records).unwrap();
     let ids = |c: &quiver::Collection, q: &str| -> Vec<String> {
-        c.search_text(q, &SearchOptions::new(5))
+        c.search_keyword(q, &SearchOptions::new(5))
             .unwrap()
             .hits
             .into_iter()
@@ -782,7 +784,7 @@ fn a_porter_collection_finds_word_forms_and_hits_carry_scores() {
     // Keyword and hybrid hits: a score, higher is better, and no distance;
     // vector hits: a distance and no score.
     let kw = stemmed
-        .search_text("database vectors", &SearchOptions::new(3))
+        .search_keyword("database vectors", &SearchOptions::new(3))
         .unwrap();
     assert!(kw
         .hits

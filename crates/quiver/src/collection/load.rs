@@ -332,6 +332,11 @@ impl CollState {
             return self.load_locked(store, conn, &row);
         }
         let applied = self.applied_seq.load(Ordering::SeqCst);
+        let config = self.config();
+        if row.config != config && row.config.same_index(&config) {
+            // Only the model binding changed: nothing to rebuild.
+            *self.config.write_lock() = row.config.clone();
+        }
         let same_config = row.config == self.config();
         if row.seq == applied && same_config {
             return Ok(());

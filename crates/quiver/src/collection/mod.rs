@@ -11,11 +11,12 @@
 //! One file per concern: `write` (upserts, deletes), `bulk` (bulk loads),
 //! `persist` (snapshots), `load` (open, replay, rebuild, read-only catch-up),
 //! `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
-//! `maintenance` (info, verify, repair, compact, alter). This file holds
+//! `maintenance` (info, verify, repair, compact, alter), `model` (the
+//! embedding model: binding, texts in, text queries). This file holds
 //! the types they share. Every SQL statement is in `db`, every usearch
 //! call in `index`, and the filtered plan in `filtered`.
 
-use crate::config::{CollectionConfig, Metric, Scalar};
+use crate::config::{digest_of, CollectionConfig, Metric, ModelBinding, Scalar};
 use crate::db::records::{self, Rows};
 use crate::db::tx::{self, ReadTx};
 use crate::db::{self, catalogue, unix_now, Db};
@@ -42,6 +43,7 @@ pub(crate) mod bulk;
 mod hydrate;
 mod load;
 mod maintenance;
+mod model;
 mod persist;
 mod read;
 mod search;
@@ -553,6 +555,9 @@ pub(crate) struct CollState {
     /// Filter match sets, valid at one sequence number.
     matches: Mutex<filtered::Cache>,
     warm: Warmer,
+    /// The model text is embedded with, once loaded or given.
+    #[cfg(feature = "embed")]
+    embedder: Mutex<Option<Arc<dyn crate::embed::Embedder>>>,
 }
 
 impl CollState {
@@ -584,6 +589,8 @@ impl CollState {
             load: Mutex::new(load),
             matches: Mutex::new(filtered::Cache::default()),
             warm: Warmer::default(),
+            #[cfg(feature = "embed")]
+            embedder: Mutex::new(None),
         })
     }
 
@@ -705,39 +712,6 @@ impl Collection {
         if self.state.dropped.load(Ordering::SeqCst) {
             return Err(Error::Dropped {
                 name: self.state.name.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Check that `embedder` may write to and query this collection: the
-    /// same weights as the model the collection is bound to (models are
-    /// stamped `name@hash`; the hash decides), and the same dimension.
-    ///
-    /// # Errors
-    /// [`Error::Model`] on a different model, [`Error::DimensionMismatch`]
-    /// on a different dimension.
-    #[cfg(feature = "embed")]
-    pub fn check_embedder(&self, embedder: &dyn crate::embed::Embedder) -> Result<()> {
-        let config = self.config();
-        if let Some(bound) = &config.model {
-            let weights = |id: &str| id.rsplit_once('@').map_or(id, |(_, h)| h).to_string();
-            if weights(bound) != weights(embedder.id()) {
-                return Err(Error::Model {
-                    path: embedder.id().into(),
-                    reason: format!(
-                        "collection {:?} is bound to model {bound}; use that model, or `reembed` into a new collection",
-                        self.state.name
-                    ),
-                });
-            }
-        }
-        if embedder.dimension() != config.dimension {
-            return Err(Error::DimensionMismatch {
-                collection: self.state.name.clone(),
-                expected: config.dimension,
-                got: embedder.dimension(),
-                id: None,
             });
         }
         Ok(())

@@ -36,7 +36,7 @@ impl Collection {
     /// # Errors
     /// [`Error::InvalidSearch`] (bad k, or no words in `text`),
     /// [`Error::InvalidFilter`]; SQLite failures.
-    pub fn search_text(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
+    pub fn search_keyword(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
         let config = self.prepare_search(options, None)?;
         let filter = options.filter.as_ref();
         if let Some(f) = filter {
@@ -68,13 +68,23 @@ impl Collection {
         )
     }
 
+    /// The old name of [`Collection::search_keyword`] (BM25, not an
+    /// embedding: for that, `query_text`).
+    ///
+    /// # Errors
+    /// As [`Collection::search_keyword`].
+    #[deprecated(note = "renamed search_keyword; query_text embeds the text")]
+    pub fn search_text(&self, text: &str, options: &SearchOptions) -> Result<SearchResult> {
+        self.search_keyword(text, options)
+    }
+
     /// Hybrid search: the vector list for `query` and the keyword list for
     /// `text` (each `fusion.candidates` long, both under `options.filter`)
     /// fused by reciprocal rank fusion. Each hit carries both ranks and
     /// scores, and a `score`: the fused one (higher is better).
     ///
     /// # Errors
-    /// As [`Collection::search`] and [`Collection::search_text`], and
+    /// As [`Collection::search`] and [`Collection::search_keyword`], and
     /// [`Error::InvalidSearch`] for negative or non-finite fusion settings.
     pub fn search_hybrid(
         &self,

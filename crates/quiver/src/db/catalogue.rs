@@ -39,13 +39,25 @@ pub(crate) struct SnapshotRow {
 }
 
 /// Columns 2..=8: dimension, metric, scalar, connectivity, expansion_add,
-/// expansion_search, model; column 11: tokenizer. A setting SQLite holds but this build cannot
-/// read is the inner error.
+/// expansion_search, model; column 11: tokenizer; 12: the model binding
+/// (JSON). A setting SQLite holds but this build cannot read is the inner
+/// error.
 fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
     let metric: String = r.get(3)?;
     let scalar: String = r.get(4)?;
     let tokenizer: String = r.get(11)?;
+    let embedding: Option<String> = r.get(12)?;
     let build = || -> Result<CollectionConfig> {
+        let embedding = match embedding {
+            None => None,
+            Some(json) => {
+                Some(
+                    serde_json::from_str(&json).map_err(|e| crate::Error::InvalidConfig {
+                        reason: format!("the stored model binding is unreadable: {e}"),
+                    })?,
+                )
+            }
+        };
         Ok(CollectionConfig {
             dimension: r.get::<_, i64>(2).during("read config")? as usize,
             metric: metric.parse()?,
@@ -54,6 +66,7 @@ fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
             expansion_add: r.get::<_, i64>(6).during("read config")? as usize,
             expansion_search: r.get::<_, i64>(7).during("read config")? as usize,
             model: r.get(8).during("read config")?,
+            embedding,
             tokenizer: tokenizer.parse()?,
         })
     };
@@ -62,7 +75,7 @@ fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
 
 const COLLECTION_ROW: &str =
     "SELECT cid, name, dimension, metric, scalar, connectivity, expansion_add,
-        expansion_search, model, seq, pruned_seq, tokenizer FROM collections";
+        expansion_search, model, seq, pruned_seq, tokenizer, embedding FROM collections";
 
 fn read_collection(
     conn: &Connection,
@@ -102,7 +115,8 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<Listed>> {
         .prepare(
             "SELECT c.cid, c.name, c.dimension, c.metric, c.scalar, c.connectivity,
                     c.expansion_add, c.expansion_search, c.model, c.seq,
-                    (SELECT count(*) FROM records r WHERE r.cid = c.cid), c.tokenizer
+                    (SELECT count(*) FROM records r WHERE r.cid = c.cid), c.tokenizer,
+                    c.embedding
              FROM collections c ORDER BY c.name",
         )
         .during("list collections")?;
@@ -148,8 +162,8 @@ pub(crate) fn create(
     }
     tx.execute(
         "INSERT INTO collections (name, dimension, metric, scalar, connectivity, expansion_add,
-                                  expansion_search, model, created_at, tokenizer)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                  expansion_search, model, created_at, tokenizer, embedding)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             name,
             config.dimension as i64,
@@ -161,6 +175,7 @@ pub(crate) fn create(
             config.model,
             unix_now(),
             config.tokenizer.as_str(),
+            binding_json(config),
         ],
     )
     .during("insert collection")?;
@@ -255,6 +270,23 @@ pub(crate) fn set_index_settings(
         ],
     )
     .during("update collection settings")?;
+    Ok(())
+}
+
+fn binding_json(config: &CollectionConfig) -> Option<String> {
+    config
+        .embedding
+        .as_ref()
+        .and_then(|b| serde_json::to_string(b).ok())
+}
+
+/// Store the collection's model (its id and binding).
+pub(crate) fn set_model(conn: &Connection, cid: i64, config: &CollectionConfig) -> Result<()> {
+    conn.execute(
+        "UPDATE collections SET model = ?2, embedding = ?3 WHERE cid = ?1",
+        params![cid, config.model, binding_json(config)],
+    )
+    .during("update collection model")?;
     Ok(())
 }
 

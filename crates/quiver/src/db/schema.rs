@@ -210,10 +210,19 @@ fn to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Version 3 to 4: what a collection knows about its embedding model
+/// ([`crate::config::ModelBinding`], as JSON).
+const V4: &str = "ALTER TABLE collections ADD COLUMN embedding TEXT;";
+
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Step i takes the schema from version i to i + 1.
-const MIGRATIONS: &[Migration] = &[|tx| tx.execute_batch(V1), to_v2, to_v3];
+const MIGRATIONS: &[Migration] = &[
+    |tx| tx.execute_batch(V1),
+    to_v2,
+    to_v3,
+    |tx| tx.execute_batch(V4),
+];
 
 /// The name of collection `cid`'s full-text table (a number, never a user string).
 pub(crate) fn fts_table(cid: i64) -> String {

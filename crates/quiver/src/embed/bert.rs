@@ -117,6 +117,49 @@ pub(crate) enum Pooling {
     Mean,
     /// The first token (`[CLS]`).
     Cls,
+    /// The largest value of each component over the tokens.
+    Max,
+    /// The sum over the tokens divided by the square root of their number.
+    MeanSqrtLen,
+}
+
+impl Pooling {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+            Pooling::MeanSqrtLen => "mean_sqrt_len",
+        }
+    }
+
+    /// Pool `rows` (token vectors of width `h`, one sequence).
+    pub(crate) fn pool(self, rows: &[f32], h: usize) -> Vec<f32> {
+        let n = (rows.len() / h).max(1) as f32;
+        match self {
+            Pooling::Cls => rows[..h].to_vec(),
+            Pooling::Max => {
+                let mut v = vec![f32::NEG_INFINITY; h];
+                for row in rows.chunks_exact(h) {
+                    for (a, b) in v.iter_mut().zip(row) {
+                        *a = a.max(*b);
+                    }
+                }
+                v
+            }
+            Pooling::Mean | Pooling::MeanSqrtLen => {
+                let mut v = vec![0.0f32; h];
+                for row in rows.chunks_exact(h) {
+                    for (a, b) in v.iter_mut().zip(row) {
+                        *a += b;
+                    }
+                }
+                let by = if self == Pooling::Mean { n } else { n.sqrt() };
+                v.iter_mut().for_each(|a| *a /= by);
+                v
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -325,12 +368,36 @@ impl Bert {
     }
 
     /// Encodes sequences of token ids (each non-empty, at most
-    /// `max_positions` long, every id below `vocab`) into L2-normalized
-    /// sentence vectors.
-    pub(crate) fn embed(&self, seqs: &[&[u32]], pooling: Pooling) -> Vec<Vec<f32>> {
+    /// `max_positions` long, every id below `vocab`) into sentence
+    /// vectors: pooled, then L2-normalized if `normalize`.
+    pub(crate) fn embed(
+        &self,
+        seqs: &[&[u32]],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Vec<Vec<f32>> {
         let h = self.cfg.hidden;
+        let x = self.token_vectors(seqs);
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for seq in seqs {
+            let mut v = pooling.pool(&x[start * h..(start + seq.len()) * h], h);
+            if normalize {
+                let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|a| *a /= norm);
+            }
+            out.push(v);
+            start += seq.len();
+        }
+        out
+    }
+
+    /// The last layer's token vectors of every sequence, one after the
+    /// other (`hidden` values per token).
+    pub(crate) fn token_vectors(&self, seqs: &[&[u32]]) -> Vec<f32> {
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let h = self.cfg.hidden;
         let mut s = Scratch {
             x: vec![0.0; total * h],
             qkv: vec![0.0; total * 3 * h],
@@ -343,30 +410,7 @@ impl Bert {
         for layer in &self.layers {
             self.layer(layer, seqs, total, &mut s);
         }
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut start = 0;
-        for seq in seqs {
-            let rows = &s.x[start * h..(start + seq.len()) * h];
-            let mut v = match pooling {
-                Pooling::Cls => rows[..h].to_vec(),
-                Pooling::Mean => {
-                    let mut v = vec![0.0f32; h];
-                    for row in rows.chunks_exact(h) {
-                        for (a, b) in v.iter_mut().zip(row) {
-                            *a += b;
-                        }
-                    }
-                    let n = seq.len().max(1) as f32;
-                    v.iter_mut().for_each(|a| *a /= n);
-                    v
-                }
-            };
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|a| *a /= norm);
-            out.push(v);
-            start += seq.len();
-        }
-        out
+        s.x
     }
 
     /// Word + position + token type embeddings, then LayerNorm.

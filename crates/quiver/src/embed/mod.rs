@@ -28,6 +28,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use crate::config::{CollectionConfig, ModelBinding};
 use crate::error::{Error, Result};
 use crate::sync::MutexExt;
 use bert::{Bert, BertConfig, Pooling};
@@ -35,6 +36,9 @@ use safetensors::SafeTensors;
 use tokenizer::Tokenizer;
 
 /// Something that turns texts into vectors.
+///
+/// A collection bound to an embedder ([`crate::Collection::bind_model`])
+/// embeds texts given without vectors, and text queries, with it.
 pub trait Embedder: Send + Sync {
     /// A stable identifier stamped on collections, e.g.
     /// `"all-MiniLM-L6-v2@<first 16 hex of blake3 of model.safetensors>"`.
@@ -44,11 +48,40 @@ pub trait Embedder: Send + Sync {
     /// Token limit, special tokens included (256 for all-MiniLM-L6-v2):
     /// longer texts are truncated.
     fn max_tokens(&self) -> usize;
-    /// Embeds texts in order; every output vector has unit length.
+    /// Embeds texts in order; every output vector has unit length unless
+    /// [`ModelBinding::normalize`] says otherwise.
     ///
     /// # Errors
     /// [`Error::Model`] when the model cannot be run.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// What a collection bound to this model records about it. The default
+    /// takes [`Embedder::id`] as the source, pooling `custom`, unit vectors
+    /// and no prefixes.
+    fn binding(&self) -> ModelBinding {
+        ModelBinding {
+            source: self.id().to_string(),
+            id: self.id().to_string(),
+            dimension: self.dimension(),
+            pooling: "custom".into(),
+            normalize: true,
+            max_tokens: self.max_tokens(),
+            query_prefix: String::new(),
+            document_prefix: String::new(),
+        }
+    }
+}
+
+impl CollectionConfig {
+    /// A config for the vectors of `embedder`: its dimension, bound to its
+    /// model ([`ModelBinding`]), every other setting at its default.
+    pub fn for_embedder(embedder: &dyn Embedder) -> Self {
+        let binding = embedder.binding();
+        CollectionConfig {
+            model: Some(binding.id.clone()),
+            embedding: Some(binding),
+            ..CollectionConfig::new(embedder.dimension())
+        }
+    }
 }
 
 /// Token budget of one chunk of work: bounds the scratch memory of a
@@ -56,16 +89,23 @@ pub trait Embedder: Send + Sync {
 const MAX_CHUNK_TOKENS: usize = 4096;
 
 /// A sentence-transformers BERT model run locally: WordPiece tokenizer,
-/// BERT encoder, mean (or CLS) pooling and L2 normalisation.
+/// BERT encoder, pooling (mean, CLS, max or mean/sqrt(len), as the model's
+/// files say) and L2 normalisation (when its `modules.json` has a
+/// `Normalize` module, or has no `modules.json`).
 ///
 /// The vector of a text does not depend on the other texts embedded with
 /// it nor on the number of threads.
 #[derive(Debug)]
 pub struct SentenceEmbedder {
     id: String,
+    source: String,
     tokenizer: Tokenizer,
     model: Bert,
     pooling: Pooling,
+    normalize: bool,
+    /// The `query` and `document` prompts of
+    /// `config_sentence_transformers.json`, if any.
+    prompts: (String, String),
     threads: usize,
 }
 
@@ -100,13 +140,17 @@ fn read_json(dir: &Path, name: &str, required: bool) -> Result<Option<Value>> {
 impl SentenceEmbedder {
     /// Loads a model directory: `config.json`, `tokenizer.json`,
     /// `model.safetensors`, and optionally `sentence_bert_config.json`
-    /// (`max_seq_length`, `do_lower_case`) and `1_Pooling/config.json`.
+    /// (`max_seq_length`, `do_lower_case`), `modules.json` (where the
+    /// pooling settings are, whether vectors are normalised),
+    /// `1_Pooling/config.json` (or the path `modules.json` gives) and
+    /// `config_sentence_transformers.json` (query and document prompts).
     ///
     /// # Errors
     /// [`Error::Model`] when the directory or a file is missing or
     /// unreadable, a file is corrupt, the configuration is not supported
-    /// (not BERT, hidden size not divisible by the heads, a pooling other
-    /// than mean or CLS, a non-WordPiece tokenizer), or a tensor is missing
+    /// (not BERT, hidden size not divisible by the heads, a pooling
+    /// other than mean, CLS, max or mean/sqrt(len), a module other than
+    /// Transformer, Pooling and Normalize, a non-WordPiece tokenizer), or a tensor is missing
     /// or has the wrong shape.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
@@ -136,7 +180,9 @@ impl SentenceEmbedder {
             .and_then(|c| c.get("do_lower_case"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let pooling = read_pooling(dir, cfg.hidden)?;
+        let (pooling_dir, normalize) = read_modules(dir)?;
+        let pooling = read_pooling(dir, &pooling_dir, cfg.hidden)?;
+        let prompts = read_prompts(dir)?;
         let tokenizer = Tokenizer::from_json(&tokenizer_json, max_len, pre_lowercase)
             .map_err(|r| model_err(dir, r))?;
         let max_id = tokenizer.max_id() as usize;
@@ -154,21 +200,43 @@ impl SentenceEmbedder {
         let st = SafeTensors::parse(bytes).map_err(|r| model_err(dir, r))?;
         let model = Bert::load(cfg, &st).map_err(|r| model_err(dir, r))?;
         drop(st);
-        let name = std::fs::canonicalize(dir)
-            .ok()
-            .as_deref()
-            .and_then(Path::file_name)
+        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let name = absolute
+            .file_name()
             .or_else(|| dir.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".to_string());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(SentenceEmbedder {
             id: format!("{name}@{}", &hash.as_str()[..16]),
+            source: absolute.to_string_lossy().into_owned(),
             tokenizer,
             model,
             pooling,
+            normalize,
+            prompts,
             threads,
         })
+    }
+
+    /// Records `source` as where the model came from (a Hugging Face Hub
+    /// id, say, for a model loaded from the Hub's cache) instead of its
+    /// directory.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// The last layer's vector of every token of `text` (after truncation,
+    /// `[CLS]` and `[SEP]` included): what pooling makes one vector of.
+    pub fn token_vectors(&self, text: &str) -> Vec<Vec<f32>> {
+        let ids = self.tokenizer.encode(text);
+        let h = self.model.config().hidden;
+        self.model
+            .token_vectors(&[&ids])
+            .chunks_exact(h)
+            .map(<[f32]>::to_vec)
+            .collect()
     }
 
     /// Uses at most `threads` threads per [`Embedder::embed`] call (at
@@ -185,16 +253,56 @@ impl SentenceEmbedder {
     }
 }
 
-/// Reads `1_Pooling/config.json` (mean pooling when absent).
-fn read_pooling(dir: &Path, hidden: usize) -> Result<Pooling> {
-    let Some(v) = read_json(dir, "1_Pooling/config.json", false)? else {
+/// Reads `modules.json`, if present: the directory of the `Pooling`
+/// module and whether a `Normalize` module follows. Without the file:
+/// `1_Pooling`, normalised (all-MiniLM-L6-v2's layout).
+fn read_modules(dir: &Path) -> Result<(String, bool)> {
+    let Some(v) = read_json(dir, "modules.json", false)? else {
+        return Ok(("1_Pooling".into(), true));
+    };
+    let modules = v
+        .as_array()
+        .ok_or_else(|| model_err(dir, "modules.json: a list of modules expected"))?;
+    let (mut pooling, mut normalize, mut transformer) = (None, false, false);
+    for m in modules {
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+        let path = m.get("path").and_then(Value::as_str).unwrap_or("");
+        match kind.rsplit('.').next().unwrap_or("") {
+            "Transformer" => transformer = true,
+            "Pooling" => pooling = Some(path.to_string()),
+            "Normalize" => normalize = true,
+            _ => {
+                return Err(model_err(
+                    dir,
+                    format!("modules.json: module {kind:?} (at {path:?}) is not supported: Transformer, Pooling and Normalize are"),
+                ))
+            }
+        }
+    }
+    if !transformer {
+        return Err(model_err(dir, "modules.json: no Transformer module"));
+    }
+    let pooling = pooling.ok_or_else(|| model_err(dir, "modules.json: no Pooling module"))?;
+    if pooling.is_empty() || pooling.contains("..") || pooling.starts_with('/') {
+        return Err(model_err(
+            dir,
+            format!("modules.json: bad Pooling path {pooling:?}"),
+        ));
+    }
+    Ok((pooling, normalize))
+}
+
+/// Reads `<pooling_dir>/config.json` (mean pooling when absent).
+fn read_pooling(dir: &Path, pooling_dir: &str, hidden: usize) -> Result<Pooling> {
+    let file = format!("{pooling_dir}/config.json");
+    let Some(v) = read_json(dir, &file, false)? else {
         return Ok(Pooling::Mean);
     };
     if let Some(dim) = v.get("word_embedding_dimension").and_then(Value::as_u64) {
         if dim != hidden as u64 {
             return Err(model_err(
                 dir,
-                format!("1_Pooling/config.json: word_embedding_dimension {dim}, but hidden_size is {hidden}"),
+                format!("{file}: word_embedding_dimension {dim}, but hidden_size is {hidden}"),
             ));
         }
     }
@@ -211,11 +319,29 @@ fn read_pooling(dir: &Path, hidden: usize) -> Result<Pooling> {
     match chosen.as_slice() {
         ["pooling_mode_mean_tokens"] => Ok(Pooling::Mean),
         ["pooling_mode_cls_token"] => Ok(Pooling::Cls),
+        ["pooling_mode_max_tokens"] => Ok(Pooling::Max),
+        ["pooling_mode_mean_sqrt_len_tokens"] => Ok(Pooling::MeanSqrtLen),
         _ => Err(model_err(
             dir,
-            format!("1_Pooling/config.json: unsupported pooling {chosen:?} (mean or cls expected)"),
+            format!("{file}: unsupported pooling {chosen:?} (exactly one of mean, cls, max, mean_sqrt_len expected)"),
         )),
     }
+}
+
+/// The `query` and `document` (or `passage`) prompts of
+/// `config_sentence_transformers.json`, empty when absent.
+fn read_prompts(dir: &Path) -> Result<(String, String)> {
+    let Some(v) = read_json(dir, "config_sentence_transformers.json", false)? else {
+        return Ok(Default::default());
+    };
+    let prompt = |names: &[&str]| -> String {
+        names
+            .iter()
+            .find_map(|n| v.get("prompts")?.get(n)?.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok((prompt(&["query"]), prompt(&["document", "passage"])))
 }
 
 impl Embedder for SentenceEmbedder {
@@ -229,6 +355,19 @@ impl Embedder for SentenceEmbedder {
 
     fn max_tokens(&self) -> usize {
         self.tokenizer.max_len()
+    }
+
+    fn binding(&self) -> ModelBinding {
+        ModelBinding {
+            source: self.source.clone(),
+            id: self.id.clone(),
+            dimension: self.dimension(),
+            pooling: self.pooling.as_str().into(),
+            normalize: self.normalize,
+            max_tokens: self.max_tokens(),
+            query_prefix: self.prompts.0.clone(),
+            document_prefix: self.prompts.1.clone(),
+        }
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
@@ -256,7 +395,7 @@ impl Embedder for SentenceEmbedder {
         }
         let run = |chunk: &[usize]| {
             let seqs: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-            self.model.embed(&seqs, self.pooling)
+            self.model.embed(&seqs, self.pooling, self.normalize)
         };
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         if threads == 1 || chunks.len() == 1 {
