@@ -365,7 +365,7 @@ fn unsupported_configs_are_model_errors() {
     std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
     std::fs::write(
         dir.path().join("1_Pooling/config.json"),
-        r#"{"word_embedding_dimension": 384, "pooling_mode_max_tokens": true}"#,
+        r#"{"word_embedding_dimension": 384, "pooling_mode_weightedmean_tokens": true}"#,
     )
     .unwrap();
     let msg = load_error(dir.path());
