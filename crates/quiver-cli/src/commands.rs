@@ -8,17 +8,17 @@ use quiver::{Alter, CollectionConfig, Fusion, Include, Record, ScanOptions, Sear
 use serde::Serialize;
 
 use crate::open::{open_read, open_write, parse_filter};
-use crate::output::{input, table, CliResult, Out};
+use crate::output::{input, table, CliResult, Failure, Out};
 use crate::vectors::{le_f32s, parse_vector, read_f32_rows};
 use crate::{Cli, Command, Mode};
 
 pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
     let mut out = Out::new(cli.json);
     let code = match &cli.command {
-        Command::Create(a) => create(cli, a)?,
+        Command::Create(a) => create(cli, a, &mut out)?,
         Command::List => list(cli, &mut out)?,
         Command::Info { name } => info(cli, name, &mut out)?,
-        Command::Drop { name } => drop_collection(cli, name)?,
+        Command::Drop { name } => drop_collection(cli, name, &mut out)?,
         Command::Import(a) => import(cli, a, &mut out)?,
         Command::Upsert(a) => upsert(cli, a, &mut out)?,
         Command::Update(a) => crate::edit::update(cli, a, &mut out)?,
@@ -36,7 +36,7 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Repair { name } => repair(cli, name, &mut out)?,
         Command::Compact { name, force } => compact(cli, name, *force, &mut out)?,
         Command::Alter(a) => alter(cli, a, &mut out)?,
-        Command::Flush { name } => flush(cli, name)?,
+        Command::Flush { name } => flush(cli, name, &mut out)?,
         Command::DebugSoakWriter(a) => debug_soak_writer(cli, a)?,
         Command::Embed(a) => embed(cli, a, &mut out)?,
         Command::Reembed(a) => reembed(cli, a, &mut out)?,
@@ -46,7 +46,7 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
     Ok(code)
 }
 
-fn create(cli: &Cli, a: &crate::CreateArgs) -> CliResult<ExitCode> {
+fn create(cli: &Cli, a: &crate::CreateArgs, out: &mut Out) -> CliResult<ExitCode> {
     let model = crate::model::load(cli)?;
     let dim = match (a.dim, &model) {
         (Some(d), Some(m)) if d != m.dimension() => {
@@ -62,7 +62,18 @@ fn create(cli: &Cli, a: &crate::CreateArgs) -> CliResult<ExitCode> {
         }
     };
     let mut config = CollectionConfig::new(dim);
-    config.model = model.as_ref().map(|m| m.id().to_string());
+    if let Some(m) = &model {
+        config = CollectionConfig::for_embedder(m);
+        let b = config.embedding.as_mut().expect("for_embedder binds");
+        if let Some(p) = &a.query_prefix {
+            b.query_prefix = p.clone();
+        }
+        if let Some(p) = &a.document_prefix {
+            b.document_prefix = p.clone();
+        }
+    } else if a.query_prefix.is_some() || a.document_prefix.is_some() {
+        return input("--query-prefix and --document-prefix need --model: they go before texts the model embeds");
+    }
     config.metric = a.metric.parse()?;
     config.scalar = a.scalar.parse()?;
     config.connectivity = a.connectivity;
@@ -75,6 +86,7 @@ fn create(cli: &Cli, a: &crate::CreateArgs) -> CliResult<ExitCode> {
     let store = open_write(cli, true)?;
     store.create_collection(&a.name, &config)?;
     store.close()?;
+    out.json(&serde_json::json!({"created": a.name, "config": config}))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,7 +123,7 @@ fn list(cli: &Cli, out: &mut Out) -> CliResult<ExitCode> {
 
 fn info(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_read(cli)?;
-    let info = store.get_collection(name)?.info()?;
+    let info = crate::open::collection(&store, name)?.info()?;
     if out.human {
         out.line(&human_info(&info))?;
     } else {
@@ -120,11 +132,12 @@ fn info(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn drop_collection(cli: &Cli, name: &str) -> CliResult<ExitCode> {
+fn drop_collection(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
     if !store.drop_collection(name)? {
-        return Err(quiver::Error::NoSuchCollection { name: name.into() }.into());
+        return Err(crate::open::no_collection(&store, name));
     }
+    out.json(&serde_json::json!({"dropped": name}))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,14 +158,16 @@ fn import(cli: &Cli, a: &crate::ImportArgs, out: &mut Out) -> CliResult<ExitCode
 
 fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     let vector = match (&a.vector, &a.text) {
         (Some(v), _) => parse_vector("--vector", v)?,
         (None, Some(t)) => {
-            let model = crate::model::for_collection(cli, &coll, "upsert --text without --vector")?;
-            model.embed(&[t.as_str()])?.remove(0)
+            crate::model::ready(cli, &coll, "upsert --text without --vector")?;
+            coll.embed_documents(&[t.as_str()])?.remove(0)
         }
-        (None, None) => return input("give --vector, or --text with --model"),
+        (None, None) => {
+            return input("give --vector, or --text (embedded with the collection's model)")
+        }
     };
     let mut record = Record::new(a.id.clone(), vector);
     record.text = a.text.clone();
@@ -187,7 +202,7 @@ fn get(cli: &Cli, a: &crate::GetArgs, out: &mut Out) -> CliResult<ExitCode> {
         return input("--limit must be at least 1");
     }
     let store = open_read(cli)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     let show = |r: Record| {
         let mut line = serde_json::json!({"id": r.id});
         if let Some(t) = r.text {
@@ -242,7 +257,7 @@ fn delete(
 ) -> CliResult<ExitCode> {
     let filter = parse_filter(filter)?;
     let store = open_write(cli, false)?;
-    let coll = store.get_collection(name)?;
+    let coll = crate::open::collection(&store, name)?;
     let n = match &filter {
         Some(f) => coll.delete_where(f)?,
         None => coll.delete(ids)?,
@@ -256,7 +271,7 @@ fn delete(
 fn count(cli: &Cli, name: &str, filter: Option<&str>, out: &mut Out) -> CliResult<ExitCode> {
     let filter = parse_filter(filter)?;
     let store = open_read(cli)?;
-    let coll = store.get_collection(name)?;
+    let coll = crate::open::collection(&store, name)?;
     let n = match &filter {
         Some(f) => coll.count_where(f)?,
         None => coll.count()?,
@@ -267,14 +282,14 @@ fn count(cli: &Cli, name: &str, filter: Option<&str>, out: &mut Out) -> CliResul
 
 fn index_field(cli: &Cli, name: &str, field: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
-    let added = store.get_collection(name)?.index_field(field)?;
+    let added = crate::open::collection(&store, name)?.index_field(field)?;
     out.json(&serde_json::json!({"indexed": field, "created": added}))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn verify(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_read(cli)?;
-    let report = store.get_collection(name)?.verify()?;
+    let report = crate::open::collection(&store, name)?.verify()?;
     if out.human {
         let status = if report.ok() { "ok" } else { "DAMAGED" };
         out.line(&format!(
@@ -299,7 +314,7 @@ fn verify(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
 
 fn repair(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
-    let info = store.get_collection(name)?.repair()?;
+    let info = crate::open::collection(&store, name)?.repair()?;
     out.json(
         &serde_json::json!({"repaired": name, "vectors": info.index.vectors, "seq": info.seq}),
     )?;
@@ -308,7 +323,7 @@ fn repair(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
 
 fn compact(cli: &Cli, name: &str, force: bool, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
-    let report = store.get_collection(name)?.compact(force)?;
+    let report = crate::open::collection(&store, name)?.compact(force)?;
     out.json(&report)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -321,18 +336,55 @@ fn alter(cli: &Cli, a: &crate::AlterArgs, out: &mut Out) -> CliResult<ExitCode> 
         expansion_add: a.expansion_add,
         expansion_search: a.expansion_search,
     };
-    if change == Alter::default() {
-        return input("alter: nothing to change (give --metric, --scalar, --connectivity, --expansion-add or --expansion-search)");
+    let model = crate::model::given(cli);
+    let prefixes = a.query_prefix.is_some() || a.document_prefix.is_some();
+    if change == Alter::default() && model.is_none() && !prefixes {
+        return input("alter: nothing to change (give --model, --query-prefix, --document-prefix, --metric, --scalar, --connectivity, --expansion-add or --expansion-search)");
     }
     let store = open_write(cli, false)?;
-    let info = store.get_collection(&a.name)?.alter(&change)?;
-    out.json(&serde_json::json!({"altered": a.name, "config": info.config}))?;
+    let coll = crate::open::collection(&store, &a.name)?;
+    if model.is_some() || prefixes {
+        let mut binding = match crate::model::load(cli)? {
+            Some(m) => {
+                coll.check_embedder(&m)?;
+                let mut b = m.binding();
+                if let Some(old) = coll.model() {
+                    b.query_prefix = old.query_prefix;
+                    b.document_prefix = old.document_prefix;
+                }
+                b
+            }
+            None => coll.model().ok_or_else(|| {
+                Failure::Input(format!(
+                    "collection {:?} is bound to no model: give --model DIR to bind one with the prefixes",
+                    a.name
+                ))
+            })?,
+        };
+        if let Some(p) = &a.query_prefix {
+            binding.query_prefix = p.clone();
+        }
+        if let Some(p) = &a.document_prefix {
+            binding.document_prefix = p.clone();
+        }
+        coll.bind_model(&binding)?;
+    }
+    if change != Alter::default() {
+        coll.alter(&change)?;
+    }
+    out.json(&serde_json::json!({"altered": a.name, "config": coll.config()}))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn flush(cli: &Cli, name: &str) -> CliResult<ExitCode> {
+fn flush(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
-    store.get_collection(name)?.flush()?;
+    let coll = crate::open::collection(&store, name)?;
+    coll.flush()?;
+    let info = coll.info()?;
+    out.json(&serde_json::json!({
+        "flushed": name,
+        "snapshot_seq": info.snapshot.as_ref().map(|s| s.applied_seq),
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -379,6 +431,35 @@ fn human_info(info: &quiver::CollectionInfo) -> String {
             info.seq, info.applied_seq
         ),
     ];
+    match (&c.embedding, &c.model) {
+        (Some(b), _) => {
+            lines.push(format!("model:           {} from {}", b.id, b.source));
+            lines.push(format!(
+                "                 {} pooling · {} · {} tokens{}{}",
+                b.pooling,
+                if b.normalize {
+                    "unit vectors"
+                } else {
+                    "not normalised"
+                },
+                b.max_tokens,
+                if b.query_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · query prefix {:?}", b.query_prefix)
+                },
+                if b.document_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · document prefix {:?}", b.document_prefix)
+                },
+            ));
+        }
+        (None, Some(m)) => lines.push(format!(
+            "model:           {m} (source unknown: bind it with alter --model)"
+        )),
+        (None, None) => lines.push("model:           none".into()),
+    }
     match &info.snapshot {
         Some(s) => lines.push(format!(
             "snapshot:        applied_seq {} · {} vectors · {} bytes · usearch {}",
@@ -529,7 +610,7 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
         return input("--queries - (vectors from stdin) works in vector mode only");
     }
     let store = open_read(cli)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     let dim = coll.config().dimension;
     if streamed {
         return search_stdin(&coll, dim, &opts, a.timings, out);
@@ -542,8 +623,13 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             .collect(),
         // Text queries in vector or hybrid mode: embed them with the model.
         (None, None) if a.mode != Mode::Keyword => {
-            let model = crate::model::for_collection(cli, &coll, "searching by text")?;
-            crate::model::embed_all(&model, &texts)?
+            crate::model::ready(cli, &coll, "searching by text")?;
+            let mut vectors = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(crate::model::BATCH) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                vectors.extend(coll.embed_queries(&refs)?);
+            }
+            vectors
         }
         (None, None) => Vec::new(),
     };
@@ -558,7 +644,7 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
     for i in 0..queries {
         let started = std::time::Instant::now();
         let r = match a.mode {
-            Mode::Keyword => coll.search_text(&texts[i], &opts)?,
+            Mode::Keyword => coll.search_keyword(&texts[i], &opts)?,
             Mode::Hybrid => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
             Mode::Vector => coll.search(&vectors[i], &opts)?,
         };

@@ -5,12 +5,11 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::Args;
-use quiver::embed::Embedder as _;
 use quiver::{jsonl, Collection, Filter, Record, Update};
 use serde_json::{json, Map, Value};
 
 use crate::open::{open_write, parse_filter};
-use crate::output::{input, CliResult, Out};
+use crate::output::{input, CliResult, Failure, Out};
 use crate::vectors::parse_vector;
 use crate::Cli;
 
@@ -80,7 +79,7 @@ pub(crate) fn update(cli: &Cli, a: &UpdateArgs, out: &mut Out) -> CliResult<Exit
         return input("nothing to change: give --metadata, --merge, --text or --vector");
     }
     let store = open_write(cli, false)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     let report = match (&a.id, &filter) {
         (_, Some(f)) => {
             let Some(patch) = metadata.filter(|_| merge) else {
@@ -231,13 +230,13 @@ fn embed_missing(cli: &Cli, coll: &Collection, updates: &mut [Update]) -> CliRes
     {
         return Ok(());
     }
-    let model = crate::model::for_collection(cli, coll, "a new text")?;
+    crate::model::ready(cli, coll, "a new text")?;
     for u in updates
         .iter_mut()
         .filter(|u| u.text.is_some() && u.vector.is_none())
     {
         let text = u.text.clone().unwrap_or_default();
-        u.vector = Some(model.embed(&[text.as_str()])?.remove(0));
+        u.vector = Some(coll.embed_documents(&[text.as_str()])?.remove(0));
     }
     Ok(())
 }
@@ -261,7 +260,7 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
         }
     }
     let store = open_write(cli, false)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     // Texts without vectors are embedded before anything is written (an
     // update's new text alone is a change where no model is bound).
     if coll.config().model.is_none() {
@@ -272,16 +271,21 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
         }
     }
     if ops.iter().any(|(_, (_, needs))| *needs) {
-        let model =
-            crate::model::for_collection(cli, &coll, "an operation with text and no vector")?;
-        for (_, (op, needs)) in ops.iter_mut().filter(|(_, (_, n))| *n) {
+        crate::model::ready(cli, &coll, "an operation with text and no vector")?;
+        let at = |line: usize, e: quiver::Error| format!("{}:{line}: {e}", a.file);
+        for (line, (op, needs)) in ops.iter_mut().filter(|(_, (_, n))| *n) {
+            let text = match op {
+                Op::Upsert(r) => r.text.as_deref(),
+                Op::Update(u) => u.text.as_deref(),
+                _ => None,
+            };
+            let embedded = coll
+                .embed_documents(&[text.unwrap_or("")])
+                .map_err(|e| Failure::Input(at(*line, e)))?
+                .remove(0);
             match op {
-                Op::Upsert(r) => {
-                    r.vector = model.embed(&[r.text.as_deref().unwrap_or("")])?.remove(0);
-                }
-                Op::Update(u) => {
-                    u.vector = Some(model.embed(&[u.text.as_deref().unwrap_or("")])?.remove(0));
-                }
+                Op::Upsert(r) => r.vector = embedded,
+                Op::Update(u) => u.vector = Some(embedded),
                 _ => {}
             }
             *needs = false;

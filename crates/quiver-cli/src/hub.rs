@@ -16,7 +16,12 @@ use std::process::Command;
 use crate::output::{input, CliResult, Failure};
 
 const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
-const OPTIONAL: [&str; 2] = ["sentence_bert_config.json", "1_Pooling/config.json"];
+const OPTIONAL: [&str; 4] = [
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+];
 
 /// True for `owner/name` (the shape of a Hub model id).
 pub(crate) fn looks_like_hub_id(s: &str) -> bool {

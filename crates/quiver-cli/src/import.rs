@@ -17,8 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
-use quiver::embed::SentenceEmbedder;
-use quiver::{jsonl, Bulk, Record, Store};
+use quiver::{jsonl, Record, Store};
 
 use crate::output::{input, progress_bar, CliResult, Failure, Out};
 use crate::{Cli, ImportArgs};
@@ -74,7 +73,7 @@ pub(crate) fn run(
             &scratch_coll
         }
         (None, None) => match store {
-            Some(store) => &store.get_collection(&args.name)?,
+            Some(store) => &crate::open::collection(store, &args.name)?,
             None => return Err(crate::open::no_store(&cli.store_dir())),
         },
     };
@@ -90,12 +89,22 @@ pub(crate) fn run(
     let mut ids = std::collections::HashSet::new();
     let mut source = Source::open(&records_in.path, &file, vectors_path.clone(), dim)?;
     // Lines with text but no vector are embedded with the model.
-    let mut model = None;
+    let mut embeds = 0u64;
     while let Some((r, embed)) = source.next(&file)? {
         let at = format!("{file}:{}", source.line_no);
-        if embed && model.is_none() {
+        if embed && embeds == 0 {
             let why = format!("{at}: a line without a vector");
-            model = Some(crate::model::for_collection(cli, coll, &why)?);
+            crate::model::ready(cli, coll, &why)?;
+        }
+        if embed {
+            embeds += 1;
+            let text = r.text.as_deref().unwrap_or("");
+            if text.trim().is_empty() {
+                return input(format!(
+                    "{at}: record {:?}: an empty or blank text cannot be embedded",
+                    r.id
+                ));
+            }
         }
         let placeholder;
         let check = if embed {
@@ -116,6 +125,7 @@ pub(crate) fn run(
     let distinct = ids.len() as u64;
     drop(ids);
     let (created, new_store);
+    let fresh = existing.is_none();
     let coll = match (&existing, &settings) {
         (None, Some(s)) => {
             let store = match store {
@@ -134,89 +144,217 @@ pub(crate) fn run(
         _ => coll,
     };
 
-    // Pass 2: write.
-    let started = Instant::now();
-    let bar = progress_bar(lines, "import");
-    let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
-    let (mut done, mut batches) = (0u64, 0u64);
-    let mut batch = Vec::with_capacity(args.batch);
-    // Each batch goes into the index while the next is read, embedded and
-    // committed.
-    let mut bulk = coll.bulk()?;
-    loop {
-        let item = source.next(&file)?;
-        let end = item.is_none();
-        batch.extend(item);
-        if batch.len() == args.batch || (end && !batch.is_empty()) {
-            let report = args.report_commits;
-            commit(
-                &mut bulk,
-                model.as_ref(),
-                &mut batch,
-                &mut done,
-                &mut batches,
-                report,
-                out,
-            )?;
-            bar.set_position(done);
-        }
-        if end {
-            break;
-        }
+    // Pass 2: write. Batches are read and embedded on one thread while
+    // the one before is committed on this one (and added to the index by
+    // the bulk load meanwhile).
+    if embeds > 0 && fresh {
+        // A collection made just now: its model is the one checked above.
+        crate::model::ready(cli, coll, "the import")?;
     }
+    let started = Instant::now();
+    let progress = Progress::new(lines, embeds > 0);
+    let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
+    let mut tally = Tally::default();
+    let mut bulk = coll.bulk()?;
+    std::thread::scope(|scope| -> CliResult<()> {
+        let (send, batches_in) = std::sync::mpsc::sync_channel::<CliResult<Prepared>>(1);
+        let progress = &progress;
+        let reader = scope.spawn(move || loop {
+            let prepared = prepare(coll, &mut source, &file, args.batch, progress);
+            let end = matches!(&prepared, Ok(p) if p.end) || prepared.is_err();
+            if send.send(prepared).is_err() || end {
+                return;
+            }
+        });
+        for prepared in batches_in {
+            let prepared = prepared?;
+            tally.lines += prepared.lines;
+            tally.unchanged += prepared.unchanged;
+            tally.embedded += prepared.embedded;
+            tally.reused += prepared.reused;
+            if !prepared.records.is_empty() {
+                bulk.upsert(&prepared.records)?;
+                tally.batches += 1;
+                tally.written += prepared.records.len() as u64;
+            }
+            progress.committed(tally.lines);
+            if args.report_commits && !prepared.records.is_empty() {
+                out.json(&serde_json::json!({"committed": tally.lines}))?;
+                out.flush()?;
+            }
+            if prepared.end {
+                break;
+            }
+        }
+        let _ = reader.join();
+        Ok(())
+    })?;
     bulk.finish()?;
     // A bulk load ends with a snapshot, so the next open replays nothing.
     coll.flush()?;
-    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    progress.finish();
     // Records written: distinct ids (a later line with the same id
-    // replaced the earlier one); lines read are reported apart.
+    // replaced the earlier one), less those already stored as they are.
+    let imported = distinct.saturating_sub(tally.unchanged);
+    let summary = serde_json::json!({
+        "imported": imported, "unchanged": tally.unchanged, "lines": tally.lines,
+        "embedded": tally.embedded, "reused_vectors": tally.reused,
+        "batches": tally.batches, "seconds": secs,
+        "records_per_sec": tally.lines as f64 / secs.max(1e-9),
+    });
     if out.human {
         out.line(&format!(
-            "imported {distinct} records ({done} lines) in {batches} transactions, {secs:.2} s ({:.0} lines/s)",
-            done as f64 / secs.max(1e-9)
+            "imported {imported} records ({} lines, {} unchanged, {} embedded) in {} transactions, {secs:.2} s ({:.0} lines/s)",
+            tally.lines, tally.unchanged, tally.embedded, tally.batches,
+            tally.lines as f64 / secs.max(1e-9)
         ))?;
     } else {
-        out.json(&serde_json::json!({
-            "imported": distinct, "lines": done, "batches": batches, "seconds": secs,
-            "records_per_sec": done as f64 / secs.max(1e-9),
-        }))?;
+        out.json(&summary)?;
     }
     Ok(())
 }
 
-fn commit(
-    bulk: &mut Bulk<'_>,
-    model: Option<&SentenceEmbedder>,
-    batch: &mut Vec<(Record, bool)>,
-    done: &mut u64,
-    batches: &mut u64,
-    report: bool,
-    out: &mut Out,
-) -> CliResult<()> {
-    let texts: Vec<String> = batch
-        .iter()
-        .filter(|(_, embed)| *embed)
-        .map(|(r, _)| r.text.clone().unwrap_or_default())
-        .collect();
-    if let (Some(model), false) = (model, texts.is_empty()) {
-        let mut vectors = crate::model::embed_all(model, &texts)?.into_iter();
-        for (r, embed) in batch.iter_mut() {
-            if *embed {
-                r.vector = vectors.next().unwrap_or_default();
+/// What pass 2 counted.
+#[derive(Default)]
+struct Tally {
+    lines: u64,
+    written: u64,
+    unchanged: u64,
+    embedded: u64,
+    reused: u64,
+    batches: u64,
+}
+
+/// One batch, read and embedded, ready to commit.
+struct Prepared {
+    records: Vec<Record>,
+    lines: u64,
+    /// Lines whose record is stored already, text, metadata and all.
+    unchanged: u64,
+    embedded: u64,
+    /// Lines whose text was stored already: its vector is taken over.
+    reused: u64,
+    /// The input ended with this batch.
+    end: bool,
+}
+
+/// Read up to `batch` lines and embed the texts that need it. A line
+/// whose record is stored with the same text is not embedded again (a
+/// killed import, run again, embeds only what it had not written): its
+/// stored vector is reused, and if its metadata is the same too it is
+/// left out.
+fn prepare(
+    coll: &quiver::Collection,
+    source: &mut Source,
+    file: &str,
+    batch: usize,
+    progress: &Progress,
+) -> CliResult<Prepared> {
+    let mut read = Vec::with_capacity(batch);
+    let mut end = false;
+    while read.len() < batch {
+        match source.next(file)? {
+            Some(item) => read.push(item),
+            None => {
+                end = true;
+                break;
             }
         }
     }
-    let records: Vec<Record> = batch.drain(..).map(|(r, _)| r).collect();
-    bulk.upsert(&records)?;
-    *done += records.len() as u64;
-    *batches += 1;
-
-    if report {
-        out.json(&serde_json::json!({"committed": *done}))?;
-        out.flush()?;
+    let mut p = Prepared {
+        records: Vec::with_capacity(read.len()),
+        lines: read.len() as u64,
+        unchanged: 0,
+        embedded: 0,
+        reused: 0,
+        end,
+    };
+    let mut to_embed: Vec<usize> = Vec::new();
+    for (mut r, embed) in read {
+        if embed {
+            match coll.get(&r.id)? {
+                Some(stored) if stored.text == r.text => {
+                    if stored.metadata == r.metadata {
+                        p.unchanged += 1;
+                        continue;
+                    }
+                    r.vector = stored.vector;
+                    p.reused += 1;
+                }
+                _ => to_embed.push(p.records.len()),
+            }
+        }
+        p.records.push(r);
     }
-    Ok(())
+    for chunk in to_embed.chunks(crate::model::BATCH) {
+        let texts: Vec<&str> = chunk
+            .iter()
+            .map(|&i| p.records[i].text.as_deref().unwrap_or(""))
+            .collect();
+        let vectors = coll.embed_documents(&texts)?;
+        for (&i, v) in chunk.iter().zip(vectors) {
+            p.records[i].vector = v;
+        }
+        p.embedded += chunk.len() as u64;
+        progress.embedded(chunk.len() as u64);
+    }
+    Ok(p)
+}
+
+/// Import progress: a bar by record on a terminal's stderr (shown once
+/// the import has run half a second, so a short one does not flash),
+/// nothing otherwise; and at the end, when stderr is not a terminal and
+/// the import embedded text, a one-line summary there.
+struct Progress {
+    bar: crate::output::Bar,
+    embedding: bool,
+    started: Instant,
+    embedded: std::sync::atomic::AtomicU64,
+    committed: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(lines: u64, embedding: bool) -> Progress {
+        Progress {
+            bar: progress_bar(lines, if embedding { "embed" } else { "import" }),
+            embedding,
+            started: Instant::now(),
+            embedded: Default::default(),
+            committed: Default::default(),
+        }
+    }
+
+    fn embedded(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let done = self.embedded.fetch_add(n, Ordering::Relaxed) + n;
+        self.show(done.max(self.committed.load(Ordering::Relaxed)));
+    }
+
+    fn committed(&self, lines: u64) {
+        use std::sync::atomic::Ordering;
+        self.committed.store(lines, Ordering::Relaxed);
+        if !self.embedding {
+            self.show(lines);
+        }
+    }
+
+    fn show(&self, position: u64) {
+        self.bar.set_position(position);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+        use std::io::IsTerminal;
+        if self.embedding && !std::io::stderr().is_terminal() {
+            let secs = self.started.elapsed().as_secs_f64();
+            let n = self.embedded.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!(
+                "quiver: embedded {n} texts in {secs:.1} s ({:.0}/s)",
+                n as f64 / secs.max(1e-9)
+            );
+        }
+    }
 }
 
 /// Reads records from the JSONL file and, if given, the vectors file in step.

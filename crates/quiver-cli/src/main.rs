@@ -142,6 +142,14 @@ pub(crate) struct CreateArgs {
     /// "databases" finds "Database"). Fixed for the collection's life.
     #[arg(long, default_value = "unicode61")]
     pub tokenizer: String,
+    /// Put before every text query the model embeds (E5: "query: ")
+    /// [default: the model's own query prompt, if it has one].
+    #[arg(long, allow_hyphen_values = true)]
+    pub query_prefix: Option<String>,
+    /// Put before every record text the model embeds (E5: "passage: ")
+    /// [default: the model's own document prompt, if it has one].
+    #[arg(long, allow_hyphen_values = true)]
+    pub document_prefix: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -268,17 +276,29 @@ pub(crate) struct SearchArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct AlterArgs {
+    /// The collection.
     pub name: String,
+    /// New distance: cos, ip, l2 (or hamming with b1). Rebuilds the index.
     #[arg(long)]
     pub metric: Option<String>,
+    /// New index storage: f32, f16, bf16, i8, b1. Rebuilds the index.
     #[arg(long)]
     pub scalar: Option<String>,
+    /// New HNSW edges per node (M). Rebuilds the index.
     #[arg(long)]
     pub connectivity: Option<usize>,
+    /// New HNSW ef at insert time. Rebuilds the index.
     #[arg(long)]
     pub expansion_add: Option<usize>,
+    /// New default HNSW ef at search time.
     #[arg(long)]
     pub expansion_search: Option<usize>,
+    /// New query prefix of the bound model (see create).
+    #[arg(long, allow_hyphen_values = true)]
+    pub query_prefix: Option<String>,
+    /// New document prefix of the bound model (see create).
+    #[arg(long, allow_hyphen_values = true)]
+    pub document_prefix: Option<String>,
 }
 
 impl Cli {

@@ -2,7 +2,8 @@
 //! `quiver embed`, `quiver reembed`.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use quiver::embed::{Embedder, SentenceEmbedder};
 use quiver::{Collection, CollectionConfig, Record, Store};
@@ -13,50 +14,60 @@ use crate::Cli;
 /// Texts embedded per call: enough to keep both cores busy.
 pub(crate) const BATCH: usize = 64;
 
-/// The model directory from `--model` or `$QUIVER_MODEL`.
-pub(crate) fn dir(cli: &Cli) -> Option<PathBuf> {
+/// The model `--model` or `$QUIVER_MODEL` names, as given.
+pub(crate) fn given(cli: &Cli) -> Option<String> {
     cli.model
         .clone()
         .or_else(|| std::env::var_os("QUIVER_MODEL").map(PathBuf::from))
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// Load the model the command line names, if any: a local directory, or
-/// (feature `hub`) a Hugging Face Hub id such as `owner/name`.
+/// Load the model the command line names, if any.
 pub(crate) fn load(cli: &Cli) -> CliResult<Option<SentenceEmbedder>> {
-    let Some(d) = dir(cli) else {
-        return Ok(None);
-    };
-    let name = d.to_string_lossy().to_string();
-    if !d.exists() && crate::hub::looks_like_hub_id(&name) {
+    given(cli).map(|m| load_source(&m)).transpose()
+}
+
+/// Load a model from a local directory or (feature `hub`) a Hugging Face
+/// Hub id such as `owner/name`, which is then its recorded source.
+pub(crate) fn load_source(source: &str) -> CliResult<SentenceEmbedder> {
+    let d = Path::new(source);
+    if !d.exists() && crate::hub::looks_like_hub_id(source) {
         #[cfg(feature = "hub")]
-        return Ok(Some(SentenceEmbedder::load(crate::hub::fetch(&name)?)?));
+        return Ok(SentenceEmbedder::load(crate::hub::fetch(source)?)?.with_source(source));
         #[cfg(not(feature = "hub"))]
         return input(format!(
-            "no model directory {name}; fetching models from the Hugging Face Hub needs a build with the 'hub' feature"
+            "no model directory {source}; fetching models from the Hugging Face Hub needs a build with the 'hub' feature"
         ));
     }
-    Ok(Some(SentenceEmbedder::load(&d)?))
+    Ok(SentenceEmbedder::load(d)?)
 }
 
-/// The model for embedding text into `coll`: required, and the one the
-/// collection is bound to.
-pub(crate) fn for_collection(
-    cli: &Cli,
-    coll: &Collection,
-    why: &str,
-) -> CliResult<SentenceEmbedder> {
-    let Some(model) = load(cli)? else {
-        let bound = coll
+/// Make `coll` ready to embed text: with the model given on the command
+/// line (which must be the one the collection is bound to, if any), else
+/// with its bound model (from the directory or Hub id it came from).
+pub(crate) fn ready(cli: &Cli, coll: &Collection, why: &str) -> CliResult<()> {
+    if let Some(model) = load(cli)? {
+        coll.use_embedder(Arc::new(model))?;
+        return Ok(());
+    }
+    let Some(binding) = coll.model() else {
+        let old = coll
             .config()
             .model
-            .map(|m| format!(" (the collection is bound to {m})"))
+            .map(|m| format!(" (its vectors came from {m})"))
             .unwrap_or_default();
         return input(format!(
-            "{why} needs an embedding model: give --model DIR or set QUIVER_MODEL{bound}"
+            "{why} needs an embedding model, and collection {:?} is bound to none{old}: give --model DIR, or bind one with `quiver alter {} --model DIR`",
+            coll.name(),
+            coll.name()
         ));
     };
-    coll.check_embedder(&model)?;
-    Ok(model)
+    if Path::new(&binding.source).is_dir() {
+        coll.embedder()?;
+    } else {
+        coll.use_embedder(Arc::new(load_source(&binding.source)?))?;
+    }
+    Ok(())
 }
 
 /// Embed texts in batches.
@@ -65,6 +76,16 @@ pub(crate) fn embed_all(model: &SentenceEmbedder, texts: &[String]) -> CliResult
     for chunk in texts.chunks(BATCH) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         out.extend(model.embed(&refs)?);
+    }
+    Ok(out)
+}
+
+/// Embed documents with `coll`'s model (made [`ready`] first), in batches.
+pub(crate) fn embed_documents(coll: &Collection, texts: &[String]) -> CliResult<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(BATCH) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        out.extend(coll.embed_documents(&refs)?);
     }
     Ok(out)
 }
@@ -102,7 +123,14 @@ pub(crate) fn embed_stdin(cli: &Cli, args: &EmbedArgs, out: &mut Out) -> CliResu
             Ok(t) => t.strip_suffix('\r').unwrap_or(t),
             Err(e) => return input(format!("stdin line {}: not valid UTF-8 ({e})", i + 1)),
         };
-        texts.push(text_of(text));
+        let text = text_of(text);
+        if text.trim().is_empty() {
+            return input(format!(
+                "stdin line {}: an empty or blank text cannot be embedded",
+                i + 1
+            ));
+        }
+        texts.push(text);
         if texts.len() == BATCH * 4 {
             flush(&mut texts, out)?;
         }
@@ -152,7 +180,7 @@ pub(crate) fn reembed(
     let Some(model) = load(cli)? else {
         return input("reembed needs --model DIR (or QUIVER_MODEL): the model to embed with");
     };
-    let from = store.get_collection(&args.name)?;
+    let from = crate::open::collection(store, &args.name)?;
     if args.into == args.name {
         return input("--into must name another collection");
     }
@@ -162,10 +190,12 @@ pub(crate) fn reembed(
             let mut config: CollectionConfig = from.config();
             config.dimension = model.dimension();
             config.model = Some(model.id().to_string());
+            config.embedding = Some(model.binding());
             store.create_collection(&args.into, &config)?
         }
     };
-    into.check_embedder(&model)?;
+    let id = model.id().to_string();
+    into.use_embedder(Arc::new(model))?;
     // Resume after the last id already written (ids go in order).
     let mut after = into.last_id()?;
     let resumed = after.is_some();
@@ -177,13 +207,16 @@ pub(crate) fn reembed(
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         let page_len = page.len();
-        let mut records: Vec<Record> = page.into_iter().filter(|r| r.text.is_some()).collect();
+        let mut records: Vec<Record> = page
+            .into_iter()
+            .filter(|r| r.text.as_deref().is_some_and(|t| !t.trim().is_empty()))
+            .collect();
         without_text += (page_len - records.len()) as u64;
         let texts: Vec<String> = records
             .iter()
             .map(|r| r.text.clone().unwrap_or_default())
             .collect();
-        for (r, v) in records.iter_mut().zip(embed_all(&model, &texts)?) {
+        for (r, v) in records.iter_mut().zip(embed_documents(&into, &texts)?) {
             r.vector = v;
         }
         if !records.is_empty() {
@@ -195,7 +228,7 @@ pub(crate) fn reembed(
     bar.finish_and_clear();
     into.flush()?;
     out.json(&serde_json::json!({
-        "reembedded": done, "into": args.into, "model": model.id(), "resumed": resumed,
+        "reembedded": done, "into": args.into, "model": id, "resumed": resumed,
         "skipped_without_text": without_text, "count": into.count()?,
     }))
 }

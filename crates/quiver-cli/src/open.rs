@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use quiver::{Filter, Progress, Store, StoreOptions};
+use quiver::{Collection, Filter, Progress, Store, StoreOptions};
 
 use crate::output::{progress_bar, CliResult, Failure};
 use crate::Cli;
@@ -18,7 +18,7 @@ pub(crate) fn parse_filter(text: Option<&str>) -> CliResult<Option<Filter>> {
 }
 
 pub(crate) fn store_options(cli: &Cli) -> CliResult<StoreOptions> {
-    let bar: Arc<Mutex<Option<indicatif::ProgressBar>>> = Arc::new(Mutex::new(None));
+    let bar: Arc<Mutex<Option<crate::output::Bar>>> = Arc::new(Mutex::new(None));
     let progress = move |p: &Progress| {
         let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
         let b = slot.get_or_insert_with(|| progress_bar(p.total, p.phase));
@@ -70,4 +70,68 @@ pub(crate) fn no_store(dir: &Path) -> Failure {
         "no quiver store at {} (create a collection first, or pass --store / set QUIVER_STORE)",
         dir.display()
     ))
+}
+
+/// The collection `name` of `store`; a missing one is bad input whose
+/// message suggests a name that is close ("did you mean").
+pub(crate) fn collection(store: &Store, name: &str) -> CliResult<Collection> {
+    match store.get_collection(name) {
+        Ok(c) => Ok(c),
+        Err(quiver::Error::NoSuchCollection { .. }) => Err(no_collection(store, name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// "no collection named X", with the closest existing name if one is near.
+pub(crate) fn no_collection(store: &Store, name: &str) -> Failure {
+    let names: Vec<String> = store
+        .list_collections()
+        .map(|all| all.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    let hint = closest(name, &names)
+        .map(|n| format!("; did you mean {n:?}?"))
+        .unwrap_or_else(|| match names.len() {
+            0 => " (the store has no collections)".into(),
+            _ => format!(" (there are: {})", names.join(", ")),
+        });
+    Failure::Input(format!("no collection named {name:?}{hint}"))
+}
+
+/// The candidate nearest `name` by edit distance, if within a third of
+/// its length (at least 1, at most 3 edits), ignoring case.
+fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn suggests_only_near_names() {
+        let names = ["notes".to_string(), "code".to_string()];
+        assert_eq!(super::closest("note", &names), Some("notes"));
+        assert_eq!(super::closest("Notes", &names), Some("notes"));
+        assert_eq!(super::closest("cod", &names), Some("code"));
+        assert_eq!(super::closest("images", &names), None);
+    }
 }

@@ -112,17 +112,54 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A progress bar on a terminal's stderr; hidden otherwise.
-pub(crate) fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// A progress bar on a terminal's stderr, drawn only once its work has
+/// run half a second (so a replay of a few records does not flash one);
+/// hidden when stderr is not a terminal.
+pub(crate) struct Bar {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    /// Not drawn yet, but on a terminal.
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Bar {
+    pub(crate) fn set_position(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        if self.waiting.load(Ordering::Relaxed)
+            && self.started.elapsed() >= std::time::Duration::from_millis(500)
+            && self.waiting.swap(false, Ordering::Relaxed)
+        {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        self.bar.set_position(n);
     }
-    let bar = indicatif::ProgressBar::new(total);
+
+    pub(crate) fn set_length(&self, n: u64) {
+        self.bar.set_length(n);
+    }
+
+    pub(crate) fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A [`Bar`] for `total` steps of `what`.
+pub(crate) fn progress_bar(total: u64, what: &str) -> Bar {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
-    bar
+    Bar {
+        bar,
+        started: std::time::Instant::now(),
+        waiting: std::sync::atomic::AtomicBool::new(terminal),
+    }
 }

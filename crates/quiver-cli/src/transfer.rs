@@ -43,7 +43,7 @@ pub(crate) struct BackupArgs {
 pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<ExitCode> {
     let filter = parse_filter(a.filter.as_deref())?;
     let store = open_read(cli)?;
-    let coll = store.get_collection(&a.name)?;
+    let coll = crate::open::collection(&store, &a.name)?;
     let mut vectors = match &a.vectors {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p)

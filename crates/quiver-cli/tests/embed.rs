@@ -152,12 +152,16 @@ fn text_in_text_queries_out() {
         .env_remove("QUIVER_MODEL")
         .output()
         .unwrap();
+    // The collection knows its model: no --model needed.
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let got = lines(&ok(&store, &["get", "docs", "own", "--include", "vector"]));
+    let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
+    assert_eq!(v, embedder.embed(&["no model here"]).unwrap()[0]);
     // Back as imported, for what follows.
     ok_model(&store, &model, &["delete", "docs", "added"]);
     ok_model(
@@ -343,31 +347,52 @@ fn model_errors_are_clear_and_change_nothing() {
     let before = common::store_bytes(&store);
     let text_only = dir.path().join("t.jsonl");
     std::fs::write(&text_only, "{\"id\": \"b\", \"text\": \"needs a model\"}\n").unwrap();
+    let blank = dir.path().join("blank.jsonl");
+    std::fs::write(
+        &blank,
+        "{\"id\": \"b\", \"text\": \"fine\"}\n{\"id\": \"c\", \"text\": \"  \"}\n",
+    )
+    .unwrap();
     let cases: Vec<(Vec<&str>, Option<&Path>, &str)> = vec![
         (
-            vec!["search", "docs", "--text", "x"],
+            vec!["search", "small", "--text", "x"],
             None,
-            "needs an embedding model",
+            "bound to none",
         ),
         (
             vec!["search", "docs", "--text", "x"],
             Some(&other),
-            "is bound to model",
+            "but collection \"docs\" is bound to all-MiniLM-L6-v2@",
         ),
         (
             vec!["upsert", "docs", "--id", "b", "--text", "x"],
             Some(&other),
-            "is bound to model",
+            "is other-model@",
         ),
         (
-            vec!["import", "docs", text_only.to_str().unwrap()],
+            vec!["import", "small", text_only.to_str().unwrap()],
             None,
             "t.jsonl:1",
         ),
         (
             vec!["import", "docs", text_only.to_str().unwrap()],
             Some(&other),
-            "is bound to model",
+            "is bound to all-MiniLM-L6-v2@",
+        ),
+        (
+            vec!["import", "docs", blank.to_str().unwrap()],
+            None,
+            "blank.jsonl:2: record \"c\": an empty or blank text",
+        ),
+        (
+            vec!["upsert", "docs", "--id", "c", "--text", " \t"],
+            None,
+            "empty or blank text",
+        ),
+        (
+            vec!["alter", "docs"],
+            Some(&other),
+            "is bound to all-MiniLM-L6-v2@",
         ),
         (
             vec!["search", "small", "--text", "x"],
@@ -473,4 +498,140 @@ fn hub_ids_use_the_cache_and_fail_clearly() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("Hugging Face Hub"), "{stderr}");
     assert!(!other.exists(), "a failed create made a store");
+}
+
+/// A collection made with `--model` knows it: text in and text queries
+/// out with no `--model` anywhere, and an import of texts killed half-way
+/// embeds only the rest when run again.
+#[test]
+fn a_collection_knows_its_model_and_a_killed_import_resumes() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let created = lines(&ok_model(&store, &model, &["create", "notes"]));
+    assert_eq!(created[0]["created"], "notes");
+    let binding = &created[0]["config"]["embedding"];
+    assert_eq!(binding["pooling"], "mean");
+    assert_eq!(
+        binding["source"],
+        std::fs::canonicalize(&model).unwrap().to_str().unwrap()
+    );
+    let no_model = |args: &[&str]| -> String {
+        let out = Command::new(common::bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .env_remove("QUIVER_MODEL")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    no_model(&[
+        "upsert",
+        "notes",
+        "--id",
+        "cat",
+        "--text",
+        "a cat asleep on a warm windowsill",
+    ]);
+
+    // 400 texts, 25 per transaction; killed once some batches are in.
+    let n = 400;
+    let file = dir.path().join("texts.jsonl");
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!(
+            "{{\"id\": \"n{i:04}\", \"text\": \"note number {i} about topic {}\", \"metadata\": {{\"i\": {i}}}}}\n",
+            i % 17
+        ));
+    }
+    std::fs::write(&file, body).unwrap();
+    let mut child = Command::new(common::bin())
+        .arg("--store")
+        .arg(&store)
+        .args([
+            "import",
+            "notes",
+            file.to_str().unwrap(),
+            "--batch",
+            "25",
+            "--report-commits",
+        ])
+        .env_remove("QUIVER_MODEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        use std::io::BufRead;
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "import ended early"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["committed"].as_u64().is_some_and(|c| c >= 100) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let count = |s: &str| -> u64 { lines(s)[0].as_u64().unwrap() };
+    let stored = count(&no_model(&["count", "notes"])) - 1;
+    assert!(
+        stored >= 100 && stored < n,
+        "killed half-way: {stored} stored"
+    );
+
+    let started = std::time::Instant::now();
+    let report = &lines(&no_model(&[
+        "import",
+        "notes",
+        file.to_str().unwrap(),
+        "--batch",
+        "25",
+    ]))[0];
+    let again = started.elapsed();
+    assert_eq!(report["unchanged"], stored, "{report}");
+    assert_eq!(report["embedded"], n - stored, "{report}");
+    assert_eq!(report["imported"], n - stored, "{report}");
+    assert_eq!(count(&no_model(&["count", "notes"])), n + 1);
+    // A third run embeds nothing.
+    let report = &lines(&no_model(&["import", "notes", file.to_str().unwrap()]))[0];
+    assert_eq!(
+        (report["embedded"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), Some(n))
+    );
+    eprintln!("resumed import of {} texts: {again:?}", n - stored);
+
+    // Text queries, vector and hybrid, with the collection's own model.
+    let r = &lines(&no_model(&[
+        "search",
+        "notes",
+        "--text",
+        "kitten napping in the sun",
+        "-k",
+        "1",
+    ]))[0];
+    assert_eq!(r["hits"][0]["id"], "cat", "{r}");
+    let r = &lines(&no_model(&[
+        "search",
+        "notes",
+        "--text",
+        "note number 7",
+        "--mode",
+        "hybrid",
+        "-k",
+        "1",
+    ]))[0];
+    assert_eq!(r["hits"][0]["id"], "n0007", "{r}");
+    assert!(no_model(&["verify", "notes"]).contains("\"ok\":true"));
 }
