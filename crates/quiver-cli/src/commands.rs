@@ -41,6 +41,17 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Embed(a) => embed(cli, a, &mut out)?,
         Command::Reembed(a) => reembed(cli, a, &mut out)?,
         Command::Demo(a) => demo(a, &mut out)?,
+        Command::Completions { shell, .. } => {
+            let mut cmd = crate::command();
+            clap_complete::generate(*shell, &mut cmd, "quiver", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { .. } => {
+            clap_mangen::Man::new(crate::command())
+                .render(&mut std::io::stdout())
+                .map_err(crate::output::Failure::from)?;
+            ExitCode::SUCCESS
+        }
     };
     out.flush()?;
     Ok(code)
@@ -86,7 +97,20 @@ fn create(cli: &Cli, a: &crate::CreateArgs, out: &mut Out) -> CliResult<ExitCode
     let store = open_write(cli, true)?;
     store.create_collection(&a.name, &config)?;
     store.close()?;
-    out.json(&serde_json::json!({"created": a.name, "config": config}))?;
+    out.result(
+        &serde_json::json!({"created": a.name, "config": config}),
+        || {
+            let model = config
+                .embedding
+                .as_ref()
+                .map(|b| format!(", bound to {}", b.id))
+                .unwrap_or_default();
+            format!(
+                "created {} ({}-d {}{model})",
+                a.name, config.dimension, config.metric
+            )
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,7 +161,9 @@ fn drop_collection(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> 
     if !store.drop_collection(name)? {
         return Err(crate::open::no_collection(&store, name));
     }
-    out.json(&serde_json::json!({"dropped": name}))?;
+    out.result(&serde_json::json!({"dropped": name}), || {
+        format!("dropped {name}")
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -178,7 +204,9 @@ fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode
         );
     }
     let seq = coll.upsert(&[record])?;
-    out.json(&serde_json::json!({"upserted": 1, "seq": seq}))?;
+    out.result(&serde_json::json!({"upserted": 1, "seq": seq}), || {
+        format!("upserted {} into {}", a.id, a.name)
+    })?;
     out.flush()?;
     store.close()?;
     Ok(ExitCode::SUCCESS)
@@ -225,6 +253,9 @@ fn get(cli: &Cli, a: &crate::GetArgs, out: &mut Out) -> CliResult<ExitCode> {
             limit: a.limit,
         };
         let page = coll.scan_page(&options)?;
+        if page.records.is_empty() && a.after.is_none() {
+            crate::open::warn_missing_fields(&coll, options.filter.as_ref());
+        }
         for r in page.records {
             out.json(&show(r))?;
         }
@@ -255,6 +286,11 @@ fn delete(
     filter: Option<&str>,
     out: &mut Out,
 ) -> CliResult<ExitCode> {
+    if ids.is_empty() && filter.is_none() {
+        return input(format!(
+            "delete needs the ids of the records to delete, or --filter EXPR for every record matching it (e.g. quiver delete {name} --filter \"tags CONTAINS 'old'\")"
+        ));
+    }
     let filter = parse_filter(filter)?;
     let store = open_write(cli, false)?;
     let coll = crate::open::collection(&store, name)?;
@@ -262,7 +298,12 @@ fn delete(
         Some(f) => coll.delete_where(f)?,
         None => coll.delete(ids)?,
     };
-    out.json(&serde_json::json!({"deleted": n}))?;
+    if n == 0 {
+        crate::open::warn_missing_fields(&coll, filter.as_ref());
+    }
+    out.result(&serde_json::json!({"deleted": n}), || {
+        format!("deleted {n} records from {name}")
+    })?;
     out.flush()?;
     store.close()?;
     Ok(ExitCode::SUCCESS)
@@ -276,6 +317,9 @@ fn count(cli: &Cli, name: &str, filter: Option<&str>, out: &mut Out) -> CliResul
         Some(f) => coll.count_where(f)?,
         None => coll.count()?,
     };
+    if n == 0 {
+        crate::open::warn_missing_fields(&coll, filter.as_ref());
+    }
     out.line(&n.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -283,7 +327,16 @@ fn count(cli: &Cli, name: &str, filter: Option<&str>, out: &mut Out) -> CliResul
 fn index_field(cli: &Cli, name: &str, field: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
     let added = crate::open::collection(&store, name)?.index_field(field)?;
-    out.json(&serde_json::json!({"indexed": field, "created": added}))?;
+    out.result(
+        &serde_json::json!({"indexed": field, "created": added}),
+        || {
+            if added {
+                format!("indexed {field} of {name}")
+            } else {
+                format!("{field} of {name} was indexed already")
+            }
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -315,8 +368,14 @@ fn verify(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
 fn repair(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
     let info = crate::open::collection(&store, name)?.repair()?;
-    out.json(
+    out.result(
         &serde_json::json!({"repaired": name, "vectors": info.index.vectors, "seq": info.seq}),
+        || {
+            format!(
+                "repaired {name}: index rebuilt with {} vectors",
+                info.index.vectors
+            )
+        },
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -324,7 +383,7 @@ fn repair(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
 fn compact(cli: &Cli, name: &str, force: bool, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
     let report = crate::open::collection(&store, name)?.compact(force)?;
-    out.json(&report)?;
+    out.result(&report, || format!("compacted {name}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -372,7 +431,10 @@ fn alter(cli: &Cli, a: &crate::AlterArgs, out: &mut Out) -> CliResult<ExitCode> 
     if change != Alter::default() {
         coll.alter(&change)?;
     }
-    out.json(&serde_json::json!({"altered": a.name, "config": coll.config()}))?;
+    out.result(
+        &serde_json::json!({"altered": a.name, "config": coll.config()}),
+        || format!("altered {}", a.name),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -381,10 +443,11 @@ fn flush(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> {
     let coll = crate::open::collection(&store, name)?;
     coll.flush()?;
     let info = coll.info()?;
-    out.json(&serde_json::json!({
-        "flushed": name,
-        "snapshot_seq": info.snapshot.as_ref().map(|s| s.applied_seq),
-    }))?;
+    let seq = info.snapshot.as_ref().map(|s| s.applied_seq);
+    out.result(
+        &serde_json::json!({"flushed": name, "snapshot_seq": seq}),
+        || format!("flushed {name}: snapshot at sequence {}", seq.unwrap_or(0)),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -641,6 +704,7 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
         ));
     }
     let queries = vectors.len().max(texts.len());
+    let mut warned = false;
     for i in 0..queries {
         let started = std::time::Instant::now();
         let r = match a.mode {
@@ -648,6 +712,10 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             Mode::Hybrid => coll.search_hybrid(&vectors[i], &texts[i], &opts, &fusion)?,
             Mode::Vector => coll.search(&vectors[i], &opts)?,
         };
+        if r.hits.is_empty() && !warned {
+            warned = true;
+            crate::open::warn_missing_fields(&coll, opts.filter.as_ref());
+        }
         out.json(&SearchLine::new(&r, a.timings.then_some(started)))?;
     }
     Ok(())

@@ -23,6 +23,8 @@ pub(crate) struct DemoArgs {
     /// Keep the demo store in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    #[command(flatten)]
+    no_store: crate::NoStore,
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,10 @@ use crate::Cli;
 
 #[derive(Args, Debug)]
 pub(crate) struct UpdateArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: crate::ModelArg,
     /// The record to change (it must exist).
     #[arg(long, required_unless_present = "filter", conflicts_with = "filter")]
     pub id: Option<String>,
@@ -41,7 +44,10 @@ pub(crate) struct UpdateArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct ApplyArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: crate::ModelArg,
     /// JSON Lines of operations, or - for stdin: {"op": "upsert", ..record..},
     /// {"op": "delete", "ids": [..]} or {"op": "delete", "filter": ".."},
     /// {"op": "update", "id": .., "vector"?, "text"?, "metadata"?, "merge"?: bool},
@@ -98,7 +104,9 @@ pub(crate) fn update(cli: &Cli, a: &UpdateArgs, out: &mut Out) -> CliResult<Exit
         }
         (None, None) => return input("give --id or --filter"),
     };
-    out.json(&report)?;
+    out.result(&report, || {
+        format!("updated {} records of {}", report.updated, a.name)
+    })?;
     out.flush()?;
     store.close()?;
     Ok(ExitCode::SUCCESS)
@@ -315,7 +323,13 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
     })?;
     let mut line = serde_json::to_value(&report).unwrap_or_default();
     line["operations"] = json!(ops.len());
-    out.json(&line)?;
+    out.result(&line, || {
+        format!(
+            "applied {} operations to {} in one transaction",
+            ops.len(),
+            a.name
+        )
+    })?;
     out.flush()?;
     store.close()?;
     Ok(ExitCode::SUCCESS)

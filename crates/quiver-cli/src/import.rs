@@ -203,15 +203,13 @@ pub(crate) fn run(
         "batches": tally.batches, "seconds": secs,
         "records_per_sec": tally.lines as f64 / secs.max(1e-9),
     });
-    if out.human {
-        out.line(&format!(
+    out.result(&summary, || {
+        format!(
             "imported {imported} records ({} lines, {} unchanged, {} embedded) in {} transactions, {secs:.2} s ({:.0} lines/s)",
             tally.lines, tally.unchanged, tally.embedded, tally.batches,
             tally.lines as f64 / secs.max(1e-9)
-        ))?;
-    } else {
-        out.json(&summary)?;
-    }
+        )
+    })?;
     Ok(())
 }
 

@@ -22,11 +22,58 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::Failure;
 
+/// `quiver --help`: the commands in groups (a test checks that every
+/// command is listed once).
+const HELP: &str = "\
+{about-with-newline}
+{usage-heading} {usage}
+
+Data:
+  create       Create a collection (bound to --model, if given)
+  list         List collections
+  info         Show a collection: counts, settings, model, snapshot, tail, index
+  drop         Drop a collection and everything in it
+  import       Import records from a JSON Lines file (or - for stdin); each batch is one transaction
+  upsert       Insert or replace one record
+  update       Change some fields of a record, or merge metadata into every --filter match
+  apply        Run a JSON Lines file of upserts, deletes and updates as one transaction
+  get          Print records by id, or those matching --filter; one JSON line each
+  delete       Delete records by id or by --filter (one transaction); prints how many
+  export       Write a collection as JSON Lines that import reads back identically
+  backup       Copy the whole store, consistently, while it may be written
+
+Search:
+  search       Nearest-neighbour, keyword or hybrid search; one JSON line per query
+  count        Count records (matching --filter)
+
+Maintenance:
+  index-field  Index a metadata field so filters on it stay fast on large collections
+  verify       Check that the index agrees with the database; exit 1 on damage
+  repair       Rebuild the index from the database and snapshot it
+  compact      Reclaim space of deleted records
+  alter        Change index settings, or bind a model
+  flush        Snapshot the index now
+
+Models:
+  embed        Embed text lines from stdin with --model; one vector line out per line in
+  reembed      Copy a collection into another, embedding each record's text with --model
+
+More:
+  demo         Build a store from the bundled sample, search it, print recall and timings
+  completions  Print a shell completion script (bash, zsh, fish, elvish, powershell)
+  man          Print the man page (roff)
+  help         Print this message or the help of the given command
+
+Options:
+{options}{after-help}";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "quiver",
     version,
-    about = "An embedded vector store: SQLite truth, usearch speed."
+    about = "An embedded vector store: SQLite truth, usearch speed.",
+    help_template = HELP,
+    after_help = "Exit codes: 0 ok, 1 internal failure or damage found, 2 bad input or usage, 75 another process held the store's writer past --wait."
 )]
 pub(crate) struct Cli {
     /// Store directory [default: $QUIVER_STORE, else ./quiver-store].
@@ -35,10 +82,6 @@ pub(crate) struct Cli {
     /// Print JSON even on a terminal.
     #[arg(long, global = true)]
     json: bool,
-    /// Embedding model directory (config.json, tokenizer.json, model.safetensors)
-    /// [default: $QUIVER_MODEL].
-    #[arg(long, global = true, value_name = "DIR")]
-    model: Option<PathBuf>,
     /// How long a write waits for another process writing the store before
     /// it gives up with exit code 75; 0 fails at once
     /// [default: $QUIVER_WAIT, else 5].
@@ -55,9 +98,15 @@ pub(crate) enum Command {
     /// List collections.
     List,
     /// Show a collection: counts, settings, snapshot, tail, index.
-    Info { name: String },
+    Info {
+        /// The collection.
+        name: String,
+    },
     /// Drop a collection and everything in it.
-    Drop { name: String },
+    Drop {
+        /// The collection.
+        name: String,
+    },
     /// Import records from a JSON Lines file; each batch is one transaction.
     Import(ImportArgs),
     /// Insert or replace one record.
@@ -74,8 +123,10 @@ pub(crate) enum Command {
     Backup(transfer::BackupArgs),
     /// Delete records by id or by --filter (one transaction); prints how many.
     Delete {
+        /// The collection.
         name: String,
-        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
+        /// Ids of the records to delete (or give --filter instead).
+        #[arg(conflicts_with = "filter")]
         ids: Vec<String>,
         /// Delete every record matching this filter.
         #[arg(long)]
@@ -83,20 +134,34 @@ pub(crate) enum Command {
     },
     /// Count records (matching --filter).
     Count {
+        /// The collection.
         name: String,
+        /// Count only records matching this filter, e.g. "tags CONTAINS 'db'".
         #[arg(long)]
         filter: Option<String>,
     },
     /// Index a metadata field so filters on it stay fast on large collections.
-    IndexField { name: String, field: String },
+    IndexField {
+        /// The collection.
+        name: String,
+        /// The metadata field: a name, a dotted path (a.b), or a quoted key ("file-path").
+        field: String,
+    },
     /// Nearest-neighbour search; one JSON line per query.
     Search(SearchArgs),
     /// Check that the index agrees with the database; exit 1 on damage.
-    Verify { name: String },
+    Verify {
+        /// The collection.
+        name: String,
+    },
     /// Rebuild the index from the database and snapshot it.
-    Repair { name: String },
+    Repair {
+        /// The collection.
+        name: String,
+    },
     /// Reclaim space of deleted records (index rebuild past a threshold, SQLite VACUUM).
     Compact {
+        /// The collection.
         name: String,
         /// Rebuild the index even below the threshold.
         #[arg(long)]
@@ -105,21 +170,50 @@ pub(crate) enum Command {
     /// Change index settings; rebuilds the index from the database.
     Alter(AlterArgs),
     /// Snapshot the index now.
-    Flush { name: String },
+    Flush {
+        /// The collection.
+        name: String,
+    },
     /// Embed text lines from stdin ({"text": ..} or plain) with --model; one vector line out per line in.
     Embed(model::EmbedArgs),
     /// Copy a collection into another, embedding each record's text with --model (resumable).
     Reembed(model::ReembedArgs),
     /// Build a store from the bundled sample, search it, print recall and timings.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script: quiver completions bash > /etc/bash_completion.d/quiver.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        #[command(flatten)]
+        no_store: NoStore,
+    },
+    /// Print the man page (roff): quiver man | man -l -.
+    Man {
+        #[command(flatten)]
+        no_store: NoStore,
+    },
     /// The writer of the kill-soak test (random writes forever; not for users).
     #[command(hide = true)]
     DebugSoakWriter(soak::SoakArgs),
 }
 
+/// `--model`, on the commands that embed text.
+#[derive(Args, Debug, Default)]
+pub(crate) struct ModelArg {
+    /// Embedding model: a directory (config.json, tokenizer.json,
+    /// model.safetensors) or a Hugging Face Hub id (owner/name)
+    /// [default: the collection's own model, else $QUIVER_MODEL].
+    #[arg(long, value_name = "DIR|OWNER/NAME")]
+    pub model: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct CreateArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: ModelArg,
     /// Vector dimension (taken from --model when given).
     #[arg(long)]
     pub dim: Option<usize>,
@@ -154,7 +248,10 @@ pub(crate) struct CreateArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct ImportArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: ModelArg,
     /// JSON Lines: {"id": .., "vector": [..]?, "text": ..?, "metadata": {..}?}.
     pub file: PathBuf,
     /// Raw little-endian f32 file (lines × dim); row i is the vector of line i.
@@ -170,6 +267,7 @@ pub(crate) struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct GetArgs {
+    /// The collection.
     pub name: String,
     /// Ids to print; without ids, scan (in id order unless --order-by).
     pub ids: Vec<String>,
@@ -199,12 +297,18 @@ pub(crate) struct GetArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct UpsertArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// The record's id.
     #[arg(long)]
     pub id: String,
     /// The vector as a JSON array (embedded from --text with --model when absent).
     #[arg(long, required_unless_present = "text")]
     pub vector: Option<String>,
+    /// The record's text: stored, searched by keyword, and embedded with
+    /// the collection's model when no --vector is given.
     #[arg(long, allow_hyphen_values = true)]
     pub text: Option<String>,
     /// A JSON object.
@@ -225,7 +329,10 @@ pub(crate) enum Mode {
 
 #[derive(Args, Debug)]
 pub(crate) struct SearchArgs {
+    /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: ModelArg,
     /// vector (nearest neighbours), keyword (BM25 over text) or hybrid (both, fused).
     #[arg(long, value_enum, default_value_t = Mode::Vector)]
     pub mode: Mode,
@@ -278,6 +385,8 @@ pub(crate) struct SearchArgs {
 pub(crate) struct AlterArgs {
     /// The collection.
     pub name: String,
+    #[command(flatten)]
+    pub model: ModelArg,
     /// New distance: cos, ip, l2 (or hamming with b1). Rebuilds the index.
     #[arg(long)]
     pub metric: Option<String>,
@@ -302,6 +411,23 @@ pub(crate) struct AlterArgs {
 }
 
 impl Cli {
+    /// The `--model` of the command, if it takes one.
+    pub(crate) fn model(&self) -> Option<&PathBuf> {
+        let arg = match &self.command {
+            Command::Create(a) => &a.model,
+            Command::Import(a) => &a.model,
+            Command::Upsert(a) => &a.model,
+            Command::Search(a) => &a.model,
+            Command::Alter(a) => &a.model,
+            Command::Update(a) => &a.model,
+            Command::Apply(a) => &a.model,
+            Command::Embed(a) => &a.model,
+            Command::Reembed(a) => &a.model,
+            _ => return None,
+        };
+        arg.model.as_ref()
+    }
+
     pub(crate) fn store_dir(&self) -> PathBuf {
         self.store
             .clone()
@@ -327,6 +453,22 @@ impl Cli {
     }
 }
 
+/// The command line's definition.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+}
+
+/// `--store` and `--wait` on a command that opens no store: accepted (as
+/// everywhere) but left out of its help.
+#[derive(Args, Debug, Default)]
+pub(crate) struct NoStore {
+    #[arg(long, hide = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "SECS")]
+    wait: Option<f64>,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -336,11 +478,14 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line: clap's message lines up to its usage block, joined.
+            // The message on the first line, whole (what scripts read),
+            // then clap's usage block as it is (what people read).
             let text = e.render().to_string();
+            let is_message =
+                |l: &&str| !l.starts_with("Usage:") && !l.starts_with("For more information");
             let message: Vec<&str> = text
                 .lines()
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .take_while(is_message)
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
@@ -348,6 +493,9 @@ fn main() -> ExitCode {
                 "quiver: {}",
                 message.join(" ").trim_start_matches("error: ")
             );
+            for line in text.lines().skip_while(is_message) {
+                eprintln!("{line}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -371,4 +519,47 @@ fn main() -> ExitCode {
 
 fn one_line(msg: &str) -> String {
     msg.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+
+    /// `--help` lists every command, once.
+    #[test]
+    fn help_lists_every_command_once() {
+        let cmd = super::command();
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = sub.get_name();
+            let listed = super::HELP
+                .lines()
+                .filter(|l| l.split_whitespace().next() == Some(name))
+                .count();
+            assert_eq!(listed, 1, "{name} listed {listed} times in --help");
+        }
+    }
+
+    /// Every argument of every subcommand says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::command(), "quiver", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
 }

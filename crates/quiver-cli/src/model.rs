@@ -16,8 +16,8 @@ pub(crate) const BATCH: usize = 64;
 
 /// The model `--model` or `$QUIVER_MODEL` names, as given.
 pub(crate) fn given(cli: &Cli) -> Option<String> {
-    cli.model
-        .clone()
+    cli.model()
+        .cloned()
         .or_else(|| std::env::var_os("QUIVER_MODEL").map(PathBuf::from))
         .map(|p| p.to_string_lossy().into_owned())
 }
@@ -42,12 +42,20 @@ pub(crate) fn load_source(source: &str) -> CliResult<SentenceEmbedder> {
     Ok(SentenceEmbedder::load(d)?)
 }
 
-/// Make `coll` ready to embed text: with the model given on the command
-/// line (which must be the one the collection is bound to, if any), else
-/// with its bound model (from the directory or Hub id it came from).
+/// Make `coll` ready to embed text: with the model `--model` names
+/// (which must be the one the collection is bound to, if any), else with
+/// its bound model (from the directory or Hub id it came from), else with
+/// `$QUIVER_MODEL`.
 pub(crate) fn ready(cli: &Cli, coll: &Collection, why: &str) -> CliResult<()> {
-    if let Some(model) = load(cli)? {
-        coll.use_embedder(Arc::new(model))?;
+    let explicit = cli.model().map(|p| p.to_string_lossy().into_owned());
+    let from_env = || std::env::var_os("QUIVER_MODEL").map(|p| p.to_string_lossy().into_owned());
+    let named = match (explicit, coll.model()) {
+        (Some(m), _) => Some(m),
+        (None, Some(_)) => None,
+        (None, None) => from_env(),
+    };
+    if let Some(source) = named {
+        coll.use_embedder(Arc::new(load_source(&source)?))?;
         return Ok(());
     }
     let Some(binding) = coll.model() else {
@@ -95,6 +103,10 @@ pub(crate) struct EmbedArgs {
     /// Write raw little-endian f32 rows instead of JSON lines.
     #[arg(long)]
     raw: bool,
+    #[command(flatten)]
+    pub(crate) model: crate::ModelArg,
+    #[command(flatten)]
+    no_store: crate::NoStore,
 }
 
 /// `quiver embed`: stdin lines (`{"text": ..}` or plain text) to vectors, in order.
@@ -162,6 +174,8 @@ pub(crate) struct ReembedArgs {
     /// Records per transaction.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    #[command(flatten)]
+    pub(crate) model: crate::ModelArg,
 }
 
 /// `quiver reembed`: copy a collection into another, embedding each
@@ -227,8 +241,12 @@ pub(crate) fn reembed(
     }
     bar.finish_and_clear();
     into.flush()?;
-    out.json(&serde_json::json!({
-        "reembedded": done, "into": args.into, "model": id, "resumed": resumed,
-        "skipped_without_text": without_text, "count": into.count()?,
-    }))
+    let count = into.count()?;
+    out.result(
+        &serde_json::json!({
+            "reembedded": done, "into": args.into, "model": id, "resumed": resumed,
+            "skipped_without_text": without_text, "count": count,
+        }),
+        || format!("embedded {done} records into {} with {id}", args.into),
+    )
 }

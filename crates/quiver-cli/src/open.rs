@@ -72,6 +72,21 @@ pub(crate) fn no_store(dir: &Path) -> Failure {
     ))
 }
 
+/// After a filter matched nothing: a warning on stderr for each field it
+/// names that no record of `coll` has (a typo, most likely). Not an error:
+/// matching nothing is a valid answer.
+pub(crate) fn warn_missing_fields(coll: &Collection, filter: Option<&Filter>) {
+    let Some(filter) = filter else { return };
+    for field in filter.fields() {
+        if let Ok(false) = coll.has_field(field) {
+            eprintln!(
+                "quiver: warning: no record of {:?} has a field {field}, so the filter matched nothing",
+                coll.name()
+            );
+        }
+    }
+}
+
 /// The collection `name` of `store`; a missing one is bad input whose
 /// message suggests a name that is close ("did you mean").
 pub(crate) fn collection(store: &Store, name: &str) -> CliResult<Collection> {

@@ -51,7 +51,10 @@ pub(crate) fn input<T>(msg: impl Into<String>) -> CliResult<T> {
 /// Buffered stdout; flush errors become [`Failure`]s.
 pub(crate) struct Out {
     inner: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    /// Tables and prose instead of JSON: stdout is a terminal, no --json.
     pub(crate) human: bool,
+    /// A write's short human line goes to stderr: a terminal, no --json.
+    chatty: bool,
 }
 
 impl Out {
@@ -61,7 +64,23 @@ impl Out {
         Out {
             inner: std::io::BufWriter::new(stdout.lock()),
             human,
+            chatty: !force_json && std::io::stderr().is_terminal(),
         }
+    }
+
+    /// A write's result: one JSON line on stdout, always; on a terminal
+    /// also `human()`, a short line for people, on stderr.
+    pub(crate) fn result(
+        &mut self,
+        value: &impl serde::Serialize,
+        human: impl FnOnce() -> String,
+    ) -> CliResult<()> {
+        self.json(value)?;
+        if self.chatty {
+            self.flush()?;
+            eprintln!("{}", human());
+        }
+        Ok(())
     }
 
     /// One JSON value on its own line.

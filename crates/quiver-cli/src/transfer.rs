@@ -18,6 +18,7 @@ pub(crate) const SETTINGS_KEY: &str = "quiver_settings";
 
 #[derive(Args, Debug)]
 pub(crate) struct ExportArgs {
+    /// The collection.
     pub name: String,
     /// Only the records matching this filter.
     #[arg(long)]
@@ -105,7 +106,9 @@ pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<Exit
 pub(crate) fn backup(cli: &Cli, a: &BackupArgs, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_read(cli)?;
     let report = store.backup(&a.dest)?;
-    out.json(&report)?;
+    out.result(&report, || {
+        format!("backed up the store to {}", a.dest.display())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

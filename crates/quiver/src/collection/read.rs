@@ -14,6 +14,25 @@ impl Collection {
         self.store.read(|conn| records::get(conn, rows, id))
     }
 
+    /// Whether any record has metadata at `field` (a JSON null counts; the
+    /// id always exists). It scans the collection when none has: meant for
+    /// explaining a filter that matched nothing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFilter`] for an invalid path; SQLite failures.
+    pub fn has_field(&self, field: &crate::filter::Field) -> Result<bool> {
+        self.alive()?;
+        let crate::filter::Field::Meta(segs) = field else {
+            return Ok(true);
+        };
+        field.check().map_err(|reason| Error::InvalidFilter {
+            reason,
+            column: None,
+        })?;
+        let cid = self.state.cid;
+        self.store.read(|conn| records::has_field(conn, cid, segs))
+    }
+
     /// The greatest record id (in byte order), if there are records: where
     /// a copy made in id order left off.
     ///

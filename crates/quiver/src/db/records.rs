@@ -727,3 +727,16 @@ pub(crate) fn changed_since(
     }
     Ok(())
 }
+
+/// Whether some record of collection `cid` has metadata at `segs` (a null
+/// counts). A scan when none has: for a warning after a filter matched
+/// nothing, not for every query.
+pub(crate) fn has_field(conn: &Connection, cid: i64, segs: &[String]) -> Result<bool> {
+    let path = crate::filter::Field::json_path(segs);
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE cid = ?1 AND json_type(metadata, ?2) IS NOT NULL)",
+        params![cid, path],
+        |r| r.get(0),
+    )
+    .during("look for a field")
+}

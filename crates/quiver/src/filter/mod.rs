@@ -195,6 +195,39 @@ pub(crate) enum LikePart {
     Char(char),
 }
 
+impl Filter {
+    /// The metadata fields the filter names, each once, in order.
+    pub fn fields(&self) -> Vec<&Field> {
+        let mut out: Vec<&Field> = Vec::new();
+        let mut todo = vec![self];
+        while let Some(f) = todo.pop() {
+            let field = match f {
+                Filter::Cmp(x, ..)
+                | Filter::In(x, ..)
+                | Filter::IsNull(x, _)
+                | Filter::Contains(x, _)
+                | Filter::ContainsAny(x, _)
+                | Filter::ContainsAll(x, _)
+                | Filter::Like(x, _)
+                | Filter::StartsWith(x, _) => x,
+                Filter::And(a, b) | Filter::Or(a, b) => {
+                    todo.push(b);
+                    todo.push(a);
+                    continue;
+                }
+                Filter::Not(a) => {
+                    todo.push(a);
+                    continue;
+                }
+            };
+            if matches!(field, Field::Meta(_)) && !out.contains(&field) {
+                out.push(field);
+            }
+        }
+        out
+    }
+}
+
 impl Field {
     /// `"id"` is the record id; anything else a dotted metadata path (use
     /// [`Field::Meta`] for a key with a dot in it). Invalid paths are
