@@ -1,7 +1,7 @@
-//! A collection's model: pooling as the model's files say, binding, text
-//! in and text queries out through the library, and a different model
-//! refused. Variants of all-MiniLM-L6-v2 are built here from its files
-//! (other pooling settings; one flipped weight bit for "another model").
+//! A collection's model: pooling as the model's files say (on a tiny BERT
+//! these tests write themselves, `tiny_model`), binding, text in and text
+//! queries out through the library with all-MiniLM-L6-v2, and a different
+//! model (one flipped weight bit) refused.
 //!
 //! The model directory is `$QUIVER_TEST_MODEL`, else
 //! `.cache/models/all-MiniLM-L6-v2` at the workspace root, as fetched by
@@ -33,30 +33,20 @@ fn model_dir() -> PathBuf {
     dir
 }
 
-/// A model directory with the real weights and tokenizer, and the given
-/// extra files (path, contents).
+mod tiny_model;
+
+/// A tiny model (see `tiny_model`) with the given extra files.
 fn variant(extra: &[(&str, &str)]) -> tempfile::TempDir {
-    let real = model_dir();
     let tmp = tempfile::tempdir().unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "model.safetensors",
-        "sentence_bert_config.json",
-    ] {
-        std::os::unix::fs::symlink(real.join(f).canonicalize().unwrap(), tmp.path().join(f))
-            .unwrap();
-    }
-    for (path, body) in extra {
-        let p = tmp.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
+    tiny_model::write(tmp.path(), 7, extra);
     tmp
 }
 
 fn pooling(mode: &str) -> String {
-    format!("{{\"word_embedding_dimension\": 384, \"pooling_mode_{mode}\": true}}")
+    format!(
+        "{{\"word_embedding_dimension\": {}, \"pooling_mode_{mode}\": true}}",
+        tiny_model::HIDDEN
+    )
 }
 
 const MODULES: &str = r#"[
@@ -89,30 +79,26 @@ fn close(a: &[f32], b: &[f32], what: &str) {
 
 #[test]
 fn pooling_and_normalisation_follow_the_model_files() {
-    let text = "pooling turns token vectors into one";
-    let base = SentenceEmbedder::load(model_dir()).unwrap();
+    let text = "the red cats sat on a mat and the dog is first";
+    // No modules.json, no pooling settings: mean, normalised.
+    let plain = variant(&[]);
+    let base = SentenceEmbedder::load(plain.path()).unwrap();
     let tokens = base.token_vectors(text);
     assert_eq!(tokens.len(), base.tokenize(text).len());
+    assert!(tokens.len() > 10, "{} tokens", tokens.len());
     let h = base.dimension();
+    assert_eq!(h, tiny_model::HIDDEN);
     let sum: Vec<f32> = (0..h).map(|j| tokens.iter().map(|t| t[j]).sum()).collect();
     let n = tokens.len() as f32;
+    let mean = unit(sum.iter().map(|x| x / n).collect());
+    close(&base.embed(&[text]).unwrap()[0], &mean, "default mean");
 
-    // Mean with Normalize: the model as shipped.
     let dir = variant(&[
         ("modules.json", MODULES),
         ("1_Pooling/config.json", &pooling("mean_tokens")),
     ]);
     let m = SentenceEmbedder::load(dir.path()).unwrap();
-    close(
-        &m.embed(&[text]).unwrap()[0],
-        &base.embed(&[text]).unwrap()[0],
-        "mean",
-    );
-    close(
-        &m.embed(&[text]).unwrap()[0],
-        &unit(sum.iter().map(|x| x / n).collect()),
-        "mean by hand",
-    );
+    close(&m.embed(&[text]).unwrap()[0], &mean, "mean");
     assert_eq!(
         (m.binding().pooling.as_str(), m.binding().normalize),
         ("mean", true)
@@ -144,6 +130,7 @@ fn pooling_and_normalisation_follow_the_model_files() {
         })
         .collect();
     close(&m.embed(&[text]).unwrap()[0], &unit(max), "max");
+    assert_eq!(m.binding().pooling, "max");
 
     // No Normalize module, pooling settings at the path modules.json gives.
     let dir = variant(&[
@@ -158,6 +145,8 @@ fn pooling_and_normalisation_follow_the_model_files() {
         "mean_sqrt_len, not normalised",
     );
     assert!(!m.binding().normalize);
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() > 0.01, "a raw vector: norm {norm}");
 
     // Prompts become the binding's prefixes.
     let dir = variant(&[(
@@ -169,6 +158,13 @@ fn pooling_and_normalisation_follow_the_model_files() {
         (b.query_prefix.as_str(), b.document_prefix.as_str()),
         ("query: ", "passage: ")
     );
+
+    // Another seed is another model: other vectors, another digest.
+    let other = tempfile::tempdir().unwrap();
+    tiny_model::write(other.path(), 8, &[]);
+    let o = SentenceEmbedder::load(other.path()).unwrap();
+    assert_ne!(o.id(), base.id());
+    assert_ne!(o.embed(&[text]).unwrap(), base.embed(&[text]).unwrap());
 }
 
 #[test]
@@ -188,6 +184,14 @@ fn unsupported_model_files_name_the_file_and_field() {
         (
             vec![("modules.json", "{\"not\": \"a list\"}".to_string())],
             "modules.json: a list of modules expected",
+        ),
+        (
+            vec![(
+                "1_Pooling/config.json",
+                "{\"word_embedding_dimension\": 384, \"pooling_mode_mean_tokens\": true}"
+                    .to_string(),
+            )],
+            "word_embedding_dimension 384, but hidden_size is 16",
         ),
     ];
     for (files, needle) in cases {
