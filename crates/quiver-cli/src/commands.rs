@@ -185,10 +185,11 @@ fn import(cli: &Cli, a: &crate::ImportArgs, out: &mut Out) -> CliResult<ExitCode
 fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode> {
     let store = open_write(cli, false)?;
     let coll = crate::open::collection(&store, &a.name)?;
+    let mut unbound = None;
     let vector = match (&a.vector, &a.text) {
         (Some(v), _) => parse_vector("--vector", v)?,
         (None, Some(t)) => {
-            crate::model::ready(cli, &coll, "upsert --text without --vector")?;
+            unbound = crate::model::ready(cli, &coll, "upsert --text without --vector")?;
             coll.embed_documents(&[t.as_str()])?.remove(0)
         }
         (None, None) => {
@@ -203,7 +204,9 @@ fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode
                 .or_else(|e| input(format!("--metadata is not valid JSON: {e}")))?,
         );
     }
+    let was_empty = unbound.is_some() && coll.count()? == 0;
     let seq = coll.upsert(&[record])?;
+    crate::model::bind_new(&coll, unbound, was_empty)?;
     out.result(&serde_json::json!({"upserted": 1, "seq": seq}), || {
         format!("upserted {} into {}", a.id, a.name)
     })?;
@@ -686,7 +689,11 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
             .collect(),
         // Text queries in vector or hybrid mode: embed them with the model.
         (None, None) if a.mode != Mode::Keyword => {
-            crate::model::ready(cli, &coll, "searching by text")?;
+            if let Some(model) = crate::model::ready(cli, &coll, "searching by text")? {
+                if coll.count()? > 0 {
+                    crate::model::unbound_warning(&coll, &*model);
+                }
+            }
             let mut vectors = Vec::with_capacity(texts.len());
             for chunk in texts.chunks(crate::model::BATCH) {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();

@@ -238,7 +238,11 @@ fn embed_missing(cli: &Cli, coll: &Collection, updates: &mut [Update]) -> CliRes
     {
         return Ok(());
     }
-    crate::model::ready(cli, coll, "a new text")?;
+    let unbound = crate::model::ready(cli, coll, "a new text")?;
+    if let Some(model) = unbound {
+        // An update changes a record that exists: never a first vector.
+        crate::model::unbound_warning(coll, &*model);
+    }
     for u in updates
         .iter_mut()
         .filter(|u| u.text.is_some() && u.vector.is_none())
@@ -278,8 +282,9 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
             }
         }
     }
+    let mut unbound = None;
     if ops.iter().any(|(_, (_, needs))| *needs) {
-        crate::model::ready(cli, &coll, "an operation with text and no vector")?;
+        unbound = crate::model::ready(cli, &coll, "an operation with text and no vector")?;
         let at = |line: usize, e: quiver::Error| format!("{}:{line}: {e}", a.file);
         for (line, (op, needs)) in ops.iter_mut().filter(|(_, (_, n))| *n) {
             let text = match op {
@@ -308,6 +313,7 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
             e
         }
     };
+    let was_empty = unbound.is_some() && coll.count()? == 0;
     let report = coll.write(|b| {
         for (line, (op, _)) in &ops {
             let done = match op {
@@ -321,6 +327,7 @@ pub(crate) fn apply(cli: &Cli, a: &ApplyArgs, out: &mut Out) -> CliResult<ExitCo
         }
         Ok(())
     })?;
+    crate::model::bind_new(&coll, unbound, was_empty)?;
     let mut line = serde_json::to_value(&report).unwrap_or_default();
     line["operations"] = json!(ops.len());
     out.result(&line, || {

@@ -90,11 +90,12 @@ pub(crate) fn run(
     let mut source = Source::open(&records_in.path, &file, vectors_path.clone(), dim)?;
     // Lines with text but no vector are embedded with the model.
     let mut embeds = 0u64;
+    let mut unbound = None;
     while let Some((r, embed)) = source.next(&file)? {
         let at = format!("{file}:{}", source.line_no);
         if embed && embeds == 0 {
             let why = format!("{at}: a line without a vector");
-            crate::model::ready(cli, coll, &why)?;
+            unbound = crate::model::ready(cli, coll, &why)?;
         }
         if embed {
             embeds += 1;
@@ -149,8 +150,9 @@ pub(crate) fn run(
     // the bulk load meanwhile).
     if embeds > 0 && fresh {
         // A collection made just now: its model is the one checked above.
-        crate::model::ready(cli, coll, "the import")?;
+        unbound = crate::model::ready(cli, coll, "the import")?;
     }
+    let was_empty = unbound.is_some() && coll.count()? == 0;
     let started = Instant::now();
     let progress = Progress::new(lines, embeds > 0);
     let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
@@ -190,6 +192,7 @@ pub(crate) fn run(
         Ok(())
     })?;
     bulk.finish()?;
+    crate::model::bind_new(coll, unbound, was_empty)?;
     // A bulk load ends with a snapshot, so the next open replays nothing.
     coll.flush()?;
     let secs = started.elapsed().as_secs_f64();

@@ -45,8 +45,13 @@ pub(crate) fn load_source(source: &str) -> CliResult<SentenceEmbedder> {
 /// Make `coll` ready to embed text: with the model `--model` names
 /// (which must be the one the collection is bound to, if any), else with
 /// its bound model (from the directory or Hub id it came from), else with
-/// `$QUIVER_MODEL`.
-pub(crate) fn ready(cli: &Cli, coll: &Collection, why: &str) -> CliResult<()> {
+/// `$QUIVER_MODEL`. Returns the model when the collection is bound to
+/// none, for the write to bind it ([`bind_new`]).
+pub(crate) fn ready(
+    cli: &Cli,
+    coll: &Collection,
+    why: &str,
+) -> CliResult<Option<Arc<dyn Embedder>>> {
     let explicit = cli.model().map(|p| p.to_string_lossy().into_owned());
     let from_env = || std::env::var_os("QUIVER_MODEL").map(|p| p.to_string_lossy().into_owned());
     let named = match (explicit, coll.model()) {
@@ -55,8 +60,9 @@ pub(crate) fn ready(cli: &Cli, coll: &Collection, why: &str) -> CliResult<()> {
         (None, None) => from_env(),
     };
     if let Some(source) = named {
-        coll.use_embedder(Arc::new(load_source(&source)?))?;
-        return Ok(());
+        let model: Arc<dyn Embedder> = Arc::new(load_source(&source)?);
+        coll.use_embedder(model.clone())?;
+        return Ok(coll.model().is_none().then_some(model));
     }
     let Some(binding) = coll.model() else {
         let old = coll
@@ -75,7 +81,36 @@ pub(crate) fn ready(cli: &Cli, coll: &Collection, why: &str) -> CliResult<()> {
     } else {
         coll.use_embedder(Arc::new(load_source(&binding.source)?))?;
     }
+    Ok(None)
+}
+
+/// After a write embedded text with `model` into a collection bound to no
+/// model (what [`ready`] returned): bind it, if it was empty before the
+/// write (the model made all its vectors) or was stamped with this model's
+/// weights by an older build; else say that nothing ties its vectors to
+/// the model.
+pub(crate) fn bind_new(
+    coll: &Collection,
+    model: Option<Arc<dyn Embedder>>,
+    was_empty: bool,
+) -> CliResult<()> {
+    let Some(model) = model else { return Ok(()) };
+    if coll.config().model.is_some() || was_empty {
+        coll.bind_embedder(model)?;
+    } else {
+        unbound_warning(coll, &*model);
+    }
     Ok(())
+}
+
+/// A text query or write with a model the collection is not bound to.
+pub(crate) fn unbound_warning(coll: &Collection, model: &dyn Embedder) {
+    eprintln!(
+        "quiver: warning: collection {:?} is bound to no model, so nothing says its vectors came from {}; bind it with `quiver alter {} --model ..`",
+        coll.name(),
+        model.id(),
+        coll.name()
+    );
 }
 
 /// Embed texts in batches.

@@ -635,3 +635,50 @@ fn a_collection_knows_its_model_and_a_killed_import_resumes() {
     assert_eq!(r["hits"][0]["id"], "n0007", "{r}");
     assert!(no_model(&["verify", "notes"]).contains("\"ok\":true"));
 }
+
+/// A collection made with --dim is bound by its first text write, if it
+/// was empty; one that holds vectors from elsewhere is not, and says so.
+#[test]
+fn the_first_text_write_binds_an_empty_collection() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    ok(&store, &["create", "plain", "--dim", "384"]);
+    ok_model(
+        &store,
+        &model,
+        &["upsert", "plain", "--id", "a", "--text", "hello there"],
+    );
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "plain", "--json"])).unwrap();
+    assert_eq!(
+        info["config"]["embedding"]["id"],
+        SentenceEmbedder::load(&model).unwrap().id()
+    );
+
+    ok(&store, &["create", "given", "--dim", "384"]);
+    ok(
+        &store,
+        &[
+            "upsert",
+            "given",
+            "--id",
+            "v",
+            "--vector",
+            &json_vector(&[0.1; 384]),
+        ],
+    );
+    let out = with_model(
+        &store,
+        &model,
+        &["upsert", "given", "--id", "t", "--text", "now text"],
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bound to no model"), "{stderr}");
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "given", "--json"])).unwrap();
+    assert!(info["config"]["embedding"].is_null(), "{info}");
+    // Binding it later is one command.
+    ok_model(&store, &model, &["alter", "given"]);
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "given", "--json"])).unwrap();
+    assert_eq!(info["config"]["embedding"]["pooling"], "mean");
+}
