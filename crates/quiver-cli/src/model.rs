@@ -78,8 +78,16 @@ pub(crate) fn ready(
     };
     if Path::new(&binding.source).is_dir() {
         coll.embedder()?;
-    } else {
+    } else if crate::hub::looks_like_hub_id(&binding.source) {
         coll.use_embedder(Arc::new(load_source(&binding.source)?))?;
+    } else {
+        return input(format!(
+            "collection {:?} is bound to {} from {}, which is not a model directory here; if the model moved, bind it again from its new place: quiver alter {} --model DIR",
+            coll.name(),
+            binding.id,
+            binding.source,
+            coll.name()
+        ));
     }
     Ok(None)
 }

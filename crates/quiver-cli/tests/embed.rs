@@ -682,3 +682,37 @@ fn the_first_text_write_binds_an_empty_collection() {
     let info: Value = serde_json::from_str(&ok(&store, &["info", "given", "--json"])).unwrap();
     assert_eq!(info["config"]["embedding"]["pooling"], "mean");
 }
+
+/// A bound model that moved: text commands say so, and binding it again
+/// from its new place (the same weights) mends the collection.
+#[test]
+fn a_moved_model_is_bound_again_from_its_new_place() {
+    let real = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let first = dir.path().join("models-old");
+    std::fs::create_dir(&first).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+    ] {
+        std::os::unix::fs::symlink(real.join(f).canonicalize().unwrap(), first.join(f)).unwrap();
+    }
+    ok_model(&store, &first, &["create", "notes"]);
+    ok(
+        &store,
+        &["upsert", "notes", "--id", "a", "--text", "moving house"],
+    );
+    let moved = dir.path().join("models-new");
+    std::fs::rename(&first, &moved).unwrap();
+    let out = quiver(&store, &["search", "notes", "--text", "relocation"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bind it again from its new place"), "{stderr}");
+    ok_model(&store, &moved, &["alter", "notes"]);
+    let r: Value =
+        serde_json::from_str(&ok(&store, &["search", "notes", "--text", "relocation"])).unwrap();
+    assert_eq!(r["hits"][0]["id"], "a");
+}

@@ -169,7 +169,7 @@ impl Collection {
             return Err(Error::Model {
                 path: binding.source.clone().into(),
                 reason: format!(
-                    "collection {:?} is bound to {}, but this is not a model directory here",
+                    "collection {:?} is bound to {}, but this is not a model directory here (if the model moved, bind it again from its new place: the same weights are accepted)",
                     self.state.name, binding.id
                 ),
             });
