@@ -463,8 +463,10 @@ pub(crate) fn command() -> clap::Command {
 /// everywhere) but left out of its help.
 #[derive(Args, Debug, Default)]
 pub(crate) struct NoStore {
+    /// Ignored: this command opens no store.
     #[arg(long, hide = true, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Ignored: this command writes no store.
     #[arg(long, hide = true, value_name = "SECS")]
     wait: Option<f64>,
 }
