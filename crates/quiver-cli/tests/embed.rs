@@ -710,7 +710,10 @@ fn a_moved_model_is_bound_again_from_its_new_place() {
     let out = quiver(&store, &["search", "notes", "--text", "relocation"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bind it again from its new place"), "{stderr}");
+    assert!(
+        stderr.contains("bind it again from its new place"),
+        "{stderr}"
+    );
     ok_model(&store, &moved, &["alter", "notes"]);
     let r: Value =
         serde_json::from_str(&ok(&store, &["search", "notes", "--text", "relocation"])).unwrap();
