@@ -84,3 +84,21 @@ pub fn hit_ids(line: &serde_json::Value) -> Vec<&str> {
         .map(|h| h["id"].as_str().unwrap())
         .collect()
 }
+
+/// The message of a failed command's stderr: its first line. Anything
+/// after it must be clap's usage block (a usage error keeps it, for
+/// people), never more message.
+pub fn message_line(stderr: &str) -> &str {
+    let mut lines = stderr.trim_end().lines();
+    let first = lines.next().unwrap_or("");
+    for l in lines {
+        assert!(
+            l.is_empty()
+                || l.starts_with("Usage:")
+                || l.starts_with("  ")
+                || l.starts_with("For more information"),
+            "more than one line of message: {stderr:?}"
+        );
+    }
+    first
+}
