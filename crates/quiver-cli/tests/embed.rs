@@ -163,7 +163,7 @@ fn text_in_text_queries_out() {
     let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
     assert_eq!(v, embedder.embed(&["no model here"]).unwrap()[0]);
     // Back as imported, for what follows.
-    ok_model(&store, &model, &["delete", "docs", "added"]);
+    ok(&store, &["delete", "docs", "added"]);
     ok_model(
         &store,
         &model,
