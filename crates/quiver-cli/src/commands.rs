@@ -58,7 +58,12 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
 }
 
 fn create(cli: &Cli, a: &crate::CreateArgs, out: &mut Out) -> CliResult<ExitCode> {
-    let model = crate::model::load(cli)?;
+    // $QUIVER_MODEL only where no dimension is given: it must not bind a
+    // collection made with --dim behind the user's back.
+    let model = match a.dim {
+        Some(_) => crate::model::load(cli)?,
+        None => crate::model::load_or_env(cli)?,
+    };
     let dim = match (a.dim, &model) {
         (Some(d), Some(m)) if d != m.dimension() => {
             return input(format!(
@@ -405,18 +410,20 @@ fn alter(cli: &Cli, a: &crate::AlterArgs, out: &mut Out) -> CliResult<ExitCode> 
     }
     let store = open_write(cli, false)?;
     let coll = crate::open::collection(&store, &a.name)?;
-    if model.is_some() || prefixes {
+    // The binding is worked out and checked first, written last: a bad
+    // setting below writes nothing.
+    let binding = if model.is_some() || prefixes {
         let mut binding = match crate::model::load(cli)? {
             Some(m) => {
                 coll.check_embedder(&m)?;
                 let mut b = m.binding();
-                if let Some(old) = coll.model() {
+                if let Some(old) = coll.model()? {
                     b.query_prefix = old.query_prefix;
                     b.document_prefix = old.document_prefix;
                 }
                 b
             }
-            None => coll.model().ok_or_else(|| {
+            None => coll.model()?.ok_or_else(|| {
                 Failure::Input(format!(
                     "collection {:?} is bound to no model: give --model DIR to bind one with the prefixes",
                     a.name
@@ -429,10 +436,19 @@ fn alter(cli: &Cli, a: &crate::AlterArgs, out: &mut Out) -> CliResult<ExitCode> 
         if let Some(p) = &a.document_prefix {
             binding.document_prefix = p.clone();
         }
-        coll.bind_model(&binding)?;
-    }
+        let mut check = coll.config();
+        check.model = Some(binding.id.clone());
+        check.embedding = Some(binding.clone());
+        check.validate()?;
+        Some(binding)
+    } else {
+        None
+    };
     if change != Alter::default() {
         coll.alter(&change)?;
+    }
+    if let Some(binding) = &binding {
+        coll.bind_model(binding)?;
     }
     out.result(
         &serde_json::json!({"altered": a.name, "config": coll.config()}),

@@ -91,7 +91,11 @@ pub(crate) fn update(cli: &Cli, a: &UpdateArgs, out: &mut Out) -> CliResult<Exit
             let Some(patch) = metadata.filter(|_| merge) else {
                 return input("--filter updates merge metadata: give --merge JSON");
             };
-            coll.write(|b| b.merge_where(f, &patch).map(drop))?
+            let report = coll.write(|b| b.merge_where(f, &patch).map(drop))?;
+            if report.updated == 0 {
+                crate::open::warn_missing_fields(&coll, Some(f));
+            }
+            report
         }
         (Some(id), None) => {
             let mut u = Update::new(id.clone());

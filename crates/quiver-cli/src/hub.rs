@@ -58,7 +58,30 @@ pub(crate) fn fetch(id: &str) -> CliResult<PathBuf> {
     for file in OPTIONAL {
         download(id, file, &dir, false)?;
     }
+    // The pooling settings where modules.json says they are, if not the usual place.
+    if let Some(path) = pooling_path(&dir) {
+        download(id, &format!("{path}/config.json"), &dir, false)?;
+    }
     Ok(dir)
+}
+
+/// The Pooling module's directory that `modules.json` names, when it is a
+/// plain relative path other than `1_Pooling`.
+fn pooling_path(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("modules.json")).ok()?;
+    let modules: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let path = modules.as_array()?.iter().find_map(|m| {
+        let kind = m.get("type")?.as_str()?;
+        kind.ends_with(".Pooling")
+            .then(|| m.get("path")?.as_str().map(String::from))?
+    })?;
+    let plain = !path.is_empty()
+        && path != "1_Pooling"
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+    plain.then_some(path)
 }
 
 fn download(id: &str, file: &str, dir: &Path, required: bool) -> CliResult<()> {

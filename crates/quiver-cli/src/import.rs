@@ -58,6 +58,14 @@ pub(crate) fn run(
                     s.config.dimension, s.config.metric, args.name, have.dimension, have.metric
                 ));
             }
+            if let (Some(theirs), Some(ours)) = (&s.config.embedding, &have.embedding) {
+                if theirs.digest() != ours.digest() {
+                    return input(format!(
+                        "{file}: exported from a collection bound to {}; {:?} is bound to {}",
+                        theirs.id, args.name, ours.id
+                    ));
+                }
+            }
             c
         }
         (Some(c), None) => c,
@@ -158,16 +166,19 @@ pub(crate) fn run(
     let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
     let mut tally = Tally::default();
     let mut bulk = coll.bulk()?;
+    let mut seen = Seen::default();
     std::thread::scope(|scope| -> CliResult<()> {
         let (send, batches_in) = std::sync::mpsc::sync_channel::<CliResult<Prepared>>(1);
         let progress = &progress;
+        let seen = &mut seen;
         let reader = scope.spawn(move || loop {
-            let prepared = prepare(coll, &mut source, &file, args.batch, progress);
+            let prepared = prepare(coll, &mut source, &file, args.batch, progress, seen);
             let end = matches!(&prepared, Ok(p) if p.end) || prepared.is_err();
             if send.send(prepared).is_err() || end {
                 return;
             }
         });
+        let mut ended = false;
         for prepared in batches_in {
             let prepared = prepared?;
             tally.lines += prepared.lines;
@@ -177,7 +188,6 @@ pub(crate) fn run(
             if !prepared.records.is_empty() {
                 bulk.upsert(&prepared.records)?;
                 tally.batches += 1;
-                tally.written += prepared.records.len() as u64;
             }
             progress.committed(tally.lines);
             if args.report_commits && !prepared.records.is_empty() {
@@ -185,10 +195,15 @@ pub(crate) fn run(
                 out.flush()?;
             }
             if prepared.end {
+                ended = true;
                 break;
             }
         }
-        let _ = reader.join();
+        if reader.join().is_err() || !ended {
+            return Err(Failure::Internal(
+                "the import's reading thread stopped before the end of the input".into(),
+            ));
+        }
         Ok(())
     })?;
     bulk.finish()?;
@@ -197,9 +212,10 @@ pub(crate) fn run(
     coll.flush()?;
     let secs = started.elapsed().as_secs_f64();
     progress.finish();
-    // Records written: distinct ids (a later line with the same id
-    // replaced the earlier one), less those already stored as they are.
-    let imported = distinct.saturating_sub(tally.unchanged);
+    // Records written: distinct ids written (a later line with the same id
+    // replaced the earlier one); not those already stored as they are.
+    let imported = seen.written.len() as u64;
+    debug_assert!(imported <= distinct);
     let summary = serde_json::json!({
         "imported": imported, "unchanged": tally.unchanged, "lines": tally.lines,
         "embedded": tally.embedded, "reused_vectors": tally.reused,
@@ -220,11 +236,17 @@ pub(crate) fn run(
 #[derive(Default)]
 struct Tally {
     lines: u64,
-    written: u64,
     unchanged: u64,
     embedded: u64,
     reused: u64,
     batches: u64,
+}
+
+/// The ids pass 2 has read so far, and those it has written.
+#[derive(Default)]
+struct Seen {
+    read: std::collections::HashSet<String>,
+    written: std::collections::HashSet<String>,
 }
 
 /// One batch, read and embedded, ready to commit.
@@ -243,14 +265,15 @@ struct Prepared {
 /// Read up to `batch` lines and embed the texts that need it. A line
 /// whose record is stored with the same text is not embedded again (a
 /// killed import, run again, embeds only what it had not written): its
-/// stored vector is reused, and if its metadata is the same too it is
-/// left out.
+/// stored vector is reused, and if its metadata is the same too, and no
+/// earlier line of this import had its id, it is left out.
 fn prepare(
     coll: &quiver::Collection,
     source: &mut Source,
     file: &str,
     batch: usize,
     progress: &Progress,
+    seen: &mut Seen,
 ) -> CliResult<Prepared> {
     let mut read = Vec::with_capacity(batch);
     let mut end = false;
@@ -273,10 +296,13 @@ fn prepare(
     };
     let mut to_embed: Vec<usize> = Vec::new();
     for (mut r, embed) in read {
+        // A repeated id is always written: the last line wins, as in one
+        // import from empty.
+        let first = seen.read.insert(r.id.clone());
         if embed {
             match coll.get(&r.id)? {
                 Some(stored) if stored.text == r.text => {
-                    if stored.metadata == r.metadata {
+                    if first && stored.metadata == r.metadata {
                         p.unchanged += 1;
                         continue;
                     }
@@ -286,6 +312,7 @@ fn prepare(
                 _ => to_embed.push(p.records.len()),
             }
         }
+        seen.written.insert(r.id.clone());
         p.records.push(r);
     }
     for chunk in to_embed.chunks(crate::model::BATCH) {

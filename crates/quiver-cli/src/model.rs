@@ -2,7 +2,7 @@
 //! `quiver embed`, `quiver reembed`.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use quiver::embed::{Embedder, SentenceEmbedder};
@@ -14,17 +14,29 @@ use crate::Cli;
 /// Texts embedded per call: enough to keep both cores busy.
 pub(crate) const BATCH: usize = 64;
 
-/// The model `--model` or `$QUIVER_MODEL` names, as given.
+/// The model `--model` names, as given.
 pub(crate) fn given(cli: &Cli) -> Option<String> {
-    cli.model()
-        .cloned()
-        .or_else(|| std::env::var_os("QUIVER_MODEL").map(PathBuf::from))
-        .map(|p| p.to_string_lossy().into_owned())
+    cli.model().map(|p| p.to_string_lossy().into_owned())
 }
 
-/// Load the model the command line names, if any.
+/// `$QUIVER_MODEL`, if set.
+fn from_env() -> Option<String> {
+    std::env::var_os("QUIVER_MODEL").map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Load the model `--model` names, if any.
 pub(crate) fn load(cli: &Cli) -> CliResult<Option<SentenceEmbedder>> {
     given(cli).map(|m| load_source(&m)).transpose()
+}
+
+/// Load the model `--model` names, else `$QUIVER_MODEL`'s: for commands
+/// that embed with no collection's model to go by (`create` without
+/// `--dim`, `embed`, `reembed`).
+pub(crate) fn load_or_env(cli: &Cli) -> CliResult<Option<SentenceEmbedder>> {
+    given(cli)
+        .or_else(from_env)
+        .map(|m| load_source(&m))
+        .transpose()
 }
 
 /// Load a model from a local directory or (feature `hub`) a Hugging Face
@@ -52,9 +64,8 @@ pub(crate) fn ready(
     coll: &Collection,
     why: &str,
 ) -> CliResult<Option<Arc<dyn Embedder>>> {
-    let explicit = cli.model().map(|p| p.to_string_lossy().into_owned());
-    let from_env = || std::env::var_os("QUIVER_MODEL").map(|p| p.to_string_lossy().into_owned());
-    let named = match (explicit, coll.model()) {
+    let bound = coll.model()?;
+    let named = match (given(cli), &bound) {
         (Some(m), _) => Some(m),
         (None, Some(_)) => None,
         (None, None) => from_env(),
@@ -62,9 +73,9 @@ pub(crate) fn ready(
     if let Some(source) = named {
         let model: Arc<dyn Embedder> = Arc::new(load_source(&source)?);
         coll.use_embedder(model.clone())?;
-        return Ok(coll.model().is_none().then_some(model));
+        return Ok(bound.is_none().then_some(model));
     }
-    let Some(binding) = coll.model() else {
+    let Some(binding) = bound else {
         let old = coll
             .config()
             .model
@@ -104,7 +115,12 @@ pub(crate) fn bind_new(
 ) -> CliResult<()> {
     let Some(model) = model else { return Ok(()) };
     if coll.config().model.is_some() || was_empty {
-        coll.bind_embedder(model)?;
+        // The write is in: a failure to bind (another process bound the
+        // collection meanwhile) is worth saying, not an exit that claims
+        // nothing was written.
+        if let Err(e) = coll.bind_embedder(model) {
+            eprintln!("quiver: warning: written, but not bound to the model: {e}");
+        }
     } else {
         unbound_warning(coll, &*model);
     }
@@ -154,7 +170,7 @@ pub(crate) struct EmbedArgs {
 
 /// `quiver embed`: stdin lines (`{"text": ..}` or plain text) to vectors, in order.
 pub(crate) fn embed_stdin(cli: &Cli, args: &EmbedArgs, out: &mut Out) -> CliResult<()> {
-    let Some(model) = load(cli)? else {
+    let Some(model) = load_or_env(cli)? else {
         return input("embed needs --model DIR (or QUIVER_MODEL)");
     };
     let stdin = std::io::stdin();
@@ -234,7 +250,7 @@ pub(crate) fn reembed(
         return input("--batch must be at least 1");
     }
     quiver::validate_name(&args.into)?;
-    let Some(model) = load(cli)? else {
+    let Some(model) = load_or_env(cli)? else {
         return input("reembed needs --model DIR (or QUIVER_MODEL): the model to embed with");
     };
     let from = crate::open::collection(store, &args.name)?;
@@ -252,7 +268,13 @@ pub(crate) fn reembed(
         }
     };
     let id = model.id().to_string();
-    into.use_embedder(Arc::new(model))?;
+    let model: Arc<dyn Embedder> = Arc::new(model);
+    if into.model()?.is_none() && into.count()? == 0 {
+        // An empty collection made beforehand: this model makes all of it.
+        into.bind_embedder(model)?;
+    } else {
+        into.use_embedder(model)?;
+    }
     // Resume after the last id already written (ids go in order).
     let mut after = into.last_id()?;
     let resumed = after.is_some();

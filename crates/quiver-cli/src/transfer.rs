@@ -60,7 +60,9 @@ pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<Exit
         }}))?;
     }
     let mut failed: Option<Failure> = None;
+    let mut exported = 0u64;
     coll.for_each_record(filter.as_ref(), |r| {
+        exported += 1;
         let mut line = json!({"id": r.id});
         match &mut vectors {
             Some(w) => {
@@ -93,6 +95,9 @@ pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<Exit
         Ok(())
     })
     .map_err(|e| failed.take().unwrap_or_else(|| e.into()))?;
+    if exported == 0 {
+        crate::open::warn_missing_fields(&coll, filter.as_ref());
+    }
     if let Some(mut w) = vectors {
         w.flush()
             .and_then(|()| w.get_ref().sync_all())

@@ -719,3 +719,104 @@ fn a_moved_model_is_bound_again_from_its_new_place() {
         serde_json::from_str(&ok(&store, &["search", "notes", "--text", "relocation"])).unwrap();
     assert_eq!(r["hits"][0]["id"], "a");
 }
+
+/// What a review of the model binding found, each checked: $QUIVER_MODEL
+/// binds nothing that did not ask for a model; a bad alter writes no
+/// binding either; the first write into an unbound collection uses the
+/// model's own prompts, which binding keeps; a resumed import with a
+/// repeated id ends with its last line.
+#[test]
+fn the_binding_changes_only_what_was_asked() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let run_env = |args: &[&str]| {
+        Command::new(common::bin())
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .env("QUIVER_MODEL", &model)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // --dim with $QUIVER_MODEL set: a plain collection, not bound.
+    let out = run_env(&["create", "small", "--dim", "8"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "small", "--json"])).unwrap();
+    assert!(info["config"]["embedding"].is_null(), "{info}");
+    // alter of index settings with $QUIVER_MODEL set: still not bound.
+    let out = run_env(&["alter", "small", "--expansion-search", "80"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "small", "--json"])).unwrap();
+    assert!(info["config"]["embedding"].is_null(), "{info}");
+
+    // A bad setting beside --model: nothing written, the binding neither.
+    ok(&store, &["create", "plain", "--dim", "384"]);
+    let out = with_model(&store, &model, &["alter", "plain", "--connectivity", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "plain", "--json"])).unwrap();
+    assert!(info["config"]["embedding"].is_null(), "{info}");
+
+    // A model with prompts: the first write into an unbound collection
+    // uses its document prompt, and the binding keeps it.
+    let e5 = dir.path().join("with-prompts");
+    std::fs::create_dir(&e5).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+    ] {
+        std::os::unix::fs::symlink(model.join(f).canonicalize().unwrap(), e5.join(f)).unwrap();
+    }
+    std::fs::write(
+        e5.join("config_sentence_transformers.json"),
+        r#"{"prompts": {"query": "query: ", "document": "passage: "}}"#,
+    )
+    .unwrap();
+    ok_model(
+        &store,
+        &e5,
+        &["upsert", "plain", "--id", "a", "--text", "ramen"],
+    );
+    let info: Value = serde_json::from_str(&ok(&store, &["info", "plain", "--json"])).unwrap();
+    assert_eq!(info["config"]["embedding"]["document_prefix"], "passage: ");
+    let embedder = SentenceEmbedder::load(&model).unwrap();
+    let got = lines(&ok(&store, &["get", "plain", "a", "--include", "vector"]));
+    let v: Vec<f32> = serde_json::from_value(got[0]["vector"].clone()).unwrap();
+    assert_eq!(v, embedder.embed(&["passage: ramen"]).unwrap()[0]);
+
+    // Resume with a repeated id: the last line wins.
+    ok_model(&store, &model, &["create", "notes"]);
+    let file = dir.path().join("repeat.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": \"a\", \"text\": \"x\", \"metadata\": {\"m\": 2}}\n",
+    )
+    .unwrap();
+    ok(&store, &["import", "notes", file.to_str().unwrap()]);
+    std::fs::write(
+        &file,
+        "{\"id\": \"a\", \"text\": \"x\", \"metadata\": {\"m\": 1}}\n{\"id\": \"a\", \"text\": \"x\", \"metadata\": {\"m\": 2}}\n",
+    )
+    .unwrap();
+    let report: Value =
+        serde_json::from_str(ok(&store, &["import", "notes", file.to_str().unwrap()]).trim())
+            .unwrap();
+    assert_eq!(
+        (report["embedded"].as_u64(), report["imported"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+    let got = lines(&ok(&store, &["get", "notes", "a"]));
+    assert_eq!(got[0]["metadata"]["m"], 2);
+}

@@ -146,8 +146,9 @@ impl CollectionConfig {
     }
 
     /// Whether `other` has the same index settings (dimension, metric,
-    /// scalar, connectivity, expansions): only these make an index built
-    /// with one unusable with the other.
+    /// scalar, connectivity, expansions): a change of any of these is
+    /// picked up by rebuilding or reloading the index (the default search
+    /// ef lives in it); the model binding is not.
     pub(crate) fn same_index(&self, other: &CollectionConfig) -> bool {
         (
             self.dimension,

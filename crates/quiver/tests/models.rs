@@ -186,6 +186,10 @@ fn unsupported_model_files_name_the_file_and_field() {
             "modules.json: a list of modules expected",
         ),
         (
+            vec![("modules.json", MODULES.to_string())],
+            "missing 1_Pooling/config.json",
+        ),
+        (
             vec![(
                 "1_Pooling/config.json",
                 "{\"word_embedding_dimension\": 384, \"pooling_mode_mean_tokens\": true}"
@@ -266,7 +270,7 @@ fn a_bound_collection_embeds_its_texts_in_every_process() {
     let want = model.embed(&["a cat asleep on a warm windowsill"]).unwrap();
     let got = notes.get("cat").unwrap().unwrap().vector;
     assert_eq!(got, want[0]);
-    let binding = notes.model().unwrap();
+    let binding = notes.model().unwrap().unwrap();
     assert_eq!(binding.id, model.id());
     assert_eq!(
         binding.source,
@@ -296,8 +300,8 @@ fn a_model_is_bound_later_and_only_to_its_dimension() {
         .unwrap();
     assert!(matches!(plain.embed_query("x"), Err(Error::Model { .. })));
     plain.bind_embedder(model.clone()).unwrap();
-    assert_eq!(plain.model().unwrap().id, model.id());
-    let mut binding = plain.model().unwrap();
+    assert_eq!(plain.model().unwrap().unwrap().id, model.id());
+    let mut binding = plain.model().unwrap().unwrap();
     binding.query_prefix = "query: ".into();
     plain.bind_model(&binding).unwrap();
     // The prefix goes before the query.
@@ -310,5 +314,5 @@ fn a_model_is_bound_later_and_only_to_its_dimension() {
         small.bind_embedder(model),
         Err(Error::DimensionMismatch { .. })
     ));
-    assert!(small.model().is_none());
+    assert!(small.model().unwrap().is_none());
 }

@@ -305,7 +305,8 @@ impl CollState {
                 });
             };
             let applied = self.applied_seq.load(Ordering::SeqCst);
-            // Forward only: a settings change comes with a new sequence.
+            // Forward only. A settings change alone (no new sequence) is
+            // left to the next unpinned refresh, which compares them.
             if row.seq > applied || !self.is_loaded() {
                 self.catch_up_locked(store, conn)?;
             }

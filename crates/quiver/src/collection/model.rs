@@ -6,9 +6,19 @@ use super::*;
 use crate::embed::{Embedder, SentenceEmbedder};
 
 impl Collection {
-    /// The model this collection is bound to, if any.
-    pub fn model(&self) -> Option<ModelBinding> {
-        self.config().embedding
+    /// The model this collection is bound to, if any, as SQLite has it now
+    /// (another process may have bound it, or changed its prefixes).
+    ///
+    /// # Errors
+    /// [`Error::Dropped`]; SQLite failures.
+    pub fn model(&self) -> Result<Option<ModelBinding>> {
+        self.alive()?;
+        let cid = self.state.cid;
+        let row = self.store.read(|conn| catalogue::by_cid(conn, cid))?;
+        let row = row.ok_or_else(|| Error::Dropped {
+            name: self.state.name.clone(),
+        })?;
+        Ok(row.config.embedding)
     }
 
     /// Bind this collection to a model, or update the binding's source and
@@ -41,7 +51,11 @@ impl Collection {
         current.validate()?;
         catalogue::set_model(&tx, self.state.cid, &current)?;
         tx.commit("bind model")?;
-        *self.state.config.write_lock() = current;
+        // Only the model: index settings another process altered meanwhile
+        // reach this handle through its next catch-up, which rebuilds.
+        let mut config = self.state.config.write_lock();
+        config.model = current.model;
+        config.embedding = current.embedding;
         Ok(())
     }
 
@@ -111,7 +125,8 @@ impl Collection {
 
     /// Embed this collection's texts with `embedder` from now on (every
     /// handle of this store), once [`Collection::check_embedder`] passes.
-    /// Binds nothing: see [`Collection::bind_embedder`].
+    /// Binds nothing: see [`Collection::bind_embedder`]. In a collection
+    /// bound to none, texts get `embedder`'s own prefixes (its binding's).
     ///
     /// # Errors
     /// As [`Collection::check_embedder`].
@@ -129,7 +144,7 @@ impl Collection {
     pub fn bind_embedder(&self, embedder: Arc<dyn Embedder>) -> Result<()> {
         self.check_embedder(&*embedder)?;
         let mut binding = embedder.binding();
-        if let Some(old) = self.model() {
+        if let Some(old) = self.model()? {
             if digest_of(&old.id) == digest_of(&binding.id) {
                 binding.query_prefix = old.query_prefix;
                 binding.document_prefix = old.document_prefix;
@@ -154,7 +169,7 @@ impl Collection {
             return Ok(e);
         }
         let config = self.config();
-        let Some(binding) = config.embedding else {
+        let Some(binding) = self.model()? else {
             let hint = config
                 .model
                 .map(|m| format!(" (its vectors came from {m}, which it does not know where to find: bind it)"))
@@ -179,8 +194,17 @@ impl Collection {
         Ok(loaded)
     }
 
+    /// The (query, document) prefixes: the binding's, or for a collection
+    /// bound to no model, those of `embedder` (its model's own prompts),
+    /// which binding it later keeps.
+    fn prefixes(&self, embedder: &dyn Embedder) -> Result<(String, String)> {
+        let b = self.model()?.unwrap_or_else(|| embedder.binding());
+        Ok((b.query_prefix, b.document_prefix))
+    }
+
     /// Embed documents with the collection's model, its document prefix
-    /// put before each.
+    /// put before each (see [`Collection::use_embedder`] for a collection
+    /// bound to none).
     ///
     /// # Errors
     /// [`Error::InvalidText`] for a blank text; as [`Collection::embedder`].
@@ -189,7 +213,7 @@ impl Collection {
             check_text(None, t)?;
         }
         let embedder = self.embedder()?;
-        let prefix = self.model().map(|b| b.document_prefix).unwrap_or_default();
+        let prefix = self.prefixes(&*embedder)?.1;
         if prefix.is_empty() {
             return embedder.embed(texts);
         }
@@ -219,7 +243,7 @@ impl Collection {
             check_text(None, t)?;
         }
         let embedder = self.embedder()?;
-        let prefix = self.model().map(|b| b.query_prefix).unwrap_or_default();
+        let prefix = self.prefixes(&*embedder)?.0;
         let with: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
         let refs: Vec<&str> = with.iter().map(String::as_str).collect();
         embedder.embed(&refs)

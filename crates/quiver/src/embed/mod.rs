@@ -180,8 +180,8 @@ impl SentenceEmbedder {
             .and_then(|c| c.get("do_lower_case"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let (pooling_dir, normalize) = read_modules(dir)?;
-        let pooling = read_pooling(dir, &pooling_dir, cfg.hidden)?;
+        let (pooling_dir, normalize, listed) = read_modules(dir)?;
+        let pooling = read_pooling(dir, &pooling_dir, listed, cfg.hidden)?;
         let prompts = read_prompts(dir)?;
         let tokenizer = Tokenizer::from_json(&tokenizer_json, max_len, pre_lowercase)
             .map_err(|r| model_err(dir, r))?;
@@ -254,11 +254,12 @@ impl SentenceEmbedder {
 }
 
 /// Reads `modules.json`, if present: the directory of the `Pooling`
-/// module and whether a `Normalize` module follows. Without the file:
-/// `1_Pooling`, normalised (all-MiniLM-L6-v2's layout).
-fn read_modules(dir: &Path) -> Result<(String, bool)> {
+/// module, whether a `Normalize` module follows, and whether the file was
+/// there. Without the file: `1_Pooling`, normalised (all-MiniLM-L6-v2's
+/// layout).
+fn read_modules(dir: &Path) -> Result<(String, bool, bool)> {
     let Some(v) = read_json(dir, "modules.json", false)? else {
-        return Ok(("1_Pooling".into(), true));
+        return Ok(("1_Pooling".into(), true, false));
     };
     let modules = v
         .as_array()
@@ -289,13 +290,15 @@ fn read_modules(dir: &Path) -> Result<(String, bool)> {
             format!("modules.json: bad Pooling path {pooling:?}"),
         ));
     }
-    Ok((pooling, normalize))
+    Ok((pooling, normalize, true))
 }
 
-/// Reads `<pooling_dir>/config.json` (mean pooling when absent).
-fn read_pooling(dir: &Path, pooling_dir: &str, hidden: usize) -> Result<Pooling> {
+/// Reads `<pooling_dir>/config.json`: required when `modules.json` named
+/// the directory (guessing mean would embed wrongly without a word), mean
+/// pooling when absent otherwise.
+fn read_pooling(dir: &Path, pooling_dir: &str, listed: bool, hidden: usize) -> Result<Pooling> {
     let file = format!("{pooling_dir}/config.json");
-    let Some(v) = read_json(dir, &file, false)? else {
+    let Some(v) = read_json(dir, &file, listed)? else {
         return Ok(Pooling::Mean);
     };
     if let Some(dim) = v.get("word_embedding_dimension").and_then(Value::as_u64) {

@@ -404,7 +404,8 @@ pub(crate) fn forget(lock: &RwLock<Indexes>, keys: &[u64]) {
 
 /// Apply removals and upserts to the indexes. Grows capacity first under
 /// the write lock (where the removed keys leave the id cache), then adds
-/// under the read lock so searches go on, then removes.
+/// under the read lock so searches go on, then removes, all at once under
+/// the write lock.
 pub(crate) fn apply(
     lock: &RwLock<Indexes>,
     name: &str,
