@@ -4537,6 +4537,34 @@ class index_gt {
         candidates_iterator_t end() const noexcept { return {index, neighbors, visits, neighbors.size()}; }
     };
 
+    /// Quiver: a walk collects up to this many of a node's unvisited successors, then measures them.
+    static constexpr std::size_t pipeline_batch_k = 64;
+
+    /**
+     *  @brief  Quiver: measures `count` slots (a batch of one node's unvisited successors) in order, the
+     *          vector `prefetch.lookahead()` places ahead already being fetched (`prefetch.slot()`), so
+     *          that several cache misses are in flight at once. `visit(slot, distance)` runs per slot, in
+     *          order, exactly as the one-at-a-time loop it replaces did.
+     */
+    template <typename value_at, typename metric_at, typename prefetch_at, typename visit_at>
+    void measure_pipelined_(value_at&& query, metric_at&& metric, prefetch_at&& prefetch,
+                            compressed_slot_t const* slots, std::size_t count, context_t& context,
+                            visit_at&& visit) const noexcept {
+        std::size_t ahead = 0;
+        if constexpr (!is_dummy<prefetch_at>()) {
+            ahead = prefetch.lookahead();
+            for (std::size_t j = 0; j < ahead && j < count; ++j)
+                prefetch.slot(slots[j]);
+        }
+        for (std::size_t j = 0; j != count; ++j) {
+            if constexpr (!is_dummy<prefetch_at>()) {
+                if (j + ahead < count)
+                    prefetch.slot(slots[j + ahead]);
+            }
+            visit(slots[j], context.measure(query, citerator_at(slots[j]), metric));
+        }
+    }
+
     template <typename value_at, typename metric_at, typename prefetch_at = dummy_prefetch_t>
     compressed_slot_t search_for_one_(                                //
         value_at&& query, metric_at&& metric, prefetch_at&& prefetch, //
@@ -4640,21 +4668,27 @@ class index_gt {
             if (!visits.reserve(visits.size() + candidate_neighbors.size()))
                 return false;
 
-            for (compressed_slot_t successor_slot : candidate_neighbors) {
-                if (visits.set(successor_slot))
-                    continue;
-
-                // We don't access the neighbors of the `successor_slot` node,
-                // so we don't have to lock it.
-                // node_lock_t successor_lock = node_lock_(successor_slot);
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    // This will automatically evict poor matches:
-                    top.insert({successor_dist, successor_slot}, top_limit);
-                    radius = top.top().distance;
+            // Quiver: unvisited successors first, then measured with the next ones prefetched.
+            std::size_t const candidate_neighbors_count = candidate_neighbors.size();
+            for (std::size_t i = 0; i != candidate_neighbors_count;) {
+                compressed_slot_t batch[pipeline_batch_k];
+                std::size_t batch_size = 0;
+                for (; i != candidate_neighbors_count && batch_size != pipeline_batch_k; ++i) {
+                    compressed_slot_t successor_slot = candidate_neighbors[i];
+                    if (!visits.set(successor_slot))
+                        batch[batch_size++] = successor_slot;
                 }
+                // We don't access the neighbors of the successors, so we don't have to lock them.
+                measure_pipelined_(query, metric, prefetch, batch, batch_size, context,
+                                   [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                                       if (top.size() < top_limit || successor_dist < radius) {
+                                           // This can substantially grow our priority queue:
+                                           next.insert({-successor_dist, successor_slot});
+                                           // This will automatically evict poor matches:
+                                           top.insert({successor_dist, successor_slot}, top_limit);
+                                           radius = top.top().distance;
+                                       }
+                                   });
             }
         }
         return true;
@@ -4732,23 +4766,28 @@ class index_gt {
             if (!visits.reserve(visits.size() + candidate_neighbors.size()))
                 return false;
 
-            for (compressed_slot_t successor_slot : candidate_neighbors) {
-                if (visits.set(successor_slot))
-                    continue;
-
-                // We don't access the neighbors of the `successor_slot` node,
-                // so we don't have to lock it.
-                // node_conditional_lock_t successor_lock =
-                //     node_try_conditional_lock_(successor_slot, updated_slot != successor_slot);
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    // This will automatically evict poor matches:
-                    if (updated_slot != successor_slot)
-                        top.insert({successor_dist, successor_slot}, top_limit);
-                    radius = top.top().distance;
+            // Quiver: unvisited successors first, then measured with the next ones prefetched.
+            std::size_t const candidate_neighbors_count = candidate_neighbors.size();
+            for (std::size_t i = 0; i != candidate_neighbors_count;) {
+                compressed_slot_t batch[pipeline_batch_k];
+                std::size_t batch_size = 0;
+                for (; i != candidate_neighbors_count && batch_size != pipeline_batch_k; ++i) {
+                    compressed_slot_t successor_slot = candidate_neighbors[i];
+                    if (!visits.set(successor_slot))
+                        batch[batch_size++] = successor_slot;
                 }
+                // We don't access the neighbors of the successors, so we don't have to lock them.
+                measure_pipelined_(query, metric, prefetch, batch, batch_size, context,
+                                   [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                                       if (top.size() < top_limit || successor_dist < radius) {
+                                           // This can substantially grow our priority queue:
+                                           next.insert({-successor_dist, successor_slot});
+                                           // This will automatically evict poor matches:
+                                           if (updated_slot != successor_slot)
+                                               top.insert({successor_dist, successor_slot}, top_limit);
+                                           radius = top.top().distance;
+                                       }
+                                   });
             }
         }
         return true;
@@ -4818,26 +4857,33 @@ class index_gt {
             if (!visits.reserve(visits.size() + candidate_neighbors_count))
                 return false;
 
-            for (std::size_t i = 0; i != candidate_neighbors_count; ++i) {
-                compressed_slot_t successor_slot = candidate_neighbors[i];
-                if (static_cast<std::size_t>(successor_slot) >= slots_seen)
-                    continue;
-                // The acquire pairs with `publish_node_`: the vector and key stored before it are visible.
-                if (!published_node_(successor_slot))
-                    continue;
-                if (visits.set(successor_slot))
-                    continue;
-
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    if (is_dummy<predicate_at>() ||
-                        predicate(member_cref_t{node_at_(successor_slot).ckey(), successor_slot})) {
-                        top.insert({successor_dist, successor_slot}, top_limit);
-                        radius = top.top().distance;
-                    }
+            // Quiver: unvisited successors first, then measured with the next ones prefetched.
+            for (std::size_t i = 0; i != candidate_neighbors_count;) {
+                compressed_slot_t batch[pipeline_batch_k];
+                std::size_t batch_size = 0;
+                for (; i != candidate_neighbors_count && batch_size != pipeline_batch_k; ++i) {
+                    compressed_slot_t successor_slot = candidate_neighbors[i];
+                    if (static_cast<std::size_t>(successor_slot) >= slots_seen)
+                        continue;
+                    // The acquire pairs with `publish_node_`: the vector and key stored before it are visible.
+                    if (!published_node_(successor_slot))
+                        continue;
+                    if (!visits.set(successor_slot))
+                        batch[batch_size++] = successor_slot;
                 }
+                measure_pipelined_(
+                    query, metric, prefetch, batch, batch_size, context,
+                    [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                        if (top.size() < top_limit || successor_dist < radius) {
+                            // This can substantially grow our priority queue:
+                            next.insert({-successor_dist, successor_slot});
+                            if (is_dummy<predicate_at>() ||
+                                predicate(member_cref_t{node_at_(successor_slot).ckey(), successor_slot})) {
+                                top.insert({successor_dist, successor_slot}, top_limit);
+                                radius = top.top().distance;
+                            }
+                        }
+                    });
             }
         }
 

@@ -455,6 +455,58 @@ class index_dense_gt {
         inline distance_t f(byte_t const* a, byte_t const* b) const noexcept { return index_->metric_(a, b); }
     };
 
+    /**
+     *  @brief  Quiver: prefetches stored vectors for the graph walks' pipelined measuring
+     *          (`index_gt::measure_pipelined_`): the first `lines` cache lines of the vector of a slot
+     *          the walk will measure `lookahead` places later. The range form (`operator()`), which
+     *          index_gt calls for a whole neighbour list at once, does nothing: measured here, it gained
+     *          nothing, and its slots are not checked against torn reads.
+     */
+    class prefetch_proxy_t {
+        byte_t const* const* vectors_ = nullptr;
+        std::size_t lines_ = 0;
+        std::size_t lookahead_ = 0;
+
+      public:
+        prefetch_proxy_t(index_dense_gt const& index) noexcept : vectors_(index.vectors_lookup_.data()) {
+            std::size_t all_lines = (index.metric_.bytes_per_vector() + 63) / 64;
+            prefetch_settings_t const& given = prefetch_settings_();
+            // Measured on 384-d MiniLM vectors, one thread, on a 2-core VM (BENCHMARKS.md,
+            // "Prefetching in the walk"): 8 lines of an f32 vector's 24 were as good as 12 and better
+            // than 4 or 24; a bf16 vector's 12 (all of it) better than 4, 6 or 8. Other machines and
+            // shapes may differ: the environment overrides both.
+            std::size_t lines = index.metric_.scalar_kind() == scalar_kind_t::f32_k ? 8 : 12;
+            lines = given.lines_set ? given.lines : lines;
+            lines_ = (std::min)(lines, all_lines);
+            lookahead_ = lines_ ? (given.lookahead_set ? given.lookahead : 2) : 0;
+        }
+        template <typename iterator_at> inline void operator()(iterator_at, iterator_at) const noexcept {}
+        inline void slot(std::size_t slot) const noexcept {
+            byte_t const* vector = vectors_[slot];
+            for (std::size_t line = 0; line != lines_; ++line)
+                __builtin_prefetch(vector + 64 * line, 0, 3);
+        }
+        inline std::size_t lookahead() const noexcept { return lookahead_; }
+    };
+
+    /// Quiver: `QUIVER_PREFETCH_LINES` / `QUIVER_PREFETCH_AHEAD`, read once, override the prefetch
+    /// settings (for tuning on other machines and shapes; 0 lines turns prefetching off).
+    struct prefetch_settings_t {
+        std::size_t lines = 0, lookahead = 0;
+        bool lines_set = false, lookahead_set = false;
+    };
+    static prefetch_settings_t const& prefetch_settings_() noexcept {
+        static prefetch_settings_t const settings = [] {
+            prefetch_settings_t s;
+            if (char const* env = std::getenv("QUIVER_PREFETCH_LINES"))
+                s.lines = static_cast<std::size_t>(std::strtoul(env, nullptr, 10)), s.lines_set = true;
+            if (char const* env = std::getenv("QUIVER_PREFETCH_AHEAD"))
+                s.lookahead = static_cast<std::size_t>(std::strtoul(env, nullptr, 10)), s.lookahead_set = true;
+            return s;
+        }();
+        return settings;
+    }
+
     index_dense_config_t config_;
     index_t* typed_ = nullptr;
 
@@ -2233,8 +2285,9 @@ class index_dense_gt {
         metric_proxy_t metric{*this};
         add_result_t result =
             reuse_node //
-                ? typed_->update(typed_->iterator_at(free_slot), key, vector_data, metric, update_config, on_success)
-                : typed_->add(key, vector_data, metric, update_config, on_success);
+                ? typed_->update(typed_->iterator_at(free_slot), key, vector_data, metric, update_config, on_success,
+                                 prefetch_proxy_t{*this})
+                : typed_->add(key, vector_data, metric, update_config, on_success, prefetch_proxy_t{*this});
         if (result && !key_mapped)
             return result.failed("Failed to map the key to its slot");
         return result;
@@ -2266,13 +2319,15 @@ class index_dense_gt {
             auto allow = [free_key_copy](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy;
             };
-            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow);
+            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
+                                               prefetch_proxy_t{*this});
             return search_result_t{std::move(typed_result), std::move(lock)};
         } else {
             auto allow = [free_key_copy, &predicate](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy && predicate(member.key);
             };
-            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow);
+            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
+                                               prefetch_proxy_t{*this});
             return search_result_t{std::move(typed_result), std::move(lock)};
         }
     }
