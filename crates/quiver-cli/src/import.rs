@@ -166,7 +166,11 @@ pub(crate) fn run(
     let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
     let mut tally = Tally::default();
     let mut bulk = coll.bulk()?;
-    let mut seen = Seen::default();
+    // Only an import that embeds keeps the ids it has seen (for resuming).
+    let mut seen = Seen {
+        track: embeds > 0,
+        ..Seen::default()
+    };
     std::thread::scope(|scope| -> CliResult<()> {
         let (send, batches_in) = std::sync::mpsc::sync_channel::<CliResult<Prepared>>(1);
         let progress = &progress;
@@ -214,8 +218,11 @@ pub(crate) fn run(
     progress.finish();
     // Records written: distinct ids written (a later line with the same id
     // replaced the earlier one); not those already stored as they are.
-    let imported = seen.written.len() as u64;
-    debug_assert!(imported <= distinct);
+    let imported = if seen.track {
+        seen.written.len() as u64
+    } else {
+        distinct
+    };
     let summary = serde_json::json!({
         "imported": imported, "unchanged": tally.unchanged, "lines": tally.lines,
         "embedded": tally.embedded, "reused_vectors": tally.reused,
@@ -242,9 +249,11 @@ struct Tally {
     batches: u64,
 }
 
-/// The ids pass 2 has read so far, and those it has written.
+/// The ids pass 2 has read so far, and those it has written (kept only
+/// when `track`: an import that embeds).
 #[derive(Default)]
 struct Seen {
+    track: bool,
     read: std::collections::HashSet<String>,
     written: std::collections::HashSet<String>,
 }
@@ -298,7 +307,7 @@ fn prepare(
     for (mut r, embed) in read {
         // A repeated id is always written: the last line wins, as in one
         // import from empty.
-        let first = seen.read.insert(r.id.clone());
+        let first = !seen.track || seen.read.insert(r.id.clone());
         if embed {
             match coll.get(&r.id)? {
                 Some(stored) if stored.text == r.text => {
@@ -312,7 +321,9 @@ fn prepare(
                 _ => to_embed.push(p.records.len()),
             }
         }
-        seen.written.insert(r.id.clone());
+        if seen.track {
+            seen.written.insert(r.id.clone());
+        }
         p.records.push(r);
     }
     for chunk in to_embed.chunks(crate::model::BATCH) {
