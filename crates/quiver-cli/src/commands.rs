@@ -710,12 +710,7 @@ fn search(cli: &Cli, a: &crate::SearchArgs, out: &mut Out) -> CliResult<()> {
                     crate::model::unbound_warning(&coll, &*model);
                 }
             }
-            let mut vectors = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(crate::model::BATCH) {
-                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                vectors.extend(coll.embed_queries(&refs)?);
-            }
-            vectors
+            crate::model::in_batches(&texts, |t| coll.embed_queries(t))?
         }
         (None, None) => Vec::new(),
     };

@@ -137,24 +137,22 @@ pub(crate) fn unbound_warning(coll: &Collection, model: &dyn Embedder) {
     );
 }
 
-/// Embed texts in batches.
-pub(crate) fn embed_all(model: &SentenceEmbedder, texts: &[String]) -> CliResult<Vec<Vec<f32>>> {
+/// Run `embed` over `texts` in batches of [`BATCH`], the vectors in order.
+pub(crate) fn in_batches(
+    texts: &[String],
+    embed: impl Fn(&[&str]) -> quiver::Result<Vec<Vec<f32>>>,
+) -> CliResult<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(BATCH) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        out.extend(model.embed(&refs)?);
+        out.extend(embed(&refs)?);
     }
     Ok(out)
 }
 
 /// Embed documents with `coll`'s model (made [`ready`] first), in batches.
 pub(crate) fn embed_documents(coll: &Collection, texts: &[String]) -> CliResult<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(BATCH) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        out.extend(coll.embed_documents(&refs)?);
-    }
-    Ok(out)
+    in_batches(texts, |t| coll.embed_documents(t))
 }
 
 #[derive(clap::Args, Debug)]
@@ -177,7 +175,7 @@ pub(crate) fn embed_stdin(cli: &Cli, args: &EmbedArgs, out: &mut Out) -> CliResu
     let mut texts = Vec::new();
     let mut raw_out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut flush = |texts: &mut Vec<String>, out: &mut Out| -> CliResult<()> {
-        for v in embed_all(&model, texts)? {
+        for v in in_batches(texts, |t| model.embed(t))? {
             if args.raw {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 raw_out.write_all(&bytes)?;

@@ -30,6 +30,21 @@ fn model_dir() -> PathBuf {
     dir
 }
 
+/// A model directory at `to` whose files link to `model`'s: the same
+/// weights (so the same digest) in another place.
+fn linked_model(model: &Path, to: &Path) -> PathBuf {
+    std::fs::create_dir(to).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+    ] {
+        std::os::unix::fs::symlink(model.join(f).canonicalize().unwrap(), to.join(f)).unwrap();
+    }
+    to.to_path_buf()
+}
+
 fn with_model<'a>(store: &Path, model: &'a Path, args: &[&'a str]) -> std::process::Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--model", model.to_str().unwrap()]);
@@ -690,16 +705,7 @@ fn a_moved_model_is_bound_again_from_its_new_place() {
     let real = model_dir();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
-    let first = dir.path().join("models-old");
-    std::fs::create_dir(&first).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "model.safetensors",
-        "sentence_bert_config.json",
-    ] {
-        std::os::unix::fs::symlink(real.join(f).canonicalize().unwrap(), first.join(f)).unwrap();
-    }
+    let first = linked_model(&real, &dir.path().join("models-old"));
     ok_model(&store, &first, &["create", "notes"]);
     ok(
         &store,
@@ -768,16 +774,7 @@ fn the_binding_changes_only_what_was_asked() {
 
     // A model with prompts: the first write into an unbound collection
     // uses its document prompt, and the binding keeps it.
-    let e5 = dir.path().join("with-prompts");
-    std::fs::create_dir(&e5).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "model.safetensors",
-        "sentence_bert_config.json",
-    ] {
-        std::os::unix::fs::symlink(model.join(f).canonicalize().unwrap(), e5.join(f)).unwrap();
-    }
+    let e5 = linked_model(&model, &dir.path().join("with-prompts"));
     std::fs::write(
         e5.join("config_sentence_transformers.json"),
         r#"{"prompts": {"query": "query: ", "document": "passage: "}}"#,

@@ -209,17 +209,7 @@ impl Collection {
     /// # Errors
     /// [`Error::InvalidText`] for a blank text; as [`Collection::embedder`].
     pub fn embed_documents(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        for t in texts {
-            check_text(None, t)?;
-        }
-        let embedder = self.embedder()?;
-        let prefix = self.prefixes(&*embedder)?.1;
-        if prefix.is_empty() {
-            return embedder.embed(texts);
-        }
-        let with: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
-        let refs: Vec<&str> = with.iter().map(String::as_str).collect();
-        embedder.embed(&refs)
+        self.embed_prefixed(texts, |(_, document)| document)
     }
 
     /// Embed a query with the collection's model, its query prefix first.
@@ -239,11 +229,24 @@ impl Collection {
     /// # Errors
     /// As [`Collection::embed_documents`].
     pub fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_prefixed(texts, |(query, _)| query)
+    }
+
+    /// Embed `texts`, none blank, each after the prefix `pick` takes from
+    /// the (query, document) prefixes.
+    fn embed_prefixed(
+        &self,
+        texts: &[&str],
+        pick: fn((String, String)) -> String,
+    ) -> Result<Vec<Vec<f32>>> {
         for t in texts {
             check_text(None, t)?;
         }
         let embedder = self.embedder()?;
-        let prefix = self.prefixes(&*embedder)?.0;
+        let prefix = pick(self.prefixes(&*embedder)?);
+        if prefix.is_empty() {
+            return embedder.embed(texts);
+        }
         let with: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
         let refs: Vec<&str> = with.iter().map(String::as_str).collect();
         embedder.embed(&refs)
