@@ -189,6 +189,14 @@ void NativeIndex::change_metric_kind(MetricKind metric) const {
         index_->scalar_kind()));
 }
 
+void NativeIndex::change_search_metric_kind(MetricKind metric) const {
+    if (!index_->try_change_search_metric(metric_punned_t::builtin( //
+            index_->dimensions(),                                   //
+            rust_to_cpp_metric(metric),                             //
+            index_->scalar_kind())))
+        throw std::invalid_argument("A search metric must have the index's scalar kind and dimensions");
+}
+
 void NativeIndex::change_metric(uptr_t metric, uptr_t state) const {
     index_->change_metric(metric_punned_t::stateful( //
         index_->dimensions(),                        //

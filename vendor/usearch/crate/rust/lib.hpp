@@ -98,6 +98,7 @@ class NativeIndex {
 
     MetricKind metric_kind() const;
     void change_metric_kind(MetricKind metric) const;
+    void change_search_metric_kind(MetricKind metric) const;
     void change_metric(uptr_t metric, uptr_t state) const;
 
     size_t dimensions() const;

@@ -419,6 +419,7 @@ pub mod ffi {
 
         pub fn metric_kind(self: &NativeIndex) -> MetricKind;
         pub fn change_metric_kind(self: &NativeIndex, metric: MetricKind) -> Result<()>;
+        pub fn change_search_metric_kind(self: &NativeIndex, metric: MetricKind) -> Result<()>;
 
         /// Changes the metric function used to calculate the distance between vectors.
         /// Avoids the `std::ffi::c_void` type and the `StatefulMetric` type, that the FFI
@@ -1417,6 +1418,14 @@ impl Index {
     /// Changes the metric kind used to calculate the distance between vectors.
     pub fn change_metric_kind(self: &Index, metric: ffi::MetricKind) -> Result<(), cxx::Exception> {
         self.inner.change_metric_kind(metric)
+    }
+
+    /// Quiver: searches walk the graph measuring by `metric` (of the index's scalar kind), and
+    /// measure their candidates again by the index's own metric before ranking them; adds keep the
+    /// index's metric. Not saved: a load or view, or `change_metric_kind`, clears it. Set it before
+    /// the index is shared with searching threads.
+    pub fn change_search_metric_kind(self: &Index, metric: ffi::MetricKind) -> Result<(), cxx::Exception> {
+        self.inner.change_search_metric_kind(metric)
     }
 
     /// Overrides the metric function used to calculate the distance between vectors.

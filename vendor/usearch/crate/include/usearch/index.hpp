@@ -1825,6 +1825,17 @@ struct dummy_prefetch_t {
 };
 
 /**
+ *  @brief  Quiver: a search's last step before its candidates are ranked and cut to the wanted count.
+ *          One that measures them again (by another metric than the walk's) returns true, and they
+ *          are sorted again; this one changes nothing.
+ */
+struct dummy_rescore_t {
+    template <typename candidate_at> inline bool operator()(candidate_at*, std::size_t) const noexcept {
+        return false;
+    }
+};
+
+/**
  *  @brief  An example of what a USearch-compatible executor (thread-pool) should look like.
  *
  *  It's expected to have `parallel(callback)` API to schedule one task per thread;
@@ -3485,7 +3496,8 @@ class index_gt {
         typename value_at,                         //
         typename metric_at,                        //
         typename predicate_at = dummy_predicate_t, //
-        typename prefetch_at = dummy_prefetch_t    //
+        typename prefetch_at = dummy_prefetch_t,   //
+        typename rescore_at = dummy_rescore_t      //
         >
     search_result_t search(                        //
         value_at&& query,                          //
@@ -3493,7 +3505,8 @@ class index_gt {
         metric_at&& metric,                        //
         index_search_config_t config = {},         //
         predicate_at&& predicate = predicate_at{}, //
-        prefetch_at&& prefetch = prefetch_at{}) const usearch_noexcept_m {
+        prefetch_at&& prefetch = prefetch_at{},    //
+        rescore_at&& rescore = rescore_at{}) const usearch_noexcept_m {
 
         // Someone is gonna fuzz this, so let's make sure we cover the basics
         if (!wanted)
@@ -3540,6 +3553,9 @@ class index_gt {
                 return result.failed("Out of memory!");
         }
 
+        // Quiver: candidates measured again by another metric are ranked by it.
+        if (rescore(top.data(), top.size()))
+            std::sort(top.data(), top.data() + top.size());
         top.sort_ascending();
         top.shrink(wanted);
 
@@ -4968,6 +4984,7 @@ class index_gt {
 
         // Sort before processing
         top.sort_ascending();
+        std::size_t const ties_max = (std::max)(std::size_t(1), config_.connectivity / 4);
 
         std::size_t submitted_count = 1;
         std::size_t consumed_count = 1; /// Always equal or greater than `submitted_count`.
@@ -4975,6 +4992,7 @@ class index_gt {
             candidate_t candidate = top_data[consumed_count];
             bool good = true;
             std::size_t idx = 0;
+            std::size_t ties = 0;
             for (; idx < submitted_count; idx++) {
                 candidate_t submitted = top_data[idx];
                 distance_t inter_result_dist = inter_neighbor_distance_( //
@@ -4983,8 +5001,23 @@ class index_gt {
                     good = false;
                     break;
                 }
+                // A tie of all three distances is a copy only if it is the candidate's distance to
+                // itself (hamming, say, ties at whole numbers between distinct vectors).
+                if (inter_result_dist == candidate.distance && submitted.distance == candidate.distance &&
+                    inter_result_dist == inter_neighbor_distance_(candidate, candidate, override_slot,
+                                                                  override_value, metric, context))
+                    ++ties;
             }
             refines_counter += idx;
+            // Quiver: a candidate at exactly the distance from the node that a kept neighbour is at, at
+            // that same distance from the neighbour, and that distance its distance to itself, is a copy
+            // of both: several records with one vector. The
+            // paper's rule keeps every such copy (the distances tie, none is smaller), so a node among
+            // more copies of its own vector than it has links kept only copies, and the group became a
+            // closed pocket no search leaves (seen with inner product on unit vectors, where copies
+            // are at exactly equal distances). Keep at most `ties_max` copies of one vector per list.
+            if (good && ties >= ties_max)
+                good = false;
 
             if (good) {
                 top_data[submitted_count] = top_data[consumed_count];

@@ -436,9 +436,13 @@ class index_dense_gt {
     /// @brief Punned metric object.
     class metric_proxy_t {
         index_dense_gt const* index_ = nullptr;
+        metric_t const* metric_ = nullptr;
 
       public:
-        metric_proxy_t(index_dense_gt const& index) noexcept : index_(&index) {}
+        metric_proxy_t(index_dense_gt const& index) noexcept : index_(&index), metric_(&index.metric_) {}
+        /// Quiver: measures with `metric` (the search walk's, see `try_change_search_metric`).
+        metric_proxy_t(index_dense_gt const& index, metric_t const& metric) noexcept
+            : index_(&index), metric_(&metric) {}
 
         inline distance_t operator()(byte_t const* a, member_cref_t b) const noexcept { return f(a, v(b)); }
         inline distance_t operator()(member_cref_t a, member_cref_t b) const noexcept { return f(v(a), v(b)); }
@@ -452,7 +456,27 @@ class index_dense_gt {
 
         inline byte_t const* v(member_cref_t m) const noexcept { return index_->vectors_lookup_[get_slot(m)]; }
         inline byte_t const* v(member_citerator_t m) const noexcept { return index_->vectors_lookup_[get_slot(m)]; }
-        inline distance_t f(byte_t const* a, byte_t const* b) const noexcept { return index_->metric_(a, b); }
+        inline distance_t f(byte_t const* a, byte_t const* b) const noexcept { return (*metric_)(a, b); }
+    };
+
+    /**
+     *  @brief  Quiver: when a search walks by another metric than the index's (see
+     *          `try_change_search_metric`), measures the walk's candidates again by the index's own
+     *          metric before they are ranked and cut to the wanted count, so a search reports the
+     *          distances, and the order, of the index's metric. Their vectors were just measured, so
+     *          they are in cache: at ef 160 this is a few microseconds of a search's hundreds.
+     */
+    class rescore_proxy_t {
+        index_dense_gt const* index_ = nullptr;
+        byte_t const* query_ = nullptr;
+
+      public:
+        rescore_proxy_t(index_dense_gt const& index, byte_t const* query) noexcept : index_(&index), query_(query) {}
+        template <typename candidate_at> inline bool operator()(candidate_at* candidates, std::size_t count) const noexcept {
+            for (std::size_t i = 0; i != count; ++i)
+                candidates[i].distance = index_->metric_(query_, index_->vectors_lookup_[candidates[i].slot]);
+            return true;
+        }
     };
 
     /**
@@ -518,6 +542,8 @@ class index_dense_gt {
 
     /// @brief An instance of a potentially stateful `metric_t` used to initialize copies and forks.
     metric_t metric_;
+    /// Quiver: the metric search walks measure by, if not `metric_` (empty: `metric_`). Not saved.
+    metric_t search_metric_;
 
     using vectors_tape_allocator_t = memory_mapping_allocator_gt<8>;
     /// @brief Allocator for the copied vectors, aligned to widest double-precision scalars.
@@ -644,6 +670,7 @@ class index_dense_gt {
           cast_buffer_(std::move(other.cast_buffer_)), //
           casts_(std::move(other.casts_)),             //
           metric_(std::move(other.metric_)),           //
+          search_metric_(std::move(other.search_metric_)), //
 
           vectors_tape_allocator_(std::move(other.vectors_tape_allocator_)), //
           vectors_lookup_(std::move(other.vectors_lookup_)),                 //
@@ -669,6 +696,7 @@ class index_dense_gt {
         std::swap(cast_buffer_, other.cast_buffer_);
         std::swap(casts_, other.casts_);
         std::swap(metric_, other.metric_);
+        std::swap(search_metric_, other.search_metric_);
 
         std::swap(vectors_tape_allocator_, other.vectors_tape_allocator_);
         std::swap(vectors_lookup_, other.vectors_lookup_);
@@ -794,6 +822,29 @@ class index_dense_gt {
         }
         casts_ = casts_punned_t::make(metric.scalar_kind());
         metric_ = std::move(metric);
+        search_metric_ = metric_t{};
+        return true;
+    }
+
+    /**
+     *  @brief  Quiver: search walks measure by `metric` instead of the index's metric, and their
+     *          candidates are measured again by the index's metric before they are ranked (see
+     *          `rescore_proxy_t`); adds, and so the graph, keep the index's metric. For a cosine
+     *          index of unit vectors in bf16 or f16, inner product ranks the walk's candidates as
+     *          cosine does at a third of the arithmetic, while the graph is built by cosine, under
+     *          which a node is its own nearest neighbour (under inner product on rounded unit
+     *          vectors it is not always, and close vectors then left nodes unreachable). Not
+     *          saved: a load or view, or `change_metric`, clears it; an empty metric does too.
+     *  @return @c false if `metric` has another scalar kind or dimension than the index's.
+     */
+    bool try_change_search_metric(metric_t metric) noexcept {
+        if (!metric) {
+            search_metric_ = metric_t{};
+            return true;
+        }
+        if (metric.scalar_kind() != metric_.scalar_kind() || metric.dimensions() != metric_.dimensions())
+            return false;
+        search_metric_ = std::move(metric);
         return true;
     }
 
@@ -1353,6 +1404,7 @@ class index_dense_gt {
 
             config_.multi = head.multi;
             metric_ = metric_t::builtin(head.dimensions, head.kind_metric, head.kind_scalar);
+            search_metric_ = metric_t{};
             checked_size_result_t cast_buffer_bytes = checked_mul(new_limits.threads(), metric_.bytes_per_vector());
             if (!cast_buffer_bytes)
                 return result.failed("Failed to allocate memory for the casts");
@@ -1481,6 +1533,7 @@ class index_dense_gt {
 
             config_.multi = head.multi;
             metric_ = metric_t::builtin(head.dimensions, head.kind_metric, head.kind_scalar);
+            search_metric_ = metric_t{};
             // available_threads_.size() will be updated to old_limits.threads() later in this
             checked_size_result_t cast_buffer_bytes = checked_mul(new_limits.threads(), metric_.bytes_per_vector());
             if (!cast_buffer_bytes)
@@ -1901,6 +1954,7 @@ class index_dense_gt {
         other.casts_ = casts_;
 
         other.metric_ = metric_;
+        other.search_metric_ = search_metric_;
         other.available_threads_ = std::move(available_threads);
         other.free_key_ = free_key_;
 
@@ -2319,17 +2373,28 @@ class index_dense_gt {
             auto allow = [free_key_copy](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy;
             };
-            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
-                                               prefetch_proxy_t{*this});
-            return search_result_t{std::move(typed_result), std::move(lock)};
+            return search_walk_(vector_data, wanted, search_config, allow, std::move(lock));
         } else {
             auto allow = [free_key_copy, &predicate](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy && predicate(member.key);
             };
-            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
-                                               prefetch_proxy_t{*this});
+            return search_walk_(vector_data, wanted, search_config, allow, std::move(lock));
+        }
+    }
+
+    /// Quiver: the walk of `search_`, by the search metric if one is set (then rescored by `metric_`).
+    template <typename allow_at>
+    search_result_t search_walk_(byte_t const* vector_data, std::size_t wanted, index_search_config_t search_config,
+                                 allow_at& allow, thread_lock_t lock) const {
+        if (search_metric_) {
+            auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this, search_metric_},
+                                               search_config, allow, prefetch_proxy_t{*this},
+                                               rescore_proxy_t{*this, vector_data});
             return search_result_t{std::move(typed_result), std::move(lock)};
         }
+        auto typed_result =
+            typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow, prefetch_proxy_t{*this});
+        return search_result_t{std::move(typed_result), std::move(lock)};
     }
 
     template <typename scalar_at>

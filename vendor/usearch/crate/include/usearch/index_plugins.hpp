@@ -6,6 +6,10 @@
 #include <atomic>      // `std::atomic`
 #include <chrono>      // `std::chrono`
 #include <cstring>     // `std::strncmp`
+#include <cstdlib>     // `std::getenv` (Quiver)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h> // Quiver's f32 kernels
+#endif
 #include <thread>      // `std::thread`
 #include <type_traits> // `std::is_floating_point`
 
@@ -2887,6 +2891,251 @@ inline char const* hardware_acceleration_compiled() noexcept { return "serial"; 
 #endif
 
 /**
+ *  Quiver: f32 kernels that accumulate in f32. NumKong's f32 dot, squared-L2 and angular kernels
+ *  widen every element to f64 and run one accumulator chain (8 lanes a step): on a 384-d vector
+ *  that is 48 dependent fused multiply-adds, where 4 chains of 16 f32 lanes take 6 steps each.
+ *  These use 4 chains (2 per sum for angular) and are chosen at run time for AVX-512F or AVX2+FMA;
+ *  elsewhere NumKong's stay. Rounding differs from f64 accumulation by a few f32 ulps of the sum.
+ *  A result that is not finite (products beyond f32's range) is measured again by NumKong's kernel,
+ *  which keeps what f64 can hold. `QUIVER_F32_KERNELS=numkong` keeps NumKong's (for comparison),
+ *  `QUIVER_F32_KERNELS=avx2` takes the AVX2 ones on an AVX-512 machine (so that tests cover them).
+ */
+namespace quiver_f32 {
+
+using kernel_t = float (*)(float const*, float const*, std::size_t) noexcept;
+
+/// Whether `x` is finite, by its exponent bits (this library builds with -ffast-math, under which
+/// isfinite and NaN tests may be dropped).
+inline bool finite_bits(float x) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof(bits));
+    return (bits & 0x7F800000u) != 0x7F800000u;
+}
+
+/// An infinite float, built from its bits (see `finite_bits`): what a kernel returns to send the
+/// pair to NumKong's f64 kernel.
+inline float not_finite() noexcept {
+    std::uint32_t bits = 0x7F800000u;
+    float x;
+    std::memcpy(&x, &bits, sizeof(x));
+    return x;
+}
+
+/// Cosine distance from f32 sums; `not_finite()` if a sum overflowed f32, or a norm is so small that
+/// its square may have lost digits to underflow (NumKong's f64 kernel then measures the pair, and
+/// gives zero vectors its own answer).
+inline float angular_from(float ab, float a2, float b2) noexcept {
+    if (!finite_bits(ab) || !finite_bits(a2) || !finite_bits(b2) || a2 < 1e-30f || b2 < 1e-30f)
+        return not_finite();
+    // NumKong's normalisation (nk_angular_normalize_f64_*): 0 for two zero vectors, 1 for one.
+    if (a2 == 0 && b2 == 0)
+        return 0;
+    if (ab == 0)
+        return 1;
+    double result = 1 - double(ab) / (std::sqrt(double(a2)) * std::sqrt(double(b2)));
+    return result < 0 ? 0.0f : float(result);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QUIVER_F32_KERNELS_X86 1
+
+__attribute__((target("avx512f"))) inline float sum_avx512_(__m512 a, __m512 b, __m512 c, __m512 d) noexcept {
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+__attribute__((target("avx512f"))) inline float ip_avx512(float const* a, float const* b, std::size_t n) noexcept {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return 1.0f - sum_avx512_(s0, s1, s2, s3);
+}
+
+__attribute__((target("avx512f"))) inline float l2sq_avx512(float const* a, float const* b, std::size_t n) noexcept {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+        __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+        __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+        s2 = _mm512_fmadd_ps(d2, d2, s2);
+        s3 = _mm512_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+        s1 = _mm512_fmadd_ps(d, d, s1);
+    }
+    return sum_avx512_(s0, s1, s2, s3);
+}
+
+__attribute__((target("avx512f"))) inline float cos_avx512(float const* a, float const* b, std::size_t n) noexcept {
+    __m512 ab0 = _mm512_setzero_ps(), ab1 = ab0, aa0 = ab0, aa1 = ab0, bb0 = ab0, bb1 = ab0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 x0 = _mm512_loadu_ps(a + i), y0 = _mm512_loadu_ps(b + i);
+        __m512 x1 = _mm512_loadu_ps(a + i + 16), y1 = _mm512_loadu_ps(b + i + 16);
+        ab0 = _mm512_fmadd_ps(x0, y0, ab0), ab1 = _mm512_fmadd_ps(x1, y1, ab1);
+        aa0 = _mm512_fmadd_ps(x0, x0, aa0), aa1 = _mm512_fmadd_ps(x1, x1, aa1);
+        bb0 = _mm512_fmadd_ps(y0, y0, bb0), bb1 = _mm512_fmadd_ps(y1, y1, bb1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(m, a + i), y = _mm512_maskz_loadu_ps(m, b + i);
+        ab0 = _mm512_fmadd_ps(x, y, ab0), aa0 = _mm512_fmadd_ps(x, x, aa0), bb0 = _mm512_fmadd_ps(y, y, bb0);
+    }
+    return angular_from(_mm512_reduce_add_ps(_mm512_add_ps(ab0, ab1)),
+                               _mm512_reduce_add_ps(_mm512_add_ps(aa0, aa1)),
+                               _mm512_reduce_add_ps(_mm512_add_ps(bb0, bb1)));
+}
+
+__attribute__((target("avx2,fma"))) inline float sum_avx2_(__m256 v) noexcept {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+__attribute__((target("avx2,fma"))) inline float ip_avx2(float const* a, float const* b, std::size_t n) noexcept {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float sum = sum_avx2_(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; ++i)
+        sum += a[i] * b[i];
+    return 1.0f - sum;
+}
+
+__attribute__((target("avx2,fma"))) inline float l2sq_avx2(float const* a, float const* b, std::size_t n) noexcept {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+        s2 = _mm256_fmadd_ps(d2, d2, s2);
+        s3 = _mm256_fmadd_ps(d3, d3, s3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(d, d, s0);
+    }
+    float sum = sum_avx2_(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; ++i)
+        sum += (a[i] - b[i]) * (a[i] - b[i]);
+    return sum;
+}
+
+__attribute__((target("avx2,fma"))) inline float cos_avx2(float const* a, float const* b, std::size_t n) noexcept {
+    __m256 ab0 = _mm256_setzero_ps(), ab1 = ab0, aa0 = ab0, aa1 = ab0, bb0 = ab0, bb1 = ab0;
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(a + i), y0 = _mm256_loadu_ps(b + i);
+        __m256 x1 = _mm256_loadu_ps(a + i + 8), y1 = _mm256_loadu_ps(b + i + 8);
+        ab0 = _mm256_fmadd_ps(x0, y0, ab0), ab1 = _mm256_fmadd_ps(x1, y1, ab1);
+        aa0 = _mm256_fmadd_ps(x0, x0, aa0), aa1 = _mm256_fmadd_ps(x1, x1, aa1);
+        bb0 = _mm256_fmadd_ps(y0, y0, bb0), bb1 = _mm256_fmadd_ps(y1, y1, bb1);
+    }
+    float ab = sum_avx2_(_mm256_add_ps(ab0, ab1)), aa = sum_avx2_(_mm256_add_ps(aa0, aa1)),
+          bb = sum_avx2_(_mm256_add_ps(bb0, bb1));
+    for (; i < n; ++i)
+        ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+    return angular_from(ab, aa, bb);
+}
+
+/// Inner product of bf16 vectors with AVX-512 BF16 in 4 chains of 16 f32 lanes (NumKong's runs one).
+using bf16_kernel_t = float (*)(std::uint16_t const*, std::uint16_t const*, std::size_t) noexcept;
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline float ip_bf16_avx512(
+    std::uint16_t const* a, std::uint16_t const* b, std::size_t n) noexcept {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+        s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_loadu_si512(a + i + 32), (__m512bh)_mm512_loadu_si512(b + i + 32));
+        s2 = _mm512_dpbf16_ps(s2, (__m512bh)_mm512_loadu_si512(a + i + 64), (__m512bh)_mm512_loadu_si512(b + i + 64));
+        s3 = _mm512_dpbf16_ps(s3, (__m512bh)_mm512_loadu_si512(a + i + 96), (__m512bh)_mm512_loadu_si512(b + i + 96));
+    }
+    for (; i + 32 <= n; i += 32)
+        s0 = _mm512_dpbf16_ps(s0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+    if (i < n) {
+        __mmask32 m = (__mmask32)((1ull << (n - i)) - 1u);
+        s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16(m, a + i),
+                              (__m512bh)_mm512_maskz_loadu_epi16(m, b + i));
+    }
+    return 1.0f - _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+/// The bf16 kernel for `kind` on this CPU, or null (NumKong's then): inner product only, which
+/// Quiver's bf16 searches walk by (index_dense's search metric).
+inline bf16_kernel_t choose_bf16(metric_kind_t kind) noexcept {
+    static bool const has = [] {
+        char const* given = std::getenv("QUIVER_F32_KERNELS");
+        if (given && std::strcmp(given, "numkong") == 0)
+            return false;
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+    }();
+    return kind == metric_kind_t::ip_k && has ? &ip_bf16_avx512 : nullptr;
+}
+
+/// The kernel for `kind` on this CPU, or null (NumKong's then).
+inline kernel_t choose(metric_kind_t kind) noexcept {
+    static int const isa = [] {
+        char const* given = std::getenv("QUIVER_F32_KERNELS");
+        if (given && std::strcmp(given, "numkong") == 0)
+            return 0;
+        __builtin_cpu_init();
+        bool avx2_only = given && std::strcmp(given, "avx2") == 0;
+        if (__builtin_cpu_supports("avx512f") && !avx2_only)
+            return 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            return 1;
+        return 0;
+    }();
+    switch (kind) {
+    case metric_kind_t::ip_k: return isa == 2 ? &ip_avx512 : isa == 1 ? &ip_avx2 : nullptr;
+    case metric_kind_t::l2sq_k: return isa == 2 ? &l2sq_avx512 : isa == 1 ? &l2sq_avx2 : nullptr;
+    case metric_kind_t::cos_k: return isa == 2 ? &cos_avx512 : isa == 1 ? &cos_avx2 : nullptr;
+    default: return nullptr;
+    }
+}
+#else
+using bf16_kernel_t = float (*)(std::uint16_t const*, std::uint16_t const*, std::size_t) noexcept;
+inline kernel_t choose(metric_kind_t) noexcept { return nullptr; }
+inline bf16_kernel_t choose_bf16(metric_kind_t) noexcept { return nullptr; }
+#endif
+
+} // namespace quiver_f32
+
+/**
  *  @brief  Type-punned metric class, which unlike STL's `std::function` avoids any memory allocations.
  *          It also provides additional APIs to check, if SIMD hardware-acceleration is available.
  *          Wraps the `nk_metric_dense_punned_t` when available. The auto-vectorized backend otherwise.
@@ -2911,6 +3160,11 @@ class metric_punned_t {
     metric_routed_t metric_routed_ = nullptr;
     uptr_t metric_ptr_ = 0;
     uptr_t metric_third_arg_ = 0;
+    /// Quiver: an f32 (or bf16) kernel of `quiver_f32` and, for an f32 result it cannot hold, the
+    /// routed NumKong one.
+    quiver_f32::kernel_t quiver_f32_ = nullptr;
+    quiver_f32::bf16_kernel_t quiver_bf16_ = nullptr;
+    metric_routed_t fallback_routed_ = nullptr;
 
     std::size_t dimensions_ = 0;
     metric_kind_t metric_kind_ = metric_kind_t::unknown_k;
@@ -2964,6 +3218,7 @@ class metric_punned_t {
 
         if (!metric.configure_with_numkong())
             metric.configure_with_autovec();
+        metric.configure_quiver_f32();
 
         return metric;
     }
@@ -3133,6 +3388,38 @@ class metric_punned_t {
 #else
     bool configure_with_numkong() noexcept { return false; }
 #endif
+    /// Quiver: an f32 metric of `metric_kind_`, or bf16 inner product, measured by `quiver_f32`'s
+    /// kernel for this CPU.
+    void configure_quiver_f32() noexcept {
+        if (scalar_kind_ == scalar_kind_t::bf16_k && metric_routed_) {
+            quiver_bf16_ = quiver_f32::choose_bf16(metric_kind_);
+            if (quiver_bf16_)
+                metric_routed_ = &metric_punned_t::invoke_quiver_bf16;
+            return;
+        }
+        if (scalar_kind_ != scalar_kind_t::f32_k || !metric_routed_)
+            return;
+        quiver_f32::kernel_t kernel = quiver_f32::choose(metric_kind_);
+        if (!kernel)
+            return;
+        quiver_f32_ = kernel;
+        fallback_routed_ = metric_routed_;
+        metric_routed_ = &metric_punned_t::invoke_quiver_f32;
+    }
+
+    result_t invoke_quiver_bf16(uptr_t a, uptr_t b) const noexcept {
+        // NumKong's bf16 kernel sums in f32 as well (by the same instruction): nothing to fall back on.
+        return quiver_bf16_(reinterpret_cast<std::uint16_t const*>(a), reinterpret_cast<std::uint16_t const*>(b),
+                            dimensions_);
+    }
+
+    result_t invoke_quiver_f32(uptr_t a, uptr_t b) const noexcept {
+        float result = quiver_f32_(reinterpret_cast<float const*>(a), reinterpret_cast<float const*>(b), dimensions_);
+        if (quiver_f32::finite_bits(result))
+            return result;
+        return (this->*fallback_routed_)(a, b);
+    }
+
     result_t invoke_array_array_third(uptr_t a, uptr_t b) const noexcept {
         auto function_pointer = (metric_array_array_size_t)(metric_ptr_);
         result_t result = function_pointer(a, b, metric_third_arg_);
