@@ -202,10 +202,18 @@ pub(crate) fn map_checked(
 }
 
 /// The options string stamped on a snapshot: what must match for it to be used.
+/// A cosine graph in bf16 or f16 holds unit vectors since issue 21 (its
+/// searches walk by inner product, which ranks as cosine only on them):
+/// one written before, with the vectors as given, is rebuilt once.
 pub(crate) fn options_stamp(config: &CollectionConfig) -> String {
+    let unit = config.cosine_in_half_precision();
     format!(
-        "dim={} metric={} scalar={} connectivity={}",
-        config.dimension, config.metric, config.scalar, config.connectivity
+        "dim={} metric={} scalar={} connectivity={}{}",
+        config.dimension,
+        config.metric,
+        config.scalar,
+        config.connectivity,
+        if unit { " vectors=unit" } else { "" }
     )
 }
 
