@@ -113,6 +113,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The change feed cannot give every change after `since`: snapshots
+    /// pruned the tombstones of deletes up to `pruned` (or they were made
+    /// before the store had a change feed). A consumer must copy the
+    /// collection whole, then follow the feed from the sequence it copied.
+    #[error("collection {collection:?}: the changes after sequence {since} are not all kept (deletes up to sequence {pruned} were pruned); copy the collection whole, then follow from its current sequence (register a consumer to keep its changes)")]
+    ChangesPruned {
+        /// Collection name.
+        collection: String,
+        /// The sequence the feed was asked to start after.
+        since: u64,
+        /// The sequence up to which deletes are not kept.
+        pruned: u64,
+    },
     /// The path exists but is not a Quiver store.
     #[error("{} is not a quiver store: {reason}", path.display())]
     NotAStore {
@@ -234,6 +247,7 @@ impl Error {
                 | Error::InvalidSearch { .. }
                 | Error::InvalidArgument { .. }
                 | Error::NoSuchRecord { .. }
+                | Error::ChangesPruned { .. }
                 | Error::InvalidFilter { .. }
                 | Error::NotAStore { .. }
                 | Error::OldSchema { .. }

@@ -45,13 +45,15 @@ mod text;
 
 pub use collection::batch::{Batch, Update, WriteReport};
 pub use collection::bulk::Bulk;
+pub use collection::changes::{Change, Changes, ConsumerInfo, MAX_CONSUMER_NAME};
 pub use collection::{
     Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport, Page,
     Plan, ScanOptions, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,
     MAX_K,
 };
 pub use config::{
-    validate_name, CollectionConfig, Metric, ModelBinding, Scalar, Tokenizer, MAX_DIMENSION,
+    validate_name, CollectionConfig, Metric, ModelBinding, Scalar, Tokenizer,
+    DEFAULT_EXPANSION_SEARCH, MAX_DIMENSION,
 };
 pub use db::DB_FILE;
 pub use error::{Error, Result};

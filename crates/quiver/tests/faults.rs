@@ -200,6 +200,37 @@ fn options_recorded_differently() {
     });
 }
 
+#[test]
+fn tombstones_pruned_past_the_snapshot() {
+    // A build without usearch prunes on flush without writing snapshots:
+    // sharing the store, it can prune the tail's deletes from under a
+    // snapshot a usearch build wrote. That snapshot cannot be replayed.
+    with_fault("tombstones pruned past the snapshot", |dir| {
+        sql(
+            dir,
+            "DELETE FROM tombstones; UPDATE collections SET pruned_seq = seq",
+        );
+    });
+}
+
+#[test]
+fn a_bf16_snapshot_from_before_unit_vectors_is_rebuilt() {
+    // Written before issue 21's search metric, a bf16 cosine graph holds
+    // the vectors as given, which inner product would misrank: its stamp
+    // lacks `vectors=unit`, and it is rebuilt (then snapshotted afresh).
+    assert_eq!(
+        CollectionConfig::new(DIM).scalar,
+        quiver::Scalar::Bf16,
+        "the default this test is about"
+    );
+    with_fault("bf16 stamp before unit vectors", |dir| {
+        sql(
+            dir,
+            "UPDATE snapshots SET options = 'dim=16 metric=cos scalar=bf16 connectivity=16'",
+        );
+    });
+}
+
 /// A well-formed snapshot of another collection, with a record that matches
 /// it byte for byte: only the header/option checks can catch it.
 fn foreign(why: &str, config: CollectionConfig) {

@@ -159,7 +159,14 @@ fn writer_process() {
     };
     let (logs, me, n): (PathBuf, usize, usize) =
         (logs.into(), me.parse().unwrap(), n.parse().unwrap());
-    let store = Store::open(&store).unwrap();
+    // What is tested is what each process sees, not how long a lock is
+    // held: on a loaded machine a snapshot's fsyncs have held it past the
+    // default 5 s (CI, 2026-12-02), so wait longer.
+    let options = quiver::StoreOptions {
+        busy_timeout: std::time::Duration::from_secs(120),
+        ..quiver::StoreOptions::default()
+    };
+    let store = Store::open_with(&store, options).unwrap();
     let colls: Vec<_> = COLLECTIONS
         .iter()
         .map(|name| store.get_collection(name).unwrap())

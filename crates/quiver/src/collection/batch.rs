@@ -202,13 +202,13 @@ pub struct WriteReport {
     pub deleted: usize,
 }
 
-/// The index step of a batch: its final vector per key, and the keys it
+/// The index step of a batch: its final vector per key, and the records it
 /// removed, each once.
 #[derive(Default)]
 struct Effects {
     vectors: HashMap<u64, Vec<f32>>,
     order: Vec<u64>,
-    removed: Vec<i64>,
+    removed: Vec<records::Gone>,
     ids: Vec<(u64, String)>,
 }
 
@@ -224,11 +224,11 @@ impl Effects {
 
     /// Keys deleted: no vector for them and, as the index step takes
     /// them out of the id cache, no id either.
-    fn remove(&mut self, keys: Vec<i64>) {
-        let gone: HashSet<u64> = keys.iter().map(|k| *k as u64).collect();
+    fn remove(&mut self, removed: Vec<records::Gone>) {
+        let gone: HashSet<u64> = removed.iter().map(|(k, _)| *k as u64).collect();
         self.vectors.retain(|k, _| !gone.contains(k));
         self.ids.retain(|(k, _)| !gone.contains(k));
-        self.removed.extend(keys);
+        self.removed.extend(removed);
     }
 }
 
@@ -307,14 +307,14 @@ impl Collection {
                     }
                 }
                 Op::Delete(ids) => {
-                    let keys = records::delete_ids(&tx, cid, ids)?;
-                    report.deleted += keys.len();
-                    fx.remove(keys);
+                    let gone = records::delete_ids(&tx, cid, ids)?;
+                    report.deleted += gone.len();
+                    fx.remove(gone);
                 }
                 Op::DeleteWhere(filter) => {
-                    let keys = records::delete_matching(&tx, cid, filter)?;
-                    report.deleted += keys.len();
-                    fx.remove(keys);
+                    let gone = records::delete_matching(&tx, cid, filter)?;
+                    report.deleted += gone.len();
+                    fx.remove(gone);
                 }
                 Op::Update(u) => {
                     let Some(mut r) = records::get(&tx, rows, &u.id)? else {
@@ -376,7 +376,7 @@ impl Collection {
             .iter()
             .filter_map(|k| fx.vectors.remove(k).map(|v| (*k, v)))
             .collect();
-        let removed: Vec<u64> = fx.removed.iter().map(|k| *k as u64).collect();
+        let removed: Vec<u64> = fx.removed.iter().map(|(k, _)| *k as u64).collect();
         self.after_commit(&mut conn, seq, &upserts, &removed)?;
         self.cache_ids(fx.ids);
         Ok(report)

@@ -88,12 +88,28 @@ pub(super) fn rebuild(
     Ok(lock.into_value())
 }
 
+/// A snapshot holding changes up to `applied` can have its tail replayed
+/// only while the tombstones after it are kept (`pruned` is up to where
+/// they are not).
+fn replayable(applied: i64, pruned: i64) -> Result<(), String> {
+    if pruned > applied {
+        return Err(format!(
+            "tombstones after the snapshot (sequence {applied}) were pruned, up to {pruned}"
+        ));
+    }
+    Ok(())
+}
+
 /// Load indexes from the snapshot if it is usable; else `Err(reason)`.
+/// `pruned` is up to where the collection's tombstones are pruned: a
+/// snapshot older than that cannot be replayed (a build without usearch
+/// prunes without writing snapshots, and may share the store).
 pub(super) fn load_snapshot(
     store: &Db,
     conn: &Connection,
     cid: i64,
     config: &CollectionConfig,
+    pruned: i64,
 ) -> Result<(Indexes, i64), String> {
     if !Indexes::HAS_GRAPH {
         return Err("built without usearch: the exact index loads from SQLite".into());
@@ -102,6 +118,7 @@ pub(super) fn load_snapshot(
     let row = catalogue::snapshot_row(conn, cid)
         .map_err(|e| e.to_string())?
         .ok_or("no snapshot recorded")?;
+    replayable(row.applied_seq, pruned)?;
     if row.options != snapshot::options_stamp(config) {
         return Err(format!(
             "snapshot options {:?} differ from the collection's",
@@ -123,38 +140,39 @@ pub(super) fn load_indexes(
     row: &catalogue::CollectionRow,
 ) -> Result<(Indexes, LoadReport, u64)> {
     let started = Instant::now();
-    let (indexes, report, pending) = match load_snapshot(store, conn, row.cid, &row.config) {
-        Ok((indexes, applied)) => {
-            let lock = RwLock::new(indexes);
-            let n = replay(
-                conn,
-                store,
-                name,
-                row.cid,
-                row.config.dimension,
-                applied,
-                &lock,
-            )?;
-            let report = LoadReport {
-                source: IndexSource::Snapshot,
-                reason: None,
-                tail_replayed: n,
-                millis: 0.0,
-            };
-            (lock.into_value(), report, n)
-        }
-        Err(reason) => {
-            let indexes = rebuild(conn, store, name, row.cid, &row.config)?;
-            let pending = indexes.len() as u64;
-            let report = LoadReport {
-                source: IndexSource::Rebuilt,
-                reason: Some(reason),
-                tail_replayed: 0,
-                millis: 0.0,
-            };
-            (indexes, report, pending)
-        }
-    };
+    let (indexes, report, pending) =
+        match load_snapshot(store, conn, row.cid, &row.config, row.pruned_seq) {
+            Ok((indexes, applied)) => {
+                let lock = RwLock::new(indexes);
+                let n = replay(
+                    conn,
+                    store,
+                    name,
+                    row.cid,
+                    row.config.dimension,
+                    applied,
+                    &lock,
+                )?;
+                let report = LoadReport {
+                    source: IndexSource::Snapshot,
+                    reason: None,
+                    tail_replayed: n,
+                    millis: 0.0,
+                };
+                (lock.into_value(), report, n)
+            }
+            Err(reason) => {
+                let indexes = rebuild(conn, store, name, row.cid, &row.config)?;
+                let pending = indexes.len() as u64;
+                let report = LoadReport {
+                    source: IndexSource::Rebuilt,
+                    reason: Some(reason),
+                    tail_replayed: 0,
+                    millis: 0.0,
+                };
+                (indexes, report, pending)
+            }
+        };
     Ok((
         indexes,
         LoadReport {
@@ -487,6 +505,8 @@ impl CollState {
             let row = catalogue::snapshot_row(conn, self.cid)
                 .map_err(|e| e.to_string())?
                 .ok_or("no snapshot recorded")?;
+            let pruned = db::changes::pruned_seq(conn, self.cid).map_err(|e| e.to_string())?;
+            replayable(row.applied_seq, pruned)?;
             let bytes = snapshot::read_checked(dir, self.cid, row.length, &row.digest)?;
             let lock = RwLock::new(Indexes::load(&config, &bytes, row.vectors as usize)?);
             replay(

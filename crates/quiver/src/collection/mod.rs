@@ -9,8 +9,8 @@
 //! and tombstones stamped after it.
 //!
 //! One file per concern: `write` (upserts, deletes), `bulk` (bulk loads),
-//! `persist` (snapshots), `load` (open, replay, rebuild, read-only catch-up),
-//! `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
+//! `persist` (snapshots), `changes` (the change feed and its consumers),
+//! `load` (open, replay, rebuild, read-only catch-up), `search`, `hydrate` (hits from keys), `read` (records, counts, scans),
 //! `maintenance` (info, verify, repair, compact, alter), `model` (the
 //! embedding model: binding, texts in, text queries). This file holds
 //! the types they share. Every SQL statement is in `db`, every usearch
@@ -40,6 +40,7 @@ use std::time::Instant;
 
 pub(crate) mod batch;
 pub(crate) mod bulk;
+pub(crate) mod changes;
 mod hydrate;
 mod load;
 mod maintenance;

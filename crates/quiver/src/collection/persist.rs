@@ -12,8 +12,11 @@ impl CollState {
         let Some(dir) = &store.dir else {
             return Ok(());
         };
-        if !Indexes::HAS_GRAPH || !self.is_loaded() {
+        if !self.is_loaded() {
             return Ok(());
+        }
+        if !Indexes::HAS_GRAPH {
+            return self.prune_without_snapshot(store, conn);
         }
         self.install_staged(store, conn, true);
         let options = snapshot::options_stamp(&self.config());
@@ -27,6 +30,22 @@ impl CollState {
             bytes: Vec::new(),
         };
         self.install(store, conn, &file, vectors, &options, applied)?;
+        let mut snapshots = self.snapshots.locked();
+        snapshots.pending = 0;
+        snapshots.pending_since = None;
+        snapshots.error = None;
+        Ok(())
+    }
+
+    /// Built without usearch there is nothing to snapshot (the exact index
+    /// loads from SQLite), but the tombstones a snapshot would cover are
+    /// pruned all the same, so they do not pile up: another process's
+    /// index then reloads on its next catch-up, as after a snapshot.
+    fn prune_without_snapshot(&self, store: &Db, conn: &mut Connection) -> Result<()> {
+        let applied = self.applied_seq.load(Ordering::SeqCst);
+        let tx = store.write_tx(conn, "prune tombstones")?;
+        catalogue::prune_tombstones(&tx, self.cid, applied)?;
+        tx.commit("prune tombstones")?;
         let mut snapshots = self.snapshots.locked();
         snapshots.pending = 0;
         snapshots.pending_since = None;
@@ -76,8 +95,11 @@ impl CollState {
         let Some(dir) = store.dir.clone() else {
             return Ok(());
         };
-        if !Indexes::HAS_GRAPH || !self.is_loaded() {
+        if !self.is_loaded() {
             return Ok(());
+        }
+        if !Indexes::HAS_GRAPH {
+            return self.prune_without_snapshot(store, conn);
         }
         let options = snapshot::options_stamp(&self.config());
         let (bytes, applied, vectors) = self.serialise(store, conn)?;
@@ -366,8 +388,26 @@ impl Collection {
 /// (`HnswIndex::walk`) finds them; only when it reaches fewer live nodes
 /// than the index holds are the collection's keys read to name them. The
 /// caller keeps the keys and the index still: the writer or a read
-/// transaction, and `apply` (or sole ownership of `lock`).
+/// transaction, and `apply` (or sole ownership of `lock`). A node added
+/// again can itself, by pruning a neighbour's list, take another's last
+/// in-link, so the walk is made again after each round that added any
+/// (at most [`RELINK_ROUNDS`]). Returns how many were added again.
 pub(super) fn relink(conn: &Connection, rows: Rows<'_>, lock: &RwLock<Indexes>) -> Result<usize> {
+    let mut added = 0;
+    for _ in 0..RELINK_ROUNDS {
+        match relink_once(conn, rows, lock)? {
+            0 => break,
+            n => added += n,
+        }
+    }
+    Ok(added)
+}
+
+/// Rounds of [`relink`]; one is almost always enough (a 1M bf16 ingest
+/// was once left with one node unreachable after it).
+const RELINK_ROUNDS: usize = 4;
+
+fn relink_once(conn: &Connection, rows: Rows<'_>, lock: &RwLock<Indexes>) -> Result<usize> {
     let lost: Vec<u64> = {
         let ix = lock.read_lock();
         if ix.unreached(std::iter::empty()).is_none() {

@@ -121,11 +121,11 @@ impl Collection {
     }
 
     /// One delete transaction: `remove` deletes the rows and returns their
-    /// keys; this stamps the sequence, writes tombstones, updates the text
+    /// keys and ids; this stamps the sequence, writes tombstones, updates the text
     /// index, commits, and takes the keys out of the vector index.
     pub(super) fn delete_keys(
         &self,
-        remove: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<Vec<i64>>,
+        remove: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<Vec<records::Gone>>,
     ) -> Result<usize> {
         // Gate before writer: a search retrying under the gate may need the
         // writer (to build the exact index), so this order cannot deadlock.
@@ -135,18 +135,18 @@ impl Collection {
         let cid = self.state.cid;
         let tx = self.store.write_tx(&mut conn, "delete")?;
         let seq = catalogue::next_seq(&tx, cid)?;
-        let keys = remove(&tx, cid)?;
-        if keys.is_empty() {
+        let gone = remove(&tx, cid)?;
+        if gone.is_empty() {
             // Nothing changed: do not spend a sequence number (dropping
             // the transaction rolls it back).
             return Ok(0);
         }
-        records::bury(&tx, cid, &keys, seq)?;
+        records::bury(&tx, cid, &gone, seq)?;
         failpoint!("delete:before-commit");
         let versions = tx.commit("delete")?;
         self.state.committed(seq, versions);
         failpoint!("delete:after-commit");
-        let removed: Vec<u64> = keys.iter().map(|k| *k as u64).collect();
+        let removed: Vec<u64> = gone.iter().map(|(k, _)| *k as u64).collect();
         self.after_commit(&mut conn, seq, &[], &removed)?;
         Ok(removed.len())
     }

@@ -211,6 +211,7 @@ pub(crate) fn drop(tx: &Transaction<'_>, name: &str) -> Result<Option<i64>> {
     for sql in [
         "DELETE FROM records WHERE cid = ?1",
         "DELETE FROM tombstones WHERE cid = ?1",
+        "DELETE FROM consumers WHERE cid = ?1",
         "DELETE FROM snapshots WHERE cid = ?1",
         "DELETE FROM field_values WHERE cid = ?1",
         "DELETE FROM field_indexes WHERE cid = ?1",
@@ -313,7 +314,8 @@ pub(crate) fn snapshot_row(conn: &Connection, cid: i64) -> Result<Option<Snapsho
 }
 
 /// Record a snapshot now in place, and prune the tombstones it covers
-/// (noting up to where), in the caller's write transaction.
+/// that every consumer of the change feed has applied (noting up to
+/// where), in the caller's write transaction.
 pub(crate) fn record_snapshot(tx: &Transaction<'_>, cid: i64, row: &SnapshotRow) -> Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO snapshots
@@ -331,14 +333,28 @@ pub(crate) fn record_snapshot(tx: &Transaction<'_>, cid: i64, row: &SnapshotRow)
         ],
     )
     .during("record snapshot")?;
+    prune_tombstones(tx, cid, row.applied_seq)
+}
+
+/// Prune the tombstones stamped up to `applied` (what a snapshot, or an
+/// index with nothing to snapshot, no longer needs) that every consumer of
+/// the change feed has applied, and note up to where, in the caller's
+/// write transaction.
+pub(crate) fn prune_tombstones(tx: &Transaction<'_>, cid: i64, applied: i64) -> Result<()> {
+    // A registered consumer of the change feed keeps the tombstones it
+    // has not applied.
+    let upto = match super::changes::oldest_consumer(tx, cid)? {
+        Some(consumer) => consumer.min(applied),
+        None => applied,
+    };
     tx.execute(
         "DELETE FROM tombstones WHERE cid = ?1 AND seq <= ?2",
-        params![cid, row.applied_seq],
+        params![cid, upto],
     )
     .during("prune tombstones")?;
     tx.execute(
         "UPDATE collections SET pruned_seq = max(pruned_seq, ?2) WHERE cid = ?1",
-        params![cid, row.applied_seq],
+        params![cid, upto],
     )
     .during("record pruning")?;
     Ok(())

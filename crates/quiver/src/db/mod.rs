@@ -21,6 +21,7 @@ use crate::options::StoreOptions;
 use crate::sync::MutexExt;
 
 pub(crate) mod catalogue;
+pub(crate) mod changes;
 pub(crate) mod filter;
 pub(crate) mod fts;
 pub(crate) mod records;

@@ -131,47 +131,56 @@ impl<'t> Upserter<'t> {
     }
 }
 
-/// Delete the records with these ids; returns the keys of those that existed.
+/// A deleted record: its key and its id, what its tombstone keeps.
+pub(crate) type Gone = (i64, String);
+
+/// Delete the records with these ids; returns those that existed.
 pub(crate) fn delete_ids<S: AsRef<str>>(
     tx: &Transaction<'_>,
     cid: i64,
     ids: &[S],
-) -> Result<Vec<i64>> {
+) -> Result<Vec<Gone>> {
     let mut del = tx
         .prepare_cached("DELETE FROM records WHERE cid = ?1 AND id = ?2 RETURNING key")
         .during("prepare delete")?;
-    let mut keys = Vec::new();
+    let mut gone = Vec::new();
     for id in ids {
         let key: Option<i64> = del
             .query_row(params![cid, id.as_ref()], |r| r.get(0))
             .optional()
             .during("delete record")?;
-        keys.extend(key);
+        gone.extend(key.map(|k| (k, id.as_ref().to_string())));
     }
-    Ok(keys)
+    Ok(gone)
 }
 
-/// Delete the records matching `filter`; returns their keys.
-pub(crate) fn delete_matching(tx: &Transaction<'_>, cid: i64, filter: &Filter) -> Result<Vec<i64>> {
+/// Delete the records matching `filter`; returns them.
+pub(crate) fn delete_matching(
+    tx: &Transaction<'_>,
+    cid: i64,
+    filter: &Filter,
+) -> Result<Vec<Gone>> {
     let (where_, params) = with_filter(tx, cid, filter)?;
     let mut stmt = tx
         .prepare(&format!(
-            "DELETE FROM records WHERE cid = ?1 AND ({where_}) RETURNING key"
+            "DELETE FROM records WHERE cid = ?1 AND ({where_}) RETURNING key, id"
         ))
         .during("prepare delete by filter")?;
-    let keys = stmt
-        .query_map(params_from_iter(params), |r| r.get::<_, i64>(0))
+    let gone = stmt
+        .query_map(params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))
         .during("delete by filter")?
-        .collect::<rusqlite::Result<Vec<i64>>>()
+        .collect::<rusqlite::Result<Vec<Gone>>>()
         .during("delete by filter");
-    keys
+    gone
 }
 
-/// Leave a tombstone stamped `seq` for each deleted key, and take its
+/// Leave a tombstone stamped `seq` for each deleted record, and take its
 /// text out of the full-text index.
-pub(crate) fn bury(tx: &Transaction<'_>, cid: i64, keys: &[i64], seq: i64) -> Result<()> {
+pub(crate) fn bury(tx: &Transaction<'_>, cid: i64, gone: &[Gone], seq: i64) -> Result<()> {
     let mut tomb = tx
-        .prepare_cached("INSERT OR REPLACE INTO tombstones (cid, key, seq) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR REPLACE INTO tombstones (cid, key, seq, id) VALUES (?1, ?2, ?3, ?4)",
+        )
         .during("prepare tombstone")?;
     let mut fts = tx
         .prepare_cached(&format!(
@@ -179,8 +188,8 @@ pub(crate) fn bury(tx: &Transaction<'_>, cid: i64, keys: &[i64], seq: i64) -> Re
             schema::fts_table(cid)
         ))
         .during("prepare full-text delete")?;
-    for key in keys {
-        tomb.execute(params![cid, key, seq])
+    for (key, id) in gone {
+        tomb.execute(params![cid, key, seq, id])
             .during("write tombstone")?;
         fts.execute([key]).during("update full-text index")?;
     }
@@ -193,7 +202,7 @@ pub(crate) fn bury(tx: &Transaction<'_>, cid: i64, keys: &[i64], seq: i64) -> Re
 const RECORD_COLUMNS: &str = "id, vector, text, metadata";
 
 /// A record's columns as SQLite returned them ([`RECORD_COLUMNS`]).
-struct RecordRow {
+pub(crate) struct RecordRow {
     id: String,
     vector: Vec<u8>,
     text: Option<String>,
@@ -201,18 +210,23 @@ struct RecordRow {
 }
 
 fn record_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    record_row_at(r, 0)
+}
+
+/// A record's columns ([`RECORD_COLUMNS`]) from column `first` on.
+pub(crate) fn record_row_at(r: &Row<'_>, first: usize) -> rusqlite::Result<RecordRow> {
     Ok(RecordRow {
-        id: r.get(0)?,
-        vector: r.get(1)?,
-        text: r.get(2)?,
-        metadata: r.get(3)?,
+        id: r.get(first)?,
+        vector: r.get(first + 1)?,
+        text: r.get(first + 2)?,
+        metadata: r.get(first + 3)?,
     })
 }
 
 impl RecordRow {
     /// Decode into a [`Record`]; a damaged vector or metadata is
     /// [`Error::Corrupt`].
-    fn into_record(self, rows: Rows<'_>) -> Result<Record> {
+    pub(crate) fn into_record(self, rows: Rows<'_>) -> Result<Record> {
         let id = self.id;
         Ok(Record {
             vector: rows.vector(format_args!("{id:?}"), &self.vector)?,

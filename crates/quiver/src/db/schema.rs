@@ -214,6 +214,24 @@ fn to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 /// ([`crate::config::ModelBinding`], as JSON).
 const V4: &str = "ALTER TABLE collections ADD COLUMN embedding TEXT;";
 
+/// Version 4 to 5: the change feed.
+///
+/// - `tombstones.id` is the deleted record's id, so a delete can be told
+///   to a consumer of the feed (NULL for tombstones written before 5).
+/// - `consumers` are the feed's registered readers: `seq` is the last
+///   sequence each has applied. A snapshot prunes no tombstone a consumer
+///   has not applied.
+const V5: &str = "
+ALTER TABLE tombstones ADD COLUMN id TEXT;
+CREATE TABLE consumers (
+    cid        INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (cid, name)
+) WITHOUT ROWID;
+";
+
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Step i takes the schema from version i to i + 1.
@@ -222,6 +240,7 @@ const MIGRATIONS: &[Migration] = &[
     to_v2,
     to_v3,
     |tx| tx.execute_batch(V4),
+    |tx| tx.execute_batch(V5),
 ];
 
 /// The name of collection `cid`'s full-text table (a number, never a user string).
