@@ -12,7 +12,20 @@ use crate::output::{input, table, CliResult, Failure, Out};
 use crate::vectors::{le_f32s, parse_vector, read_f32_rows};
 use crate::{Cli, Command, Mode};
 
-pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
+pub(crate) fn run(cli: &'static Cli) -> CliResult<ExitCode> {
+    // The MCP server writes the protocol to stdout itself: `Out` holds
+    // stdout's lock, so it must not exist meanwhile.
+    if let Command::Mcp(a) = &cli.command {
+        #[cfg(feature = "mcp")]
+        return crate::mcp::serve(cli, a).map(|()| ExitCode::SUCCESS);
+        #[cfg(not(feature = "mcp"))]
+        {
+            let _ = a;
+            return crate::output::input(
+                "this quiver was built without the MCP server: build with --features mcp",
+            );
+        }
+    }
     let mut out = Out::new(cli.json);
     let code = match &cli.command {
         Command::Create(a) => create(cli, a, &mut out)?,
@@ -26,6 +39,8 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Get(a) => get(cli, a, &mut out)?,
         Command::Export(a) => crate::transfer::export(cli, a, &mut out)?,
         Command::Backup(a) => crate::transfer::backup(cli, a, &mut out)?,
+        Command::Changes(a) => crate::feed::changes(cli, a, &mut out)?,
+        Command::Consumers(a) => crate::feed::consumers(cli, a, &mut out)?,
         Command::Delete { name, ids, filter } => {
             delete(cli, name, ids, filter.as_deref(), &mut out)?
         }
@@ -41,6 +56,15 @@ pub(crate) fn run(cli: &Cli) -> CliResult<ExitCode> {
         Command::Embed(a) => embed(cli, a, &mut out)?,
         Command::Reembed(a) => reembed(cli, a, &mut out)?,
         Command::Demo(a) => demo(a, &mut out)?,
+        Command::Mcp(_) => unreachable!("served above, without `out`"),
+        #[cfg(feature = "milvus")]
+        Command::Sync(a) => crate::milvus_sync::sync(cli, a, &mut out)?,
+        #[cfg(not(feature = "milvus"))]
+        Command::Sync(_) => {
+            return input(
+                "this quiver was built without Milvus support: build with --features milvus",
+            )
+        }
         Command::Completions { shell, .. } => {
             let mut cmd = crate::command();
             clap_complete::generate(*shell, &mut cmd, "quiver", &mut std::io::stdout());
@@ -91,7 +115,10 @@ fn create(cli: &Cli, a: &crate::CreateArgs, out: &mut Out) -> CliResult<ExitCode
         return input("--query-prefix and --document-prefix need --model: they go before texts the model embeds");
     }
     config.metric = a.metric.parse()?;
-    config.scalar = a.scalar.parse()?;
+    config.scalar = match &a.scalar {
+        Some(s) => s.parse()?,
+        None => quiver::Scalar::default_for(config.metric),
+    };
     config.connectivity = a.connectivity;
     config.expansion_add = a.expansion_add;
     config.expansion_search = a.expansion_search;
@@ -173,6 +200,27 @@ fn drop_collection(cli: &Cli, name: &str, out: &mut Out) -> CliResult<ExitCode> 
 }
 
 fn import(cli: &Cli, a: &crate::ImportArgs, out: &mut Out) -> CliResult<ExitCode> {
+    if let Some(from) = &a.from {
+        if a.batch == 0 {
+            return input("--batch must be at least 1");
+        }
+        #[cfg(feature = "milvus")]
+        return crate::milvus_sync::import_from(
+            cli,
+            &a.name,
+            from,
+            a.token_file.as_ref(),
+            a.batch,
+            out,
+        );
+        #[cfg(not(feature = "milvus"))]
+        {
+            let _ = from;
+            return input(
+                "this quiver was built without Milvus support: build with --features milvus",
+            );
+        }
+    }
     // No store yet: an export's import may make one (see `import::run`).
     let store = if cli.store_dir().join(quiver::DB_FILE).is_file() {
         Some(open_write(cli, false)?)
@@ -239,19 +287,7 @@ fn get(cli: &Cli, a: &crate::GetArgs, out: &mut Out) -> CliResult<ExitCode> {
     }
     let store = open_read(cli)?;
     let coll = crate::open::collection(&store, &a.name)?;
-    let show = |r: Record| {
-        let mut line = serde_json::json!({"id": r.id});
-        if let Some(t) = r.text {
-            line["text"] = t.into();
-        }
-        if let Some(m) = r.metadata {
-            line["metadata"] = m;
-        }
-        if vector {
-            line["vector"] = r.vector.into();
-        }
-        line
-    };
+    let show = |r: Record| crate::output::record_line(r, vector);
     if a.ids.is_empty() {
         let options = ScanOptions {
             filter,

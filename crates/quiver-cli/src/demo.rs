@@ -166,7 +166,7 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
         "exact    p50 {:>7.1} µs   (brute force, the ground truth)",
         median(&mut exact_us)
     ))?;
-    for ef in [16, 64, 128] {
+    for ef in [16, 64, 128, quiver::DEFAULT_EXPANSION_SEARCH] {
         let opts = SearchOptions::new(10).ef(ef);
         let (mut hit, mut us) = (0usize, Vec::new());
         for (q, want) in query_vectors.chunks_exact(DIM).zip(&truth) {
@@ -179,10 +179,15 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
                 .count();
         }
         out.line(&format!(
-            "hnsw     p50 {:>7.1} µs   ef {:>3}   recall@10 {:.3} over {n} queries",
+            "hnsw     p50 {:>7.1} µs   ef {:>3}   recall@10 {:.3} over {n} queries{}",
             median(&mut us),
             ef,
-            hit as f64 / (10 * n) as f64
+            hit as f64 / (10 * n) as f64,
+            if ef == quiver::DEFAULT_EXPANSION_SEARCH {
+                "   (the default)"
+            } else {
+                ""
+            }
         ))?;
     }
     let report = coll.verify()?;

@@ -49,9 +49,11 @@ pub(crate) struct ApplyArgs {
     #[command(flatten)]
     pub model: crate::ModelArg,
     /// JSON Lines of operations, or - for stdin: {"op": "upsert", ..record..},
-    /// {"op": "delete", "ids": [..]} or {"op": "delete", "filter": ".."},
+    /// {"op": "delete", "ids": [..]}, {"op": "delete", "id": ".."} or
+    /// {"op": "delete", "filter": ".."},
     /// {"op": "update", "id": .., "vector"?, "text"?, "metadata"?, "merge"?: bool},
     /// {"op": "update", "filter": "..", "metadata": {..}, "merge": true}.
+    /// A "seq" field (as `changes` writes) is ignored.
     pub file: String,
 }
 
@@ -137,6 +139,12 @@ fn parse_op(line: &str) -> Result<Option<(Op, bool)>, String> {
         Some(Value::String(s)) => s,
         _ => return Err("expected \"op\": \"upsert\", \"delete\" or \"update\"".into()),
     };
+    // A line of `quiver changes` carries the sequence that made it.
+    match m.remove("seq") {
+        None => {}
+        Some(Value::Number(n)) if n.is_u64() => {}
+        Some(_) => return Err("\"seq\" must be a non-negative integer".into()),
+    }
     let unknown = |m: &Map<String, Value>, allowed: &[&str]| -> Result<(), String> {
         match m.keys().find(|k| !allowed.contains(&k.as_str())) {
             Some(k) => Err(format!("unknown field {k:?} in a {op:?} operation")),
@@ -164,15 +172,26 @@ fn parse_op(line: &str) -> Result<Option<(Op, bool)>, String> {
             (Op::Upsert(r), needs_vector)
         }
         "delete" => {
-            unknown(&m, &["ids", "filter"])?;
-            match (m.remove("ids"), filter(&mut m)?) {
+            unknown(&m, &["id", "ids", "filter"])?;
+            let one = match m.remove("id") {
+                None => None,
+                Some(Value::String(id)) => Some(Value::from(vec![id])),
+                Some(_) => return Err("\"id\" must be a string".into()),
+            };
+            let ids = match (one, m.remove("ids")) {
+                (Some(_), Some(_)) => {
+                    return Err("a delete takes \"id\" or \"ids\", not both".into())
+                }
+                (one, ids) => one.or(ids),
+            };
+            match (ids, filter(&mut m)?) {
                 (Some(ids), None) => {
                     let ids: Vec<String> = serde_json::from_value(ids)
                         .map_err(|_| "\"ids\" must be an array of strings".to_string())?;
                     (Op::Delete(ids), false)
                 }
                 (None, Some(f)) => (Op::DeleteWhere(f), false),
-                _ => return Err("a delete takes \"ids\" or \"filter\", one of them".into()),
+                _ => return Err("a delete takes \"id\", \"ids\" or \"filter\", one of them".into()),
             }
         }
         "update" => {

@@ -34,11 +34,14 @@ pub(crate) fn run(
     if args.batch == 0 {
         return input("--batch must be at least 1");
     }
-    let file = args.file.display().to_string();
-    if args.vectors.as_deref() == Some(Path::new("-")) && args.file == Path::new("-") {
+    let Some(path) = &args.file else {
+        return input("give a JSON Lines file (or - for stdin), or --from milvus://…");
+    };
+    let file = path.display().to_string();
+    if args.vectors.as_deref() == Some(Path::new("-")) && path == Path::new("-") {
         return input("the records and --vectors cannot both come from stdin");
     }
-    let records_in = Rereadable::open(&args.file)?;
+    let records_in = Rereadable::open(path)?;
     // An export's first line carries the collection's settings: a missing
     // collection is made with them (once every line has checked out, so
     // bad input still writes nothing); an existing one must agree.

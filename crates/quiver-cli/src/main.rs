@@ -6,8 +6,15 @@
 mod commands;
 mod demo;
 mod edit;
+mod feed;
 mod hub;
 mod import;
+#[cfg(feature = "mcp")]
+mod mcp;
+#[cfg(feature = "milvus")]
+mod milvus;
+#[cfg(feature = "milvus")]
+mod milvus_sync;
 mod model;
 mod open;
 mod output;
@@ -54,11 +61,17 @@ Maintenance:
   alter        Change index settings, or bind a model
   flush        Snapshot the index now
 
+Beyond one machine:
+  changes      Print the changes after a sequence number as JSON Lines (apply replays them); --follow
+  consumers    Change-feed consumers, which keep tombstones: list, --register, --ack, --remove
+  sync         Copy a collection onto Milvus and keep it there (--follow), or --verify both sides
+
 Models:
   embed        Embed text lines from stdin with --model; one vector line out per line in
   reembed      Copy a collection into another, embedding each record's text with --model
 
 More:
+  mcp          Serve the store to AI agents over the Model Context Protocol (stdio, or --http)
   demo         Build a store from the bundled sample, search it, print recall and timings
   completions  Print a shell completion script (bash, zsh, fish, elvish, powershell)
   man          Print the man page (roff)
@@ -121,6 +134,10 @@ pub(crate) enum Command {
     Export(transfer::ExportArgs),
     /// Copy the whole store, consistently, while it may be written.
     Backup(transfer::BackupArgs),
+    /// Print the changes after a sequence number as JSON Lines (`apply` replays them); --follow streams.
+    Changes(feed::ChangesArgs),
+    /// Change-feed consumers (which keep tombstones): list, --register, --ack, --remove.
+    Consumers(feed::ConsumersArgs),
     /// Delete records by id or by --filter (one transaction); prints how many.
     Delete {
         /// The collection.
@@ -180,6 +197,10 @@ pub(crate) enum Command {
     Reembed(model::ReembedArgs),
     /// Build a store from the bundled sample, search it, print recall and timings.
     Demo(demo::DemoArgs),
+    /// Serve the store to AI agents over the Model Context Protocol (stdio, or --http).
+    Mcp(McpArgs),
+    /// Copy a collection onto Milvus and keep it there (--follow), or --verify both sides.
+    Sync(SyncArgs),
     /// Print a shell completion script: quiver completions bash > /etc/bash_completion.d/quiver.
     Completions {
         /// The shell.
@@ -196,6 +217,62 @@ pub(crate) enum Command {
     /// The writer of the kill-soak test (random writes forever; not for users).
     #[command(hide = true)]
     DebugSoakWriter(soak::SoakArgs),
+}
+
+/// Arguments of `quiver sync`.
+#[derive(Args, Debug)]
+pub(crate) struct SyncArgs {
+    /// The local collection.
+    pub name: String,
+    /// The target: milvus://HOST:PORT/COLLECTION.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// After catching up, keep applying new local commits until interrupted.
+    #[arg(long, conflicts_with = "verify")]
+    pub follow: bool,
+    /// Copy the whole collection again (then drop what only Milvus has), as
+    /// after a change made on the Milvus side.
+    #[arg(long, conflicts_with = "verify")]
+    pub full: bool,
+    /// Records per remote write.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: u64,
+    /// Compare both sides (counts, id sets, a sample of records) instead of syncing; exit 1 on a difference.
+    #[arg(long)]
+    pub verify: bool,
+    /// Records --verify compares field by field.
+    #[arg(long, default_value_t = 200)]
+    pub sample: usize,
+    /// A file holding the Milvus token ("user:password" or an API key);
+    /// else $QUIVER_MILVUS_TOKEN; never on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Without --follow, give up after Milvus was unreachable this long (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub retry_for: u64,
+    /// With --follow, how often to look for new local commits, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub poll_ms: u64,
+}
+
+/// Arguments of `quiver mcp`.
+#[derive(Args, Debug)]
+pub(crate) struct McpArgs {
+    /// The collection tools use when a request names none (an agent's memory is one collection).
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Open the store read-only: the write tools answer with an error.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Serve the streamable HTTP transport at this address (e.g. 127.0.0.1:8765) instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Allow --http on an address other than loopback (needs --token-file).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// A file holding the bearer token HTTP clients must send (Authorization: Bearer TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `--model`, on the commands that embed text.
@@ -220,9 +297,10 @@ pub(crate) struct CreateArgs {
     /// Distance: cos, ip, l2 (or hamming with b1).
     #[arg(long, default_value = "cos")]
     pub metric: String,
-    /// Index storage: f32, f16, bf16, i8, b1. The database always keeps f32.
-    #[arg(long, default_value = "f32")]
-    pub scalar: String,
+    /// Index storage: f32, f16, bf16, i8, b1. The database always keeps f32
+    /// [default: bf16 for cos and ip, f32 for l2, b1 for hamming].
+    #[arg(long)]
+    pub scalar: Option<String>,
     /// HNSW edges per node (M).
     #[arg(long, default_value_t = 16)]
     pub connectivity: usize,
@@ -230,7 +308,7 @@ pub(crate) struct CreateArgs {
     #[arg(long, default_value_t = 128)]
     pub expansion_add: usize,
     /// Default HNSW ef at search time.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = quiver::DEFAULT_EXPANSION_SEARCH)]
     pub expansion_search: usize,
     /// Keyword search's tokenizer: unicode61, or porter (English stemming:
     /// "databases" finds "Database"). Fixed for the collection's life.
@@ -253,7 +331,14 @@ pub(crate) struct ImportArgs {
     #[command(flatten)]
     pub model: ModelArg,
     /// JSON Lines: {"id": .., "vector": [..]?, "text": ..?, "metadata": {..}?}.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "from")]
+    pub file: Option<PathBuf>,
+    /// Import a Milvus collection instead: milvus://HOST:PORT/COLLECTION.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["file", "vectors", "report_commits"])]
+    pub from: Option<String>,
+    /// With --from: a file holding the Milvus token; else $QUIVER_MILVUS_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "from")]
+    pub token_file: Option<PathBuf>,
     /// Raw little-endian f32 file (lines × dim); row i is the vector of line i.
     #[arg(long, value_name = "FILE.f32")]
     pub vectors: Option<PathBuf>,
@@ -501,7 +586,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match commands::run(&cli) {
+    // Lives as long as the process: the MCP server's tools borrow it.
+    let cli: &'static Cli = Box::leak(Box::new(cli));
+    match commands::run(cli) {
         Ok(code) => code,
         Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
         Err(Failure::Input(msg)) => {

@@ -182,3 +182,24 @@ pub(crate) fn progress_bar(total: u64, what: &str) -> Bar {
         waiting: std::sync::atomic::AtomicBool::new(terminal),
     }
 }
+
+/// A record as `get` prints it (and the MCP server's `get` returns it).
+pub(crate) fn record_line(r: quiver::Record, vector: bool) -> serde_json::Value {
+    let mut line = serde_json::json!({"id": r.id});
+    if let Some(t) = r.text {
+        line["text"] = t.into();
+    }
+    if let Some(m) = r.metadata {
+        line["metadata"] = m;
+    }
+    if vector {
+        line["vector"] = r.vector.into();
+    }
+    line
+}
+
+/// A vector as JSON that reads back to the same bits: each f32 written as
+/// the f64 of the same value (what `export` and `changes` print).
+pub(crate) fn exact_vector(v: &[f32]) -> serde_json::Value {
+    serde_json::Value::from(v.iter().map(|x| f64::from(*x)).collect::<Vec<f64>>())
+}

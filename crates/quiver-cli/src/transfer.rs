@@ -76,8 +76,7 @@ pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<Exit
                 }
             }
             None => {
-                line["vector"] =
-                    Value::from(r.vector.iter().map(|x| f64::from(*x)).collect::<Vec<f64>>());
+                line["vector"] = crate::output::exact_vector(&r.vector);
             }
         }
         if let Some(t) = r.text {
