@@ -56,6 +56,9 @@ pub(crate) fn run(cli: &'static Cli) -> CliResult<ExitCode> {
         Command::Embed(a) => embed(cli, a, &mut out)?,
         Command::Reembed(a) => reembed(cli, a, &mut out)?,
         Command::Demo(a) => demo(a, &mut out)?,
+        Command::Cluster(a) => crate::analyse::cluster(cli, a, &mut out)?,
+        Command::Join(a) => crate::analyse::join(cli, a, &mut out)?,
+        Command::Dedup(a) => crate::analyse::dedup(cli, a, &mut out)?,
         Command::Mcp(_) => unreachable!("served above, without `out`"),
         #[cfg(feature = "milvus")]
         Command::Sync(a) => crate::milvus_sync::sync(cli, a, &mut out)?,

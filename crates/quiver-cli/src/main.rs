@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok (a closed pipe counts as ok), 1 internal failure or
 //! `verify` found damage, 2 bad input or usage, with a one-line message.
 
+mod analyse;
 mod commands;
 mod demo;
 mod edit;
@@ -52,6 +53,9 @@ Data:
 Search:
   search       Nearest-neighbour, keyword or hybrid search; one JSON line per query
   count        Count records (matching --filter)
+  cluster      k-means clusters of a collection's vectors (sizes, medoids); --into writes them
+  join         Each record of LEFT with its nearest in RIGHT, as JSON Lines; --one-to-one matches
+  dedup        Groups of near-duplicate records within a collection, as JSON Lines
 
 Maintenance:
   index-field  Index a metadata field so filters on it stay fast on large collections
@@ -197,6 +201,12 @@ pub(crate) enum Command {
     Reembed(model::ReembedArgs),
     /// Build a store from the bundled sample, search it, print recall and timings.
     Demo(demo::DemoArgs),
+    /// k-means clusters of a collection's vectors (sizes, medoids); --into writes them.
+    Cluster(analyse::ClusterArgs),
+    /// Each record of LEFT with its nearest in RIGHT, as JSON Lines; --one-to-one matches.
+    Join(analyse::JoinArgs),
+    /// Groups of near-duplicate records within a collection, as JSON Lines.
+    Dedup(analyse::DedupArgs),
     /// Serve the store to AI agents over the Model Context Protocol (stdio, or --http).
     Mcp(McpArgs),
     /// Copy a collection onto Milvus and keep it there (--follow), or --verify both sides.

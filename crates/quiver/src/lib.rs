@@ -33,19 +33,25 @@ pub mod failpoint;
 pub mod filter;
 mod filtered;
 mod format;
+mod gemm;
 mod index;
 pub mod jsonl;
+mod kmeans;
 mod lock;
 mod options;
+mod parallel;
 mod record;
 mod snapshot;
 mod store;
 mod sync;
 mod text;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use collection::batch::{Batch, Update, WriteReport};
 pub use collection::bulk::Bulk;
 pub use collection::changes::{Change, Changes, ConsumerInfo, MAX_CONSUMER_NAME};
+pub use collection::cluster::{Cluster, ClusterOptions, Clustering};
+pub use collection::join::{DedupOptions, DuplicateGroup, JoinOptions, JoinPair, JoinReport};
 pub use collection::{
     Alter, Collection, CollectionInfo, CompactReport, Hit, Include, IndexSource, LoadReport, Page,
     Plan, ScanOptions, SearchOptions, SearchResult, SnapshotInfo, VerifyReport, COMPACT_THRESHOLD,

@@ -41,7 +41,9 @@ use std::time::Instant;
 pub(crate) mod batch;
 pub(crate) mod bulk;
 pub(crate) mod changes;
+pub(crate) mod cluster;
 mod hydrate;
+pub(crate) mod join;
 mod load;
 mod maintenance;
 mod model;
@@ -664,6 +666,7 @@ impl CollState {
             cid: self.cid,
             name: &self.name,
             dim,
+            now: None,
         }
     }
 

@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::gemm::{gemm, View};
 use super::safetensors::SafeTensors;
+use crate::gemm::{gemm, View};
 
 /// The activation of the intermediate layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

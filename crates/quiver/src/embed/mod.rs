@@ -17,7 +17,6 @@
 //! ```
 
 mod bert;
-mod gemm;
 mod safetensors;
 mod tokenizer;
 mod unicode_tables;
