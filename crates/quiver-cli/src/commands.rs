@@ -254,6 +254,7 @@ fn upsert(cli: &Cli, a: &crate::UpsertArgs, out: &mut Out) -> CliResult<ExitCode
     };
     let mut record = Record::new(a.id.clone(), vector);
     record.text = a.text.clone();
+    record.expires_at = a.expiry.resolve()?;
     if let Some(m) = &a.metadata {
         record.metadata = Some(
             serde_json::from_str(m)

@@ -72,6 +72,7 @@ fn demo(dir: &std::path::Path, out: &mut Out) -> CliResult<()> {
             vector: v.to_vec(),
             text: l.text,
             metadata: l.metadata,
+            expires_at: None,
         });
     }
     let query_vectors = le_f32s(QUERY_VECTORS);

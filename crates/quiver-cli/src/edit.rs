@@ -40,6 +40,12 @@ pub(crate) struct UpdateArgs {
     /// New vector, a JSON array.
     #[arg(long, conflicts_with = "filter")]
     pub vector: Option<String>,
+    /// A new expiry.
+    #[command(flatten)]
+    pub expiry: crate::ExpiryArg,
+    /// Keep the record for good (drop its expiry).
+    #[arg(long, conflicts_with_all = ["ttl", "expires_at", "filter"])]
+    pub no_expiry: bool,
 }
 
 #[derive(Args, Debug)]
@@ -83,8 +89,18 @@ pub(crate) fn update(cli: &Cli, a: &UpdateArgs, out: &mut Out) -> CliResult<Exit
         .as_deref()
         .map(|v| parse_vector("--vector", v))
         .transpose()?;
-    if metadata.is_none() && vector.is_none() && a.text.is_none() {
-        return input("nothing to change: give --metadata, --merge, --text or --vector");
+    let expiry = match a.expiry.resolve()? {
+        Some(at) => Some(Some(at)),
+        None if a.no_expiry => Some(None),
+        None => None,
+    };
+    if expiry.is_some() && filter.is_some() {
+        return input("--ttl and --expires-at change one record: give --id");
+    }
+    if metadata.is_none() && vector.is_none() && a.text.is_none() && expiry.is_none() {
+        return input(
+            "nothing to change: give --metadata, --merge, --text, --vector, --ttl, --expires-at or --no-expiry",
+        );
     }
     let store = open_write(cli, false)?;
     let coll = crate::open::collection(&store, &a.name)?;
@@ -105,6 +121,7 @@ pub(crate) fn update(cli: &Cli, a: &UpdateArgs, out: &mut Out) -> CliResult<Exit
             u.text = a.text.clone();
             u.metadata = metadata;
             u.merge = merge;
+            u.expires_at = expiry;
             embed_missing(cli, &coll, std::slice::from_mut(&mut u))?;
             coll.update(u)?
         }
@@ -166,6 +183,7 @@ fn parse_op(line: &str) -> Result<Option<(Op, bool)>, String> {
             let mut r = Record::new(line.id, line.vector.unwrap_or_default());
             r.text = line.text;
             r.metadata = line.metadata;
+            r.expires_at = line.expires_at;
             if needs_vector && r.text.is_none() {
                 return Err("an upsert needs \"vector\", or \"text\" with a model".into());
             }

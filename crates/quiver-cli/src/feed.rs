@@ -77,6 +77,9 @@ pub(crate) fn change_line(seq: u64, change: Change) -> Value {
             if let Some(m) = r.metadata {
                 line["metadata"] = m;
             }
+            if let Some(at) = r.expires_at {
+                line["expires_at"] = quiver::clock::format_rfc3339(at).into();
+            }
             line
         }
         Change::Delete(id) => json!({"seq": seq, "op": "delete", "id": id}),

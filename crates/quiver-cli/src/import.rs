@@ -98,7 +98,9 @@ pub(crate) fn run(
     // Pass 1: validate everything.
     let mut lines = 0u64;
     let mut ids = std::collections::HashSet::new();
+    let expires_at = args.expiry.resolve()?;
     let mut source = Source::open(&records_in.path, &file, vectors_path.clone(), dim)?;
+    source.expires_at = expires_at;
     // Lines with text but no vector are embedded with the model.
     let mut embeds = 0u64;
     let mut unbound = None;
@@ -167,6 +169,7 @@ pub(crate) fn run(
     let started = Instant::now();
     let progress = Progress::new(lines, embeds > 0);
     let mut source = Source::open(&records_in.path, &file, vectors_path, dim)?;
+    source.expires_at = expires_at;
     let mut tally = Tally::default();
     let mut bulk = coll.bulk()?;
     // Only an import that embeds keeps the ids it has seen (for resuming).
@@ -408,6 +411,8 @@ struct Source {
     buf: Vec<u8>,
     /// No line read yet: the first may be an export's settings, skipped.
     first: bool,
+    /// The expiry of lines without one (`--ttl`, `--expires-at`).
+    expires_at: Option<i64>,
 }
 
 /// The first line that is not blank, if any.
@@ -506,6 +511,7 @@ impl Source {
             line_no: 0,
             buf: Vec::new(),
             first: true,
+            expires_at: None,
         })
     }
 
@@ -567,6 +573,7 @@ impl Source {
                 vector,
                 text: line.text,
                 metadata: line.metadata,
+                expires_at: line.expires_at.or(self.expires_at),
             };
             return Ok(Some((record, embed)));
         }

@@ -285,6 +285,41 @@ pub(crate) struct McpArgs {
     pub token_file: Option<PathBuf>,
 }
 
+/// `--ttl` / `--expires-at`, on the commands that write records.
+#[derive(Args, Debug, Default)]
+pub(crate) struct ExpiryArg {
+    /// Expire the record(s) this long from now: 90s, 15m, 12h, 30d, 2w.
+    #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
+    pub ttl: Option<String>,
+    /// Expire the record(s) at this RFC 3339 time (2026-12-31T23:59:59Z).
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+}
+
+impl ExpiryArg {
+    /// The expiry asked for, Unix milliseconds (`None`: not given).
+    pub(crate) fn resolve(&self) -> output::CliResult<Option<i64>> {
+        if let Some(ttl) = &self.ttl {
+            let Some(d) = quiver::clock::parse_ttl(ttl) else {
+                return output::input(format!(
+                    "--ttl {ttl:?}: give a number and a unit (ms, s, m, h, d, w), such as 30d"
+                ));
+            };
+            let now = quiver::clock::to_ms(std::time::SystemTime::now());
+            return Ok(Some(now.saturating_add(d.as_millis() as i64)));
+        }
+        match &self.expires_at {
+            Some(t) => match quiver::clock::parse_rfc3339(t) {
+                Some(ms) => Ok(Some(ms)),
+                None => output::input(format!(
+                    "--expires-at {t:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"
+                )),
+            },
+            None => Ok(None),
+        }
+    }
+}
+
 /// `--model`, on the commands that embed text.
 #[derive(Args, Debug, Default)]
 pub(crate) struct ModelArg {
@@ -340,7 +375,8 @@ pub(crate) struct ImportArgs {
     pub name: String,
     #[command(flatten)]
     pub model: ModelArg,
-    /// JSON Lines: {"id": .., "vector": [..]?, "text": ..?, "metadata": {..}?}.
+    /// JSON Lines: {"id": .., "vector": [..]?, "text": ..?, "metadata": {..}?,
+    /// "expires_at": RFC 3339 or Unix ms?}.
     #[arg(required_unless_present = "from")]
     pub file: Option<PathBuf>,
     /// Import a Milvus collection instead: milvus://HOST:PORT/COLLECTION.
@@ -352,6 +388,9 @@ pub(crate) struct ImportArgs {
     /// Raw little-endian f32 file (lines × dim); row i is the vector of line i.
     #[arg(long, value_name = "FILE.f32")]
     pub vectors: Option<PathBuf>,
+    /// The expiry of lines that give no "expires_at" of their own.
+    #[command(flatten)]
+    pub expiry: ExpiryArg,
     /// Records per transaction.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
@@ -409,6 +448,8 @@ pub(crate) struct UpsertArgs {
     /// A JSON object.
     #[arg(long)]
     pub metadata: Option<String>,
+    #[command(flatten)]
+    pub expiry: ExpiryArg,
 }
 
 /// What `search` ranks by.

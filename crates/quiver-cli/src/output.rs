@@ -192,6 +192,9 @@ pub(crate) fn record_line(r: quiver::Record, vector: bool) -> serde_json::Value 
     if let Some(m) = r.metadata {
         line["metadata"] = m;
     }
+    if let Some(at) = r.expires_at {
+        line["expires_at"] = quiver::clock::format_rfc3339(at).into();
+    }
     if vector {
         line["vector"] = r.vector.into();
     }

@@ -85,6 +85,9 @@ pub(crate) fn export(cli: &Cli, a: &ExportArgs, out: &mut Out) -> CliResult<Exit
         if let Some(m) = r.metadata {
             line["metadata"] = m;
         }
+        if let Some(at) = r.expires_at {
+            line["expires_at"] = quiver::clock::format_rfc3339(at).into();
+        }
         if let Err(e) = out.json(&line) {
             failed = Some(e);
             return Err(quiver::Error::InvalidArgument {

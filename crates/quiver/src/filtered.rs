@@ -229,7 +229,7 @@ fn compute(conn: &Connection, scope: &Scope<'_>, filter: &Filter, seq: i64) -> R
         exact_max,
         vector_of,
     } = *scope;
-    let count = records::count_matching(conn, rows.cid, filter)?;
+    let count = records::count_matching(conn, rows.cid, filter, None)?;
     let exact = count as usize <= exact_max;
     // From the index, a match's vector costs about a microsecond; from
     // SQLite, a row read (at 1M × 384, 100k matches took 5.6 s, mostly

@@ -5,4 +5,4 @@
 pub(crate) const APPLICATION_ID: i32 = 0x5156_5231;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 5;
+pub(crate) const SCHEMA_VERSION: i32 = 6;

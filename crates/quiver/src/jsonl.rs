@@ -1,5 +1,5 @@
 //! The JSON Lines record format of `quiver import`:
-//! `{"id": "..", "vector": [..]?, "text": ".."?, "metadata": {..}?}`.
+//! `{"id": "..", "vector": [..]?, "text": ".."?, "metadata": {..}?, "expires_at": ".."?}`.
 //!
 //! Parsing is separate from validation against a collection
 //! ([`crate::Collection::validate`]), so the parser can be fuzzed alone.
@@ -21,6 +21,9 @@ pub struct Line {
     pub text: Option<String>,
     /// The metadata, if any (not yet checked to be an object).
     pub metadata: Option<Value>,
+    /// When the record expires (Unix milliseconds), if the line says:
+    /// `"expires_at"` is an RFC 3339 time or a number of milliseconds.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +36,8 @@ struct Raw {
     text: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
+    #[serde(default)]
+    expires_at: Option<Value>,
 }
 
 /// Parse one line (without its newline). `Ok(None)` for a blank line.
@@ -56,8 +61,26 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>, String> {
         Value::String(s) => s,
         other => return Err(format!("\"id\" must be a string, got {other}")),
     };
+    let expires_at =
+        match raw.expires_at {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(crate::clock::parse_rfc3339(&s).ok_or_else(|| {
+                one_line(&format!(
+                    "\"expires_at\" {s:?} is not an RFC 3339 time such as 2026-12-31T23:59:59Z"
+                ))
+            })?),
+            Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
+                format!("\"expires_at\" {n} is not a whole number of milliseconds")
+            })?),
+            Some(other) => {
+                return Err(format!(
+                    "\"expires_at\" must be an RFC 3339 time or milliseconds, got {other}"
+                ))
+            }
+        };
     Ok(Some(Line {
         id,
+        expires_at,
         vector: raw
             .vector
             .map(|v| v.into_iter().map(|x| x as f32).collect()),

@@ -22,6 +22,7 @@
 //! # Ok::<(), quiver::Error>(())
 //! ```
 
+pub mod clock;
 mod collection;
 mod config;
 mod db;

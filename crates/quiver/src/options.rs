@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::clock::{Clock, SystemClock};
+
 /// Progress of long work (index rebuilds, tail replays), for progress bars.
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -49,6 +51,9 @@ pub struct StoreOptions {
     /// on the same directory) to let the writer lock go before it fails
     /// with [`crate::Error::Busy`]. Zero fails at once. Default 5 s.
     pub busy_timeout: std::time::Duration,
+    /// The time record expiry is measured by. Default [`SystemClock`];
+    /// tests give a [`crate::ManualClock`] to move time by hand.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Default of [`crate::StoreOptions::filter_exact_max`]: at or below this
@@ -74,6 +79,7 @@ impl Default for StoreOptions {
             progress: None,
             filter_exact_max: DEFAULT_EXACT_MAX,
             busy_timeout: std::time::Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -22,6 +22,11 @@ pub struct Record {
     /// Optional metadata; must be a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// When the record expires, in milliseconds since the Unix epoch: from
+    /// that instant on (by the store's [`crate::Clock`]) no read returns
+    /// it, and the next write or `compact` deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl Record {
@@ -32,6 +37,7 @@ impl Record {
             vector,
             text: None,
             metadata: None,
+            expires_at: None,
         }
     }
 
@@ -44,6 +50,12 @@ impl Record {
     /// Set the metadata (a JSON object).
     pub fn with_metadata(mut self, metadata: Value) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// Expire the record at `at` (see [`Record::expires_at`]).
+    pub fn with_expiry(mut self, at: std::time::SystemTime) -> Self {
+        self.expires_at = Some(crate::clock::to_ms(at));
         self
     }
 }

@@ -23,6 +23,8 @@ pub struct Update {
     pub metadata: Option<Value>,
     /// Merge `metadata` instead of replacing it.
     pub merge: bool,
+    /// A new expiry (Unix ms), or `Some(None)` to keep the record for good.
+    pub expires_at: Option<Option<i64>>,
 }
 
 impl Update {
@@ -57,6 +59,12 @@ impl Update {
     pub fn merge(mut self, patch: Value) -> Update {
         self.metadata = Some(patch);
         self.merge = true;
+        self
+    }
+
+    /// With a new expiry (Unix milliseconds; `None`: never expires).
+    pub fn expires_at(mut self, at: Option<i64>) -> Update {
+        self.expires_at = Some(at);
         self
     }
 }
@@ -264,6 +272,7 @@ impl Collection {
         };
         build(&mut batch)?;
         let ops = batch.ops;
+        self.purge_expired()?;
         let removes = ops
             .iter()
             .any(|op| matches!(op, Op::Delete(_) | Op::DeleteWhere(_)));
@@ -328,6 +337,9 @@ impl Collection {
                     }
                     if let Some(t) = &u.text {
                         r.text = Some(t.clone());
+                    }
+                    if let Some(at) = u.expires_at {
+                        r.expires_at = at;
                     }
                     match (&u.metadata, u.merge) {
                         (Some(patch), true) => {

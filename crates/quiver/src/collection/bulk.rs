@@ -136,6 +136,7 @@ impl Collection {
     pub fn bulk(&self) -> Result<Bulk<'_>> {
         // A bulk load builds the index as it goes: load it first.
         self.refresh()?;
+        self.purge_expired()?;
         let conn = self.store.writer("upsert")?;
         self.alive()?;
         self.state.snapshots.locked().bulk_loading = true;

@@ -29,7 +29,12 @@ pub(super) fn replay(
     // instead of seeing neither a batch's old records nor its new ones.
     let removes = records::tombstones_after(conn, cid, after)?;
     index::forget(lock, &removes);
-    let rows = records::Rows { cid, name, dim };
+    let rows = records::Rows {
+        cid,
+        name,
+        dim,
+        now: None,
+    };
     let mut upserted = 0;
     records::stream(conn, rows, Some(after), CHUNK, |chunk| {
         apply(lock, name, chunk, &[])?;
@@ -67,7 +72,7 @@ pub(super) fn rebuild(
     cid: i64,
     config: &CollectionConfig,
 ) -> Result<Indexes> {
-    let total = records::count(conn, cid)?;
+    let total = records::count(conn, cid, None)?;
     let lock = RwLock::new(Indexes::empty(config, total as usize, name)?);
     let mut done = 0u64;
     report(store, name, "rebuild", 0, total);
@@ -75,6 +80,7 @@ pub(super) fn rebuild(
         cid,
         name,
         dim: config.dimension,
+        now: None,
     };
     records::stream(conn, rows, None, CHUNK, |chunk| {
         apply(&lock, name, chunk, &[])?;

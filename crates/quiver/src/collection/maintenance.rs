@@ -193,6 +193,8 @@ impl Collection {
     /// [`Error::ReadOnly`], SQLite, I/O and index failures.
     pub fn compact(&self, force: bool) -> Result<CompactReport> {
         self.alive()?;
+        // Expired records go first, so their rows and slots are reclaimed.
+        self.purge_expired()?;
         // Whether to rebuild depends on the index's removed slots.
         self.refresh()?;
         let mut conn = self.store.writer("compact")?;

@@ -42,6 +42,7 @@ pub(crate) mod batch;
 pub(crate) mod bulk;
 pub(crate) mod changes;
 pub(crate) mod cluster;
+mod expiry;
 mod hydrate;
 pub(crate) mod join;
 mod load;
@@ -497,6 +498,24 @@ struct Warmer {
     stop: AtomicBool,
 }
 
+/// What a collection knows of its expiries, valid while `applied_seq`
+/// stays at `seq`: the earliest `expires_at` of any record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExpiryCache {
+    /// The `applied_seq` it was read at (-1: never read).
+    pub(crate) seq: i64,
+    pub(crate) next: Option<i64>,
+}
+
+impl Default for ExpiryCache {
+    fn default() -> Self {
+        ExpiryCache {
+            seq: -1,
+            next: None,
+        }
+    }
+}
+
 /// A loaded collection, shared by its handles.
 ///
 /// Fields are grouped by what guards them. Lock order, outermost first
@@ -557,6 +576,8 @@ pub(crate) struct CollState {
     load: Mutex<LoadReport>,
     /// Filter match sets, valid at one sequence number.
     matches: Mutex<filtered::Cache>,
+    /// The earliest record expiry, valid at one sequence number.
+    expiry: Mutex<ExpiryCache>,
     warm: Warmer,
     /// The model text is embedded with, once loaded or given.
     #[cfg(feature = "embed")]
@@ -591,6 +612,7 @@ impl CollState {
             snapshots: Mutex::new(Snapshots::default()),
             load: Mutex::new(load),
             matches: Mutex::new(filtered::Cache::default()),
+            expiry: Mutex::new(ExpiryCache::default()),
             warm: Warmer::default(),
             #[cfg(feature = "embed")]
             embedder: Mutex::new(None),

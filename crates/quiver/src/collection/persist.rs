@@ -319,7 +319,7 @@ impl CollState {
     fn overdue(&self, store: &Db) -> Result<bool> {
         store.read(|conn| {
             let tail = self.unsnapshotted(conn)?;
-            let records = records::count(conn, self.cid)?;
+            let records = records::count(conn, self.cid, None)?;
             Ok(tail >= 2 * store.options.snapshot_every_changes.max(records / 4))
         })
     }

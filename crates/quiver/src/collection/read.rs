@@ -44,13 +44,15 @@ impl Collection {
             .read(|conn| records::last_id(conn, self.state.cid))
     }
 
-    /// Number of records.
+    /// Number of records (not expired).
     ///
     /// # Errors
     /// SQLite failures.
     pub fn count(&self) -> Result<u64> {
         self.alive()?;
-        self.store.read(|conn| records::count(conn, self.state.cid))
+        let now = self.now();
+        self.store
+            .read(|conn| records::count(conn, self.state.cid, Some(now)))
     }
 
     /// Number of records matching `filter`.
@@ -61,8 +63,9 @@ impl Collection {
         self.alive()?;
         // A bad filter is an error before a connection is taken.
         filter.validate()?;
+        let now = self.now();
         self.store
-            .read(|conn| records::count_matching(conn, self.state.cid, filter))
+            .read(|conn| records::count_matching(conn, self.state.cid, filter, Some(now)))
     }
 
     /// Records in id order, optionally only those matching a filter and
@@ -202,9 +205,15 @@ impl Collection {
             .read(|conn| catalogue::field_indexes(conn, self.state.cid))
     }
 
-    /// Where this collection's rows are, for the record queries.
+    /// Where this collection's rows are, for the record queries: as a
+    /// read now sees them (expired records hidden).
     pub(super) fn rows(&self) -> Rows<'_> {
-        self.state.rows()
+        self.state.rows().live(self.now())
+    }
+
+    /// The store clock's time, Unix milliseconds.
+    pub(crate) fn now(&self) -> i64 {
+        self.store.options.clock.now_ms()
     }
 }
 

@@ -1,5 +1,7 @@
 //! Search: vector (HNSW, exact, filtered), keyword and hybrid; each result consistent with SQLite.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// With i8 index storage, searches take this many times k candidates from
@@ -16,13 +18,16 @@ impl Collection {
     /// [`Error::InvalidFilter`]; SQLite and index failures.
     pub fn search(&self, query: &[f32], options: &SearchOptions) -> Result<SearchResult> {
         let config = self.prepare_search(options, Some(query))?;
+        let hidden = self.expired_now()?;
+        let wide = expiry::widened(options, &hidden);
         self.consistent(
             || {
-                let (found, plan) = self.vector_candidates(query, options, &config)?;
+                let (found, plan) = self.vector_candidates(query, &wide, &config)?;
                 let found: Vec<(u64, f32, Option<Ranks>)> =
                     found.into_iter().map(|(k, d)| (k, d, None)).collect();
                 Ok((found, plan))
             },
+            (&hidden, options.k),
             options.include,
             config.dimension,
         )
@@ -42,12 +47,14 @@ impl Collection {
         if let Some(f) = filter {
             f.validate()?;
         }
+        let hidden = self.expired_now()?;
+        let k = options.k + hidden.len();
         self.consistent(
             || {
                 let cid = self.state.cid;
-                let (list, matches) = self.store.read_fts(|conn| {
-                    text::keyword_candidates(conn, cid, text, filter, options.k)
-                })?;
+                let (list, matches) = self
+                    .store
+                    .read_fts(|conn| text::keyword_candidates(conn, cid, text, filter, k))?;
                 let found = list
                     .into_iter()
                     .enumerate()
@@ -63,6 +70,7 @@ impl Collection {
                     .collect();
                 Ok((found, Plan::Keyword { matches }))
             },
+            (&hidden, options.k),
             options.include,
             config.dimension,
         )
@@ -96,7 +104,8 @@ impl Collection {
         let config = self.prepare_search(options, Some(query))?;
         fusion.validate()?;
         text::fts_queries(text)?;
-        let n = fusion.list_len(options.k);
+        let hidden = self.expired_now()?;
+        let n = fusion.list_len(options.k) + hidden.len();
         let filter = options.filter.as_ref();
         if let Some(f) = filter {
             f.validate()?;
@@ -112,7 +121,7 @@ impl Collection {
                 let (keyword, _) = self
                     .store
                     .read_fts(|conn| text::keyword_candidates(conn, cid, text, filter, n))?;
-                let found = text::fuse(&vector, &keyword, fusion, options.k)
+                let found = text::fuse(&vector, &keyword, fusion, options.k + hidden.len())
                     .into_iter()
                     .map(|(key, ranks)| (key, -ranks.score.unwrap_or(0.0), Some(ranks)))
                     .collect();
@@ -127,6 +136,7 @@ impl Collection {
                 };
                 Ok((found, plan))
             },
+            (&hidden, options.k),
             options.include,
             config.dimension,
         )
@@ -200,9 +210,13 @@ impl Collection {
     pub(super) fn consistent(
         &self,
         find: impl Fn() -> Result<(Vec<(u64, f32, Option<Ranks>)>, Plan)>,
+        (hidden, k): (&HashSet<u64>, usize),
         include: Include,
         dim: usize,
     ) -> Result<SearchResult> {
+        // Expired records (`hidden`, found only because `find` asked for
+        // that many more) never reach the caller.
+        let find = || find().map(|(found, plan)| (expiry::visible(found, hidden, k), plan));
         let (found, plan) = find()?;
         let hits = self.resolve(&found, include, dim)?;
         if hits.len() == found.len() {

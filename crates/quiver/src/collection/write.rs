@@ -13,6 +13,7 @@ impl Collection {
     /// SQLite, I/O and index failures.
     pub fn upsert(&self, records: &[Record]) -> Result<u64> {
         self.check_batch(records)?;
+        self.purge_expired()?;
         let mut conn = self.store.writer("upsert")?;
         self.alive()?;
         let c = self.commit_upsert(&mut conn, records)?;
@@ -107,6 +108,7 @@ impl Collection {
         for id in ids {
             record::check_id(id.as_ref())?;
         }
+        self.purge_expired()?;
         self.delete_keys(|tx, cid| records::delete_ids(tx, cid, ids))
     }
 
@@ -117,6 +119,7 @@ impl Collection {
     pub fn delete_where(&self, filter: &Filter) -> Result<usize> {
         // A bad filter is an error before the writer is taken.
         filter.validate()?;
+        self.purge_expired()?;
         self.delete_keys(|tx, cid| records::delete_matching(tx, cid, filter))
     }
 

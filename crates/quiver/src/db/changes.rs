@@ -31,10 +31,10 @@ pub(crate) fn page(
 ) -> Result<Vec<(i64, i64, FeedRow)>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, key, 0, id, vector, text, metadata FROM records
+            "SELECT seq, key, 0, id, vector, text, metadata, expires_at FROM records
                  WHERE cid = ?1 AND seq >= ?2 AND seq <= ?4 AND (seq > ?2 OR key > ?3)
              UNION ALL
-             SELECT t.seq, t.key, 1, t.id, NULL, NULL, NULL FROM tombstones t
+             SELECT t.seq, t.key, 1, t.id, NULL, NULL, NULL, NULL FROM tombstones t
                  WHERE t.cid = ?1 AND t.seq >= ?2 AND t.seq <= ?4 AND (t.seq > ?2 OR t.key > ?3)
                    AND (t.id IS NULL OR NOT EXISTS
                         (SELECT 1 FROM records r WHERE r.cid = ?1 AND r.id = t.id))

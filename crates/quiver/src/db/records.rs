@@ -23,9 +23,33 @@ pub(crate) struct Rows<'a> {
     /// The collection's name, for errors about a damaged row.
     pub(crate) name: &'a str,
     pub(crate) dim: usize,
+    /// The time (Unix ms) reads compare expiry with: records expired by
+    /// then are not returned. `None` for the store's own reads (rebuilds,
+    /// verify, writes), which see every row.
+    pub(crate) now: Option<i64>,
 }
 
-impl Rows<'_> {
+impl<'a> Rows<'a> {
+    /// The same rows, as a read at `now` sees them (expired ones hidden).
+    pub(crate) fn live(self, now: i64) -> Rows<'a> {
+        Rows {
+            now: Some(now),
+            ..self
+        }
+    }
+
+    /// `" AND <not expired>"` with its time pushed onto `params`, for a
+    /// read that hides expired records; empty otherwise.
+    fn unexpired(&self, params: &mut Vec<Sql>) -> String {
+        match self.now {
+            None => String::new(),
+            Some(now) => {
+                params.push(now.into());
+                format!(" AND {}", unexpired_at(params.len()))
+            }
+        }
+    }
+
     /// A stored vector, which must be exactly `dim` f32s; `record` names
     /// the row in the error (its id or its key).
     fn vector(&self, record: impl Display, blob: &[u8]) -> Result<Vec<f32>> {
@@ -41,6 +65,11 @@ impl Rows<'_> {
         })
         .transpose()
     }
+}
+
+/// A record not expired at the time in parameter `?n`.
+pub(crate) fn unexpired_at(n: usize) -> String {
+    format!("(expires_at IS NULL OR expires_at > ?{n})")
 }
 
 /// Parameters: the collection's id, then a filter's values numbered from `?2`.
@@ -76,9 +105,10 @@ impl<'t> Upserter<'t> {
             .during("read the largest key")?;
         let upsert = tx
             .prepare_cached(
-                "INSERT INTO records (cid, id, vector, text, metadata, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO records (cid, id, vector, text, metadata, seq, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (cid, id) DO UPDATE SET vector = excluded.vector, text = excluded.text,
-                     metadata = excluded.metadata, seq = excluded.seq
+                     metadata = excluded.metadata, seq = excluded.seq, expires_at = excluded.expires_at
                  RETURNING key",
             )
             .during("prepare upsert")?;
@@ -111,7 +141,8 @@ impl<'t> Upserter<'t> {
                     record::encode(&r.vector),
                     r.text,
                     metadata,
-                    self.seq
+                    self.seq,
+                    r.expires_at
                 ],
                 |row| row.get(0),
             )
@@ -161,8 +192,13 @@ pub(crate) fn delete_matching(
     filter: &Filter,
 ) -> Result<Vec<Gone>> {
     let (where_, params) = with_filter(tx, cid, filter)?;
+    delete_where_sql(tx, &where_, params)
+}
+
+/// Delete the records of `cid` (`?1`) for which `where_` holds; returns them.
+fn delete_where_sql(tx: &Transaction<'_>, where_: &str, params: Vec<Sql>) -> Result<Vec<Gone>> {
     let mut stmt = tx
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "DELETE FROM records WHERE cid = ?1 AND ({where_}) RETURNING key, id"
         ))
         .during("prepare delete by filter")?;
@@ -199,7 +235,7 @@ pub(crate) fn bury(tx: &Transaction<'_>, cid: i64, gone: &[Gone], seq: i64) -> R
 // ---- whole records ----
 
 /// The columns of a whole record, in the order [`record_row`] reads them.
-const RECORD_COLUMNS: &str = "id, vector, text, metadata";
+const RECORD_COLUMNS: &str = "id, vector, text, metadata, expires_at";
 
 /// A record's columns as SQLite returned them ([`RECORD_COLUMNS`]).
 pub(crate) struct RecordRow {
@@ -207,6 +243,7 @@ pub(crate) struct RecordRow {
     vector: Vec<u8>,
     text: Option<String>,
     metadata: Option<String>,
+    expires_at: Option<i64>,
 }
 
 fn record_row(r: &Row<'_>) -> rusqlite::Result<RecordRow> {
@@ -220,6 +257,7 @@ pub(crate) fn record_row_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Recor
         vector: r.get(first + 1)?,
         text: r.get(first + 2)?,
         metadata: r.get(first + 3)?,
+        expires_at: r.get(first + 4)?,
     })
 }
 
@@ -233,17 +271,20 @@ impl RecordRow {
             metadata: rows.metadata(&id, self.metadata)?,
             id,
             text: self.text,
+            expires_at: self.expires_at,
         })
     }
 }
 
 /// The record with this id.
 pub(crate) fn get(conn: &Connection, rows: Rows<'_>, id: &str) -> Result<Option<Record>> {
+    let mut params: Vec<Sql> = vec![rows.cid.into(), id.to_string().into()];
+    let live = rows.unexpired(&mut params);
     conn.prepare_cached(&format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1 AND id = ?2"
+        "SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1 AND id = ?2{live}"
     ))
     .during("prepare get")?
-    .query_row(params![rows.cid, id], record_row)
+    .query_row(params_from_iter(params), record_row)
     .optional()
     .during("get record")?
     .map(|row| row.into_record(rows))
@@ -261,8 +302,9 @@ pub(crate) fn scan(
     desc: bool,
     limit: usize,
 ) -> Result<Vec<Record>> {
-    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1");
     let mut params: Vec<Sql> = vec![rows.cid.into()];
+    let live = rows.unexpired(&mut params);
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1{live}");
     if let Some(after) = after {
         params.push(after.to_string().into());
         let cmp = if desc { "<" } else { ">" };
@@ -323,6 +365,8 @@ pub(crate) fn page_by(
         }
         let mut params: Vec<Sql> = vec![rows.cid.into()];
         let mut sql = format!("SELECT {RECORD_COLUMNS}, {expr} FROM records WHERE cid = ?1");
+        let live = rows.unexpired(&mut params);
+        sql.push_str(&live);
         if with_field {
             sql.push_str(&format!(" AND {expr} IS NOT NULL"));
         } else {
@@ -332,11 +376,12 @@ pub(crate) fn page_by(
             Some(a) if with_field => {
                 params.push(a.value.clone());
                 params.push(a.id.clone().into());
-                sql.push_str(&format!(" AND ({expr}, id) {cmp} (?2, ?3)"));
+                let n = params.len();
+                sql.push_str(&format!(" AND ({expr}, id) {cmp} (?{}, ?{n})", n - 1));
             }
             Some(a) if past_values => {
                 params.push(a.id.clone().into());
-                sql.push_str(&format!(" AND id {cmp} ?2"));
+                sql.push_str(&format!(" AND id {cmp} ?{}", params.len()));
             }
             _ => {}
         }
@@ -355,7 +400,7 @@ pub(crate) fn page_by(
         let mut stmt = conn.prepare_cached(&sql).during("prepare ordered scan")?;
         let found = stmt
             .query_map(params_from_iter(params), |r| {
-                Ok((record_row(r)?, r.get::<_, Sql>(4)?))
+                Ok((record_row(r)?, r.get::<_, Sql>(5)?))
             })
             .during("ordered scan")?;
         for row in found {
@@ -374,20 +419,42 @@ pub(crate) fn last_id(conn: &Connection, cid: i64) -> Result<Option<String>> {
         .during("read last id")
 }
 
-/// Number of records.
-pub(crate) fn count(conn: &Connection, cid: i64) -> Result<u64> {
-    conn.prepare_cached("SELECT count(*) FROM records WHERE cid = ?1")
-        .during("prepare count")?
-        .query_row([cid], |r| r.get::<_, i64>(0))
-        .during("count records")
-        .map(|n| n as u64)
+/// Number of records (of those not expired at `now`, when given).
+pub(crate) fn count(conn: &Connection, cid: i64, now: Option<i64>) -> Result<u64> {
+    let counted = match now {
+        None => conn
+            .prepare_cached("SELECT count(*) FROM records WHERE cid = ?1")
+            .during("prepare count")?
+            .query_row([cid], |r| r.get::<_, i64>(0)),
+        Some(now) => conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM records WHERE cid = ?1 AND {}",
+                unexpired_at(2)
+            ))
+            .during("prepare count")?
+            .query_row(params![cid, now], |r| r.get::<_, i64>(0)),
+    };
+    counted.during("count records").map(|n| n as u64)
 }
 
-/// Number of records matching `filter`.
-pub(crate) fn count_matching(conn: &Connection, cid: i64, filter: &Filter) -> Result<u64> {
-    let (where_, params) = with_filter(conn, cid, filter)?;
+/// Number of records matching `filter` (of those not expired at `now`,
+/// when given).
+pub(crate) fn count_matching(
+    conn: &Connection,
+    cid: i64,
+    filter: &Filter,
+    now: Option<i64>,
+) -> Result<u64> {
+    let (where_, mut params) = with_filter(conn, cid, filter)?;
+    let live = match now {
+        Some(now) => {
+            params.push(now.into());
+            format!(" AND {}", unexpired_at(params.len()))
+        }
+        None => String::new(),
+    };
     conn.prepare_cached(&format!(
-        "SELECT count(*) FROM records WHERE cid = ?1 AND ({where_})"
+        "SELECT count(*) FROM records WHERE cid = ?1 AND ({where_}){live}"
     ))
     .during("prepare count")?
     .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
@@ -600,10 +667,11 @@ pub(crate) fn each(
     filter: Option<&Filter>,
     mut f: impl FnMut(Record) -> Result<()>,
 ) -> Result<()> {
-    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1");
     let mut params: Vec<Sql> = vec![rows.cid.into()];
+    let live = rows.unexpired(&mut params);
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE cid = ?1{live}");
     if let Some(filter) = filter {
-        let c = compile(conn, rows.cid, filter, 2)?;
+        let c = compile(conn, rows.cid, filter, params.len() + 1)?;
         sql.push_str(&format!(" AND ({})", c.sql));
         params.extend(c.params);
     }
@@ -753,4 +821,37 @@ pub(crate) fn has_field(conn: &Connection, cid: i64, segs: &[String]) -> Result<
         |r| r.get(0),
     )
     .during("look for a field")
+}
+
+// ---- expiry ----
+
+/// Keys of the records expired at `now` (none if nothing expires).
+pub(crate) fn expired_keys(conn: &Connection, cid: i64, now: i64) -> Result<Vec<u64>> {
+    conn.prepare_cached(
+        "SELECT key FROM records WHERE cid = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
+    )
+    .during("prepare expiry lookup")?
+    .query_map(params![cid, now], |r| r.get::<_, i64>(0))
+    .during("find expired records")?
+    .map(|k| k.map(|k| k as u64).during("find expired records"))
+    .collect()
+}
+
+/// The earliest expiry of any record (`None` if none expires).
+pub(crate) fn next_expiry(conn: &Connection, cid: i64) -> Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT min(expires_at) FROM records WHERE cid = ?1 AND expires_at IS NOT NULL",
+    )
+    .during("prepare expiry lookup")?
+    .query_row([cid], |r| r.get(0))
+    .during("find the next expiry")
+}
+
+/// Delete the records expired at `now`; returns them.
+pub(crate) fn delete_expired(tx: &Transaction<'_>, cid: i64, now: i64) -> Result<Vec<Gone>> {
+    delete_where_sql(
+        tx,
+        "expires_at IS NOT NULL AND expires_at <= ?2",
+        vec![cid.into(), now.into()],
+    )
 }

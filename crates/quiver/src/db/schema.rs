@@ -232,6 +232,14 @@ CREATE TABLE consumers (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5 to 6: record expiry. `expires_at` is Unix milliseconds (NULL:
+/// never); the partial index finds the expired rows of a collection
+/// without touching the rest.
+const V6: &str = "
+ALTER TABLE records ADD COLUMN expires_at INTEGER;
+CREATE INDEX records_expiry ON records (cid, expires_at) WHERE expires_at IS NOT NULL;
+";
+
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Step i takes the schema from version i to i + 1.
@@ -241,6 +249,7 @@ const MIGRATIONS: &[Migration] = &[
     to_v3,
     |tx| tx.execute_batch(V4),
     |tx| tx.execute_batch(V5),
+    |tx| tx.execute_batch(V6),
 ];
 
 /// The name of collection `cid`'s full-text table (a number, never a user string).
