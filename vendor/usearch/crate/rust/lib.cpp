@@ -77,9 +77,16 @@ ScalarKind cpp_to_rust_scalar(scalar_kind_t value) {
     }
 }
 
+// Quiver: a vector of bits comes as words, any other kind as one scalar per
+// dimension, whatever the index stores (usearch casts it): upstream compared
+// every kind with the index's words, so f32 vectors never reached a b1 index.
+template <typename scalar_at> size_t expected_dims(index_dense_t const& index) {
+    return std::is_same<scalar_at, b1x8_t>::value ? index.scalar_words() : index.dimensions();
+}
+
 template <typename scalar_at>
 Matches search_(index_dense_t& index, scalar_at const* vec, size_t vec_dims, size_t count, bool exact = false) {
-    if (vec_dims != index.scalar_words())
+    if (vec_dims != expected_dims<scalar_at>(index))
         throw std::invalid_argument("Vector length must match index dimensionality");
     Matches matches;
     matches.keys.reserve(count);
@@ -98,7 +105,7 @@ Matches search_(index_dense_t& index, scalar_at const* vec, size_t vec_dims, siz
 template <typename scalar_at, typename predicate_at>
 Matches filtered_search_(index_dense_t& index, scalar_at const* vec, size_t vec_dims, size_t count,
                          predicate_at&& predicate) {
-    if (vec_dims != index.scalar_words())
+    if (vec_dims != expected_dims<scalar_at>(index))
         throw std::invalid_argument("Vector length must match index dimensionality");
     Matches matches;
     matches.keys.reserve(count);
@@ -115,7 +122,7 @@ Matches filtered_search_(index_dense_t& index, scalar_at const* vec, size_t vec_
 }
 
 template <typename scalar_at> void add_(index_dense_t& index, vector_key_t key, scalar_at const* vec, size_t vec_dims) {
-    if (vec_dims != index.scalar_words())
+    if (vec_dims != expected_dims<scalar_at>(index))
         throw std::invalid_argument("Vector length must match index dimensionality");
     index.add(key, vec).error.raise();
 }
