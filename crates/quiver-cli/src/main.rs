@@ -339,7 +339,8 @@ pub(crate) struct CreateArgs {
     /// Vector dimension (taken from --model when given).
     #[arg(long)]
     pub dim: Option<usize>,
-    /// Distance: cos, ip, l2 (or hamming with b1).
+    /// Distance: cos, ip, l2, pearson, divergence (distributions), haversine ([lat, lon] in
+    /// degrees, --dim 2), or hamming and jaccard (sign bits, with b1).
     #[arg(long, default_value = "cos")]
     pub metric: String,
     /// Index storage: f32, f16, bf16, i8, b1. The database always keeps f32
@@ -523,7 +524,8 @@ pub(crate) struct AlterArgs {
     pub name: String,
     #[command(flatten)]
     pub model: ModelArg,
-    /// New distance: cos, ip, l2 (or hamming with b1). Rebuilds the index.
+    /// New distance: cos, ip, l2, pearson, divergence, haversine, or hamming and jaccard with b1.
+    /// Rebuilds the index.
     #[arg(long)]
     pub metric: Option<String>,
     /// New index storage: f32, f16, bf16, i8, b1. Rebuilds the index.

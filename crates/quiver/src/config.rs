@@ -23,6 +23,18 @@ pub enum Metric {
     L2,
     /// Hamming distance over sign bits; only with [`Scalar::B1`].
     Hamming,
+    /// Jaccard (Tanimoto) distance over sign bits, `1 - |a ∧ b| / |a ∨ b|`;
+    /// only with [`Scalar::B1`]. Vectors need a positive component.
+    Jaccard,
+    /// `1 - r`, `r` the Pearson correlation of the components. Vectors
+    /// must not be constant.
+    Pearson,
+    /// Great-circle distance in radians between two `[latitude, longitude]`
+    /// points in degrees; dimension 2, scalar f32.
+    Haversine,
+    /// Jensen–Shannon divergence of two distributions (components ≥ 0, not
+    /// all zero; usearch's definition, in nats, without normalising).
+    Divergence,
 }
 
 /// How the index stores vector components. SQLite always keeps full f32.
@@ -92,7 +104,8 @@ macro_rules! names {
     };
 }
 
-names!(Metric, "metric", Metric::Cos => "cos", Metric::Ip => "ip", Metric::L2 => "l2", Metric::Hamming => "hamming");
+names!(Metric, "metric", Metric::Cos => "cos", Metric::Ip => "ip", Metric::L2 => "l2", Metric::Hamming => "hamming",
+    Metric::Jaccard => "jaccard", Metric::Pearson => "pearson", Metric::Haversine => "haversine", Metric::Divergence => "divergence");
 names!(Tokenizer, "tokenizer", Tokenizer::Unicode61 => "unicode61", Tokenizer::Porter => "porter");
 /// The default search ef. On pypi-minilm-20k (19,993 MiniLM vectors,
 /// bf16) ef 128 reaches recall@10 0.991 and 160 0.993: 160 leaves room
@@ -108,8 +121,8 @@ impl Scalar {
     pub fn default_for(metric: Metric) -> Scalar {
         match metric {
             Metric::Cos | Metric::Ip => Scalar::Bf16,
-            Metric::L2 => Scalar::F32,
-            Metric::Hamming => Scalar::B1,
+            Metric::L2 | Metric::Pearson | Metric::Haversine | Metric::Divergence => Scalar::F32,
+            Metric::Hamming | Metric::Jaccard => Scalar::B1,
         }
     }
 }
@@ -227,9 +240,27 @@ impl CollectionConfig {
             }
         }
         match (self.metric, self.scalar) {
-            (Metric::Hamming, Scalar::B1) => {}
-            (Metric::Hamming, s) => return bad(format!("metric hamming needs scalar b1, not {s}")),
-            (m, Scalar::B1) => return bad(format!("scalar b1 needs metric hamming, not {m}")),
+            (Metric::Hamming | Metric::Jaccard, Scalar::B1) if self.dimension % 8 == 0 => {}
+            (m @ (Metric::Hamming | Metric::Jaccard), Scalar::B1) => {
+                return bad(format!(
+                    "metric {m} packs sign bits into bytes: the dimension must be a multiple of 8, not {}",
+                    self.dimension
+                ))
+            }
+            (m @ (Metric::Hamming | Metric::Jaccard), s) => {
+                return bad(format!("metric {m} needs scalar b1, not {s}"))
+            }
+            (m, Scalar::B1) => {
+                return bad(format!("scalar b1 needs metric hamming or jaccard, not {m}"))
+            }
+            (Metric::Haversine, Scalar::F32) if self.dimension == 2 => {}
+            (Metric::Haversine, Scalar::F32) => {
+                return bad(format!(
+                    "metric haversine takes [latitude, longitude]: dimension 2, not {}",
+                    self.dimension
+                ))
+            }
+            (Metric::Haversine, s) => return bad(format!("metric haversine needs scalar f32, not {s}")),
             (Metric::Cos, Scalar::I8) => {}
             (m, Scalar::I8) => {
                 return bad(format!(

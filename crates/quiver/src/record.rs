@@ -101,12 +101,39 @@ pub(crate) fn check_vector(
             v[i]
         )));
     }
-    if config.metric == Metric::Cos && v.iter().all(|x| *x == 0.0) {
-        return Err(invalid(
+    match config.metric {
+        Metric::Cos if v.iter().all(|x| *x == 0.0) => Err(invalid(
             "zero vector has no direction under the cos metric".into(),
-        ));
+        )),
+        Metric::Jaccard if v.iter().all(|x| *x <= 0.0) => Err(invalid(
+            "no positive component: no set bit for the jaccard metric to compare".into(),
+        )),
+        Metric::Pearson if v.iter().all(|x| *x == v[0]) => Err(invalid(
+            "a constant vector has no pearson correlation".into(),
+        )),
+        Metric::Divergence => {
+            if let Some(i) = v.iter().position(|x| *x < 0.0) {
+                return Err(invalid(format!(
+                    "component {i} is {}: the divergence metric compares distributions (components >= 0)",
+                    v[i]
+                )));
+            }
+            if v.iter().all(|x| *x == 0.0) {
+                return Err(invalid("an all-zero vector is not a distribution".into()));
+            }
+            Ok(())
+        }
+        Metric::Haversine => {
+            let (lat, lon) = (v[0], v[1]);
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err(invalid(format!(
+                    "[{lat}, {lon}] is not [latitude -90..=90, longitude -180..=180] in degrees"
+                )));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn check_record(config: &CollectionConfig, collection: &str, r: &Record) -> Result<()> {

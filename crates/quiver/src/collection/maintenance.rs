@@ -275,6 +275,20 @@ impl Collection {
                 });
             }
         }
+        let constrained = matches!(
+            next.metric,
+            Metric::Jaccard | Metric::Pearson | Metric::Divergence | Metric::Haversine
+        );
+        if constrained && next.metric != current.metric {
+            // Every vector must be one the new metric can measure.
+            let rows = self.state.rows_with(next.dimension);
+            records::each(&tx, rows, None, |r| {
+                crate::record::check_vector(&next, &self.state.name, Some(&r.id), &r.vector)
+                    .map_err(|e| Error::InvalidConfig {
+                        reason: format!("metric {}: {e}", next.metric),
+                    })
+            })?;
+        }
         catalogue::set_index_settings(&tx, self.state.cid, &next)?;
         tx.commit("alter")?;
         failpoint!("alter:after-update");

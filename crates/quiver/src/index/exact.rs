@@ -215,7 +215,63 @@ pub(crate) fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
             .zip(b)
             .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
             .count() as f32,
+        Metric::Jaccard => {
+            let (mut and, mut or) = (0u32, 0u32);
+            for (x, y) in a.iter().zip(b) {
+                let (x, y) = (*x > 0.0, *y > 0.0);
+                and += u32::from(x && y);
+                or += u32::from(x || y);
+            }
+            1.0 - and as f32 / or as f32
+        }
+        Metric::Pearson => pearson(a, b),
+        Metric::Haversine => haversine(a, b),
+        Metric::Divergence => divergence(a, b),
     }
+}
+
+/// usearch's `metric_pearson_gt`: one pass of sums, `1 - r`, 0 when the
+/// correlation is undefined.
+fn pearson(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len() as f32;
+    if a.len() <= 1 {
+        return 0.0;
+    }
+    let (mut sa, mut sb, mut sab, mut saa, mut sbb) = (0f32, 0f32, 0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        sa += x;
+        sb += y;
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    let denom = (n * saa - sa * sa) * (n * sbb - sb * sb);
+    if denom <= 0.0 {
+        return 0.0;
+    }
+    1.0 - (n * sab - sa * sb) / denom.sqrt()
+}
+
+/// usearch's `metric_haversine_gt`: `[lat, lon]` in degrees, the central
+/// angle in radians.
+fn haversine(a: &[f32], b: &[f32]) -> f32 {
+    let rad = |d: f32| d * std::f32::consts::PI / 180.0;
+    let dlat = rad(b[0] - a[0]) / 2.0;
+    let dlon = rad(b[1] - a[1]) / 2.0;
+    let x = dlat.sin().powi(2) + rad(a[0]).cos() * rad(b[0]).cos() * dlon.sin().powi(2);
+    2.0 * x.sqrt().asin()
+}
+
+/// usearch's `metric_divergence_gt`: Jensen–Shannon, with its epsilon.
+fn divergence(p: &[f32], q: &[f32]) -> f32 {
+    let eps = f32::EPSILON;
+    let (mut pm, mut qm) = (0f32, 0f32);
+    for (x, y) in p.iter().zip(q) {
+        let m = (x + y) / 2.0 + eps;
+        pm += x * ((x + eps) / m).ln();
+        qm += y * ((y + eps) / m).ln();
+    }
+    (pm + qm) / 2.0
 }
 
 /// (a·b, a·a, b·b) in one pass, with independent lanes so it vectorises

@@ -294,6 +294,10 @@ fn metric_kind(m: Metric) -> MetricKind {
         Metric::Ip => MetricKind::IP,
         Metric::L2 => MetricKind::L2sq,
         Metric::Hamming => MetricKind::Hamming,
+        Metric::Jaccard => MetricKind::Tanimoto,
+        Metric::Pearson => MetricKind::Pearson,
+        Metric::Haversine => MetricKind::Haversine,
+        Metric::Divergence => MetricKind::Divergence,
     }
 }
 
