@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +13,7 @@ use crate::error::{Error, Result};
 pub const MAX_DIMENSION: usize = 65_536;
 
 /// Distance function. Lower distances are closer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Cosine distance, `1 - cos(a, b)`. Vectors must have a non-zero norm.
     Cos,
@@ -35,6 +35,169 @@ pub enum Metric {
     /// Jensen–Shannon divergence of two distributions (components ≥ 0, not
     /// all zero; usearch's definition, in nats, without normalising).
     Divergence,
+    /// A distance implemented in Rust, registered in this process under a
+    /// name ([`crate::Store::register_metric`]); scalar f32 only. The
+    /// collection records the name: opening it in a process that has not
+    /// registered that name is [`Error::UnknownMetric`].
+    Custom(CustomMetric),
+}
+
+/// A distance implemented in Rust: lower is closer, `f(a, a)` should be
+/// the least. It must not panic (a panic counts as the greatest distance)
+/// and a name must always mean the same function: snapshots are built with
+/// it.
+pub type MetricFn = Arc<dyn Fn(&[f32], &[f32]) -> f32 + Send + Sync>;
+
+/// A registered metric ([`Metric::Custom`]): a handle into this process's
+/// registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomMetric(u32);
+
+/// Every metric registered in this process, by handle. Names are leaked:
+/// there are as many as a program registers, once each.
+static REGISTRY: RwLock<Vec<(&'static str, MetricFn)>> = RwLock::new(Vec::new());
+
+impl CustomMetric {
+    /// The name it was registered under.
+    pub fn name(self) -> &'static str {
+        registry()[self.0 as usize].0
+    }
+
+    /// The registered metric called `name`, if any.
+    pub fn find(name: &str) -> Option<CustomMetric> {
+        registry()
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| CustomMetric(i as u32))
+    }
+
+    pub(crate) fn function(self) -> MetricFn {
+        Arc::clone(&registry()[self.0 as usize].1)
+    }
+
+    /// Register `f` as `name` (see [`crate::Store::register_metric`]).
+    pub(crate) fn register(name: &str, f: MetricFn) -> Result<CustomMetric> {
+        validate_name(name).map_err(|_| Error::InvalidArgument {
+            reason: format!("metric name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 _ -"),
+        })?;
+        if BUILTIN_METRICS
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return Err(Error::InvalidArgument {
+                reason: format!("{name:?} is a built-in metric"),
+            });
+        }
+        let mut all = REGISTRY.write().unwrap_or_else(|p| p.into_inner());
+        if all.iter().any(|(n, _)| *n == name) {
+            return Err(Error::InvalidArgument {
+                reason: format!(
+                    "metric {name:?} is already registered in this process (a name must always mean one function)"
+                ),
+            });
+        }
+        all.push((Box::leak(name.to_string().into_boxed_str()), f));
+        Ok(CustomMetric((all.len() - 1) as u32))
+    }
+}
+
+fn registry() -> std::sync::RwLockReadGuard<'static, Vec<(&'static str, MetricFn)>> {
+    REGISTRY.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A registered metric's distance, never a panic and never NaN (either
+/// counts as the greatest distance, so such a pair ranks last).
+pub(crate) fn call_custom(f: &MetricFn, a: &[f32], b: &[f32]) -> f32 {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(a, b))) {
+        Ok(d) if !d.is_nan() => d,
+        _ => f32::MAX,
+    }
+}
+
+const BUILTIN_METRICS: [(&str, Metric); 8] = [
+    ("cos", Metric::Cos),
+    ("ip", Metric::Ip),
+    ("l2", Metric::L2),
+    ("hamming", Metric::Hamming),
+    ("jaccard", Metric::Jaccard),
+    ("pearson", Metric::Pearson),
+    ("haversine", Metric::Haversine),
+    ("divergence", Metric::Divergence),
+];
+
+/// How the catalogue spells a custom metric.
+const CUSTOM_PREFIX: &str = "custom:";
+
+impl Metric {
+    /// The name used on the command line and in the database (a custom
+    /// metric's registered name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Custom(c) => c.name(),
+            m => BUILTIN_METRICS
+                .iter()
+                .find(|(_, b)| *b == m)
+                .map_or("unknown", |(n, _)| n),
+        }
+    }
+
+    /// The catalogue's column: the name, `custom:NAME` for a custom metric.
+    pub(crate) fn to_column(self) -> String {
+        match self {
+            Metric::Custom(c) => format!("{CUSTOM_PREFIX}{}", c.name()),
+            m => m.as_str().to_string(),
+        }
+    }
+
+    /// Read the catalogue's column.
+    pub(crate) fn from_column(s: &str) -> Result<Metric> {
+        match s.strip_prefix(CUSTOM_PREFIX) {
+            Some(name) => CustomMetric::find(name)
+                .map(Metric::Custom)
+                .ok_or_else(|| Error::UnknownMetric { name: name.into() }),
+            None => s.parse(),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = Error;
+    /// A built-in metric's name (any case), or a registered one's.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        if let Some((_, m)) = BUILTIN_METRICS.iter().find(|(n, _)| *n == lower) {
+            return Ok(*m);
+        }
+        if let Some(c) = CustomMetric::find(s) {
+            return Ok(Metric::Custom(c));
+        }
+        let names: Vec<&str> = BUILTIN_METRICS.iter().map(|(n, _)| *n).collect();
+        Err(Error::InvalidConfig {
+            reason: format!(
+                "unknown metric {s:?} (expected one of: {}, or a metric registered with Store::register_metric)",
+                names.join(", ")
+            ),
+        })
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// How the index stores vector components. SQLite always keeps full f32.
@@ -104,8 +267,6 @@ macro_rules! names {
     };
 }
 
-names!(Metric, "metric", Metric::Cos => "cos", Metric::Ip => "ip", Metric::L2 => "l2", Metric::Hamming => "hamming",
-    Metric::Jaccard => "jaccard", Metric::Pearson => "pearson", Metric::Haversine => "haversine", Metric::Divergence => "divergence");
 names!(Tokenizer, "tokenizer", Tokenizer::Unicode61 => "unicode61", Tokenizer::Porter => "porter");
 /// The default search ef. On pypi-minilm-20k (19,993 MiniLM vectors,
 /// bf16) ef 128 reaches recall@10 0.991 and 160 0.993: 160 leaves room
@@ -121,7 +282,11 @@ impl Scalar {
     pub fn default_for(metric: Metric) -> Scalar {
         match metric {
             Metric::Cos | Metric::Ip => Scalar::Bf16,
-            Metric::L2 | Metric::Pearson | Metric::Haversine | Metric::Divergence => Scalar::F32,
+            Metric::L2
+            | Metric::Pearson
+            | Metric::Haversine
+            | Metric::Divergence
+            | Metric::Custom(_) => Scalar::F32,
             Metric::Hamming | Metric::Jaccard => Scalar::B1,
         }
     }
@@ -261,6 +426,12 @@ impl CollectionConfig {
                 ))
             }
             (Metric::Haversine, s) => return bad(format!("metric haversine needs scalar f32, not {s}")),
+            (Metric::Custom(_), Scalar::F32) => {}
+            (m @ Metric::Custom(_), s) => {
+                return bad(format!(
+                    "metric {m} is a Rust function of f32 vectors: it needs scalar f32, not {s}"
+                ))
+            }
             (Metric::Cos, Scalar::I8) => {}
             (m, Scalar::I8) => {
                 return bad(format!(

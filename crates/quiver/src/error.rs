@@ -107,6 +107,14 @@ pub enum Error {
         /// The id.
         id: String,
     },
+    /// A collection measures by a metric registered with
+    /// [`crate::Store::register_metric`], and this process has not
+    /// registered it: it cannot be opened (any answer would be wrong).
+    #[error("metric {name:?} is not registered in this process: call Store::register_metric({name:?}, ..) before opening a collection that uses it")]
+    UnknownMetric {
+        /// The metric's name.
+        name: String,
+    },
     /// Any other invalid argument.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -246,6 +254,7 @@ impl Error {
                 | Error::InvalidMetadata { .. }
                 | Error::InvalidSearch { .. }
                 | Error::InvalidArgument { .. }
+                | Error::UnknownMetric { .. }
                 | Error::NoSuchRecord { .. }
                 | Error::ChangesPruned { .. }
                 | Error::InvalidFilter { .. }

@@ -59,8 +59,8 @@ pub use collection::{
     MAX_K,
 };
 pub use config::{
-    validate_name, CollectionConfig, Metric, ModelBinding, Scalar, Tokenizer,
-    DEFAULT_EXPANSION_SEARCH, MAX_DIMENSION,
+    validate_name, CollectionConfig, CustomMetric, Metric, MetricFn, ModelBinding, Scalar,
+    Tokenizer, DEFAULT_EXPANSION_SEARCH, MAX_DIMENSION,
 };
 pub use db::DB_FILE;
 pub use error::{Error, Result};

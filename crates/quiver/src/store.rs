@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::Connection;
 
 use crate::collection::{CollState, Collection};
-use crate::config::{validate_name, CollectionConfig};
+use crate::config::{validate_name, CollectionConfig, Metric};
 use crate::db::{self, catalogue, Db, DB_FILE};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
@@ -213,6 +213,45 @@ impl Store {
     /// True if opened with [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.inner.db.is_read_only()
+    }
+
+    /// Register a distance implemented in Rust under `name`, for every
+    /// store of this process, and return the [`Metric`] to create
+    /// collections with (scalar f32). The exact index, the filtered plans
+    /// and the HNSW graph all call this one function. The collection
+    /// records the name; a process must register it (with the same
+    /// function) before it opens such a collection, or the open is
+    /// [`Error::UnknownMetric`]. `f` must not panic (a panic, or a NaN,
+    /// counts as the greatest distance).
+    ///
+    /// ```
+    /// use quiver::{CollectionConfig, Record, SearchOptions, Store};
+    /// let store = Store::open_in_memory()?;
+    /// // Manhattan distance.
+    /// let l1 = store.register_metric("doc_l1", |a: &[f32], b: &[f32]| {
+    ///     a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
+    /// })?;
+    /// let mut config = CollectionConfig::new(2);
+    /// config.metric = l1;
+    /// config.scalar = quiver::Scalar::F32;
+    /// let coll = store.create_collection("points", &config)?;
+    /// coll.upsert(&[Record::new("a", vec![0.0, 0.0]), Record::new("b", vec![3.0, 4.0])])?;
+    /// let hits = coll.search(&[1.0, 1.0], &SearchOptions::new(1))?.hits;
+    /// assert_eq!(hits[0].id, "a");
+    /// assert_eq!(hits[0].distance, Some(2.0));
+    /// # Ok::<(), quiver::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`]: a name that is not 1 to 64 characters of
+    /// `A-Z a-z 0-9 _ -`, a built-in metric's name, or one this process
+    /// has registered already.
+    pub fn register_metric(
+        &self,
+        name: &str,
+        f: impl Fn(&[f32], &[f32]) -> f32 + Send + Sync + 'static,
+    ) -> Result<Metric> {
+        crate::config::CustomMetric::register(name, std::sync::Arc::new(f)).map(Metric::Custom)
     }
 
     /// Create a collection.

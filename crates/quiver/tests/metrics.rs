@@ -49,7 +49,7 @@ fn check(metric: Metric, dim: usize) {
     config.metric = metric;
     config.scalar = Scalar::default_for(metric);
     let coll = store.create_collection("m", &config).unwrap();
-    let mut rng = Rng::new(metric as u64 + 1);
+    let mut rng = Rng::new(metric.as_str().len() as u64 + dim as u64);
     let records: Vec<Record> = (0..N)
         .map(|i| {
             Record::new(format!("r{i:05}"), vector(metric, dim, &mut rng))
@@ -221,4 +221,143 @@ fn vectors_a_metric_cannot_measure_are_refused() {
     let err = coll.alter(&change).unwrap_err();
     assert!(err.to_string().contains("\"b\""), "{err}");
     assert_eq!(coll.config().metric, Metric::L2);
+}
+
+/// Manhattan distance, the test's own metric.
+fn l1(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
+}
+
+const CHILD_STORE: &str = "QUIVER_TEST_CUSTOM_METRIC_STORE";
+
+#[test]
+fn a_registered_metric_serves_every_plan_and_another_process_must_register_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        filter_exact_max: 500,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let metric = store.register_metric("test_l1", l1).unwrap();
+    assert_eq!(metric.to_string(), "test_l1");
+    // Registered once per process; built-in names are not for the taking.
+    assert!(store.register_metric("test_l1", l1).is_err());
+    assert!(store.register_metric("cos", l1).is_err());
+    assert!(store.register_metric("bad name", l1).is_err());
+    let mut config = CollectionConfig::new(8);
+    config.metric = metric;
+    config.scalar = Scalar::Bf16;
+    assert!(
+        store.create_collection("c", &config).is_err(),
+        "custom metrics are f32"
+    );
+    config.scalar = Scalar::F32;
+    let coll = store.create_collection("c", &config).unwrap();
+    let mut rng = Rng::new(77);
+    let records: Vec<Record> = (0..N)
+        .map(|i| Record::new(format!("r{i:05}"), rng.vector(8)).with_metadata(json!({"g": i % 10})))
+        .collect();
+    coll.upsert(&records).unwrap();
+    let mut found = 0;
+    for _ in 0..30 {
+        let q = rng.vector(8);
+        for (filter, plan, keep) in [
+            (None, "hnsw", 10),
+            (Some("g < 3"), "filter-hnsw", 3),
+            (Some("g = 0"), "filter-exact", 1),
+        ] {
+            let mut truth: Vec<(f32, &str)> = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 10 < keep)
+                .map(|(_, r)| (l1(&q, &r.vector), r.id.as_str()))
+                .collect();
+            truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut options = SearchOptions::new(K);
+            if let Some(f) = filter {
+                options = options.filter(f.parse::<Filter>().unwrap());
+            }
+            let got = coll.search(&q, &options).unwrap();
+            assert_eq!(got.plan.name(), plan);
+            let exact = coll.search(&q, &options.clone().exact(true)).unwrap();
+            let want: Vec<&str> = truth.iter().take(K).map(|t| t.1).collect();
+            let exact_ids: Vec<&str> = exact.hits.iter().map(|h| h.id.as_str()).collect();
+            assert_eq!(
+                exact_ids, want,
+                "the exact plan is the function's brute force"
+            );
+            for h in &got.hits {
+                let r = records.iter().find(|r| r.id == h.id).unwrap();
+                assert_eq!(
+                    h.distance.unwrap(),
+                    l1(&q, &r.vector),
+                    "the graph measures with it too"
+                );
+                found += usize::from(want.contains(&h.id.as_str()));
+            }
+        }
+    }
+    assert!(
+        found as f64 / (30.0 * 3.0 * K as f64) >= 0.9,
+        "recall {found}"
+    );
+    store.flush().unwrap();
+    drop(coll);
+    store.close().unwrap();
+
+    // Another process, which has not registered test_l1: a typed error
+    // naming it. After registering it: the same answers.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_side_of_the_custom_metric_test",
+            "--nocapture",
+        ])
+        .env(CHILD_STORE, dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("child checked the store"), "{text}");
+}
+
+/// Run by the test above in a child process (with its store in the
+/// environment); alone, it has nothing to check and returns.
+#[test]
+fn child_process_side_of_the_custom_metric_test() {
+    let Some(dir) = std::env::var_os(CHILD_STORE) else {
+        return;
+    };
+    let store = Store::open(&dir).unwrap();
+    match store.collection("c") {
+        Err(Error::UnknownMetric { name }) => assert_eq!(name, "test_l1"),
+        Err(e) => panic!("expected UnknownMetric, got {e}"),
+        Ok(_) => panic!("opened a collection whose metric is not registered"),
+    }
+    let err = store.collection("c").err().unwrap();
+    assert!(
+        err.to_string().contains("register_metric(\"test_l1\""),
+        "{err}"
+    );
+    store.register_metric("test_l1", l1).unwrap();
+    let coll = store.collection("c").unwrap().unwrap();
+    let q = [0.1f32; 8];
+    let hits = coll.search(&q, &SearchOptions::new(5)).unwrap().hits;
+    let exact = coll
+        .search(&q, &SearchOptions::new(5).exact(true))
+        .unwrap()
+        .hits;
+    assert_eq!(hits[0].id, exact[0].id);
+    assert_eq!(
+        hits[0].distance.unwrap(),
+        l1(&q, &coll.get(&hits[0].id).unwrap().unwrap().vector)
+    );
+    let load = coll.info().unwrap().load;
+    assert_eq!(load.source, quiver::IndexSource::Snapshot, "{load:?}");
+    assert!(coll.verify().unwrap().ok());
+    println!("child checked the store");
 }

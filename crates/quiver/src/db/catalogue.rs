@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::schema;
 use super::unix_now;
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, Metric};
 use crate::error::{Result, SqlContext};
 
 /// A collection's row.
@@ -60,7 +60,7 @@ fn config_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CollectionConfig>> {
         };
         Ok(CollectionConfig {
             dimension: r.get::<_, i64>(2).during("read config")? as usize,
-            metric: metric.parse()?,
+            metric: Metric::from_column(&metric)?,
             scalar: scalar.parse()?,
             connectivity: r.get::<_, i64>(5).during("read config")? as usize,
             expansion_add: r.get::<_, i64>(6).during("read config")? as usize,
@@ -167,7 +167,7 @@ pub(crate) fn create(
         params![
             name,
             config.dimension as i64,
-            config.metric.as_str(),
+            config.metric.to_column(),
             config.scalar.as_str(),
             config.connectivity as i64,
             config.expansion_add as i64,
@@ -263,7 +263,7 @@ pub(crate) fn set_index_settings(
                 expansion_search = ?6 WHERE cid = ?1",
         params![
             cid,
-            config.metric.as_str(),
+            config.metric.to_column(),
             config.scalar.as_str(),
             config.connectivity as i64,
             config.expansion_add as i64,

@@ -224,6 +224,7 @@ pub(crate) fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
             }
             1.0 - and as f32 / or as f32
         }
+        Metric::Custom(c) => crate::config::call_custom(&c.function(), a, b),
         Metric::Pearson => pearson(a, b),
         Metric::Haversine => haversine(a, b),
         Metric::Divergence => divergence(a, b),

@@ -267,6 +267,27 @@ fn search_by_inner_product(config: &CollectionConfig) -> bool {
 
 /// Set the search walk's metric (not saved with the graph) on a new,
 /// loaded or viewed `index`, before any search can reach it.
+/// A custom metric's Rust function as the index's metric (after `new`,
+/// `load` or `view`, each of which sets the header's kind).
+fn install_custom(index: &mut Index, config: &CollectionConfig) {
+    if let Metric::Custom(c) = config.metric {
+        let f = c.function();
+        let dim = config.dimension;
+        index.change_metric::<f32>(Box::new(move |a: *const f32, b: *const f32| {
+            // SAFETY: usearch calls the metric with two vectors of the
+            // index's own f32 storage (validation keeps a custom metric at
+            // scalar f32), each `dim` values long, alive for the call.
+            let (a, b) = unsafe {
+                (
+                    std::slice::from_raw_parts(a, dim),
+                    std::slice::from_raw_parts(b, dim),
+                )
+            };
+            crate::config::call_custom(&f, a, b)
+        }));
+    }
+}
+
 fn set_search_metric(index: &Index, config: &CollectionConfig) -> Result<(), HnswError> {
     if search_by_inner_product(config) {
         index
@@ -298,6 +319,9 @@ fn metric_kind(m: Metric) -> MetricKind {
         Metric::Pearson => MetricKind::Pearson,
         Metric::Haversine => MetricKind::Haversine,
         Metric::Divergence => MetricKind::Divergence,
+        // The header's kind only: the function is installed after
+        // (`install_custom`), and usearch saves what it was created with.
+        Metric::Custom(_) => MetricKind::L2sq,
     }
 }
 
@@ -337,7 +361,8 @@ fn own_version() -> (u16, u16) {
 impl HnswIndex {
     /// An empty index with room for `expected` vectors.
     pub(crate) fn new(config: &CollectionConfig, expected: usize) -> Result<Self, HnswError> {
-        let index = Index::new(&options(config)).map_err(|e| e.to_string())?;
+        let mut index = Index::new(&options(config)).map_err(|e| e.to_string())?;
+        install_custom(&mut index, config);
         set_search_metric(&index, config)?;
         let mut this = Self::wrap(index, config);
         this.reserve(expected.max(MIN_CAPACITY))?;
@@ -373,8 +398,9 @@ impl HnswIndex {
         live: usize,
     ) -> Result<Self, HnswError> {
         let (want, meta) = check_header(config, bytes)?;
-        let index = Index::new(&want).map_err(|e| e.to_string())?;
+        let mut index = Index::new(&want).map_err(|e| e.to_string())?;
         index.load_from_buffer(bytes).map_err(|e| e.to_string())?;
+        install_custom(&mut index, config);
         let dead = check_nodes(&index, config, &meta, live)?;
         // Not stored in the file: set from the config.
         index.change_expansion_add(config.expansion_add);
@@ -400,7 +426,7 @@ impl HnswIndex {
         live: usize,
     ) -> Result<Self, HnswError> {
         let (want, meta) = check_header(config, map.bytes())?;
-        let base = Index::new(&want).map_err(|e| e.to_string())?;
+        let mut base = Index::new(&want).map_err(|e| e.to_string())?;
         // Thread slots set before `view` survive it; its capacity is the file's.
         base.reserve_capacity_and_threads(0, thread_slots())
             .map_err(|e| e.to_string())?;
@@ -408,6 +434,7 @@ impl HnswIndex {
         // lives: `Base` owns both and drops the index first. Their
         // structure was checked against the recorded digest.
         unsafe { base.view_from_buffer(map.bytes()) }.map_err(|e| e.to_string())?;
+        install_custom(&mut base, config);
         let dead = check_nodes(&base, config, &meta, live)?;
         base.change_expansion_search(config.expansion_search);
         set_search_metric(&base, config)?;
