@@ -11,30 +11,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{ok, quiver, store_bytes};
+use common::{lines, ok, refused};
 use serde_json::{json, Value};
-
-fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn get(store: &std::path::Path, id: &str) -> Value {
     lines(&ok(store, &["get", "c", id, "--include", "vector"])).remove(0)
-}
-
-fn refused(store: &std::path::Path, args: &[&str], needle: &str) {
-    let before = store_bytes(store);
-    let out = quiver(store, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr:?} should mention {needle:?}"
-    );
-    assert!(store_bytes(store) == before, "{args:?} changed the store");
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {

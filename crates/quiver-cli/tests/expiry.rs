@@ -9,27 +9,8 @@ mod common;
 
 use std::io::Write;
 
-use common::{ok, quiver, store_bytes};
-use serde_json::{json, Value};
-
-fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn refused(store: &std::path::Path, args: &[&str], needle: &str) {
-    let before = store_bytes(store);
-    let out = quiver(store, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr:?} lacks {needle:?}"
-    );
-    assert!(store_bytes(store) == before, "{args:?} changed the store");
-}
+use common::{lines, ok, quiver, refused};
+use serde_json::json;
 
 fn ids(text: &str) -> Vec<String> {
     // (An export's first line is its settings, without an id.)

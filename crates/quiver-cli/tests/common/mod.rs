@@ -102,3 +102,25 @@ pub fn message_line(stderr: &str) -> &str {
     }
     first
 }
+
+/// Each line of `text` as JSON.
+pub fn lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// `quiver ARGS` is bad input: exit 2, one line on stderr naming `needle`,
+/// and the store byte for byte as it was.
+pub fn refused(store: &Path, args: &[&str], needle: &str) {
+    let before = store_bytes(store);
+    let out = quiver(store, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} should mention {needle:?}"
+    );
+    assert!(store_bytes(store) == before, "{args:?} changed the store");
+}

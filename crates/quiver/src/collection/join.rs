@@ -124,11 +124,12 @@ impl Collection {
     /// With `one_to_one`, a matching instead: every record of either side
     /// in at most one pair, taken greedily by ascending distance from each
     /// left record's nearest candidates (widened for those whose candidates
-    /// were all taken), then emitted in left id order. With complete
-    /// candidate lists this is the stable matching for a symmetric
+    /// were all taken), then emitted in left id order. With exact search
+    /// and no record widened, this is the stable matching for a symmetric
     /// distance, which is what usearch's `join` (Gale–Shapley, each side
-    /// ranking the other by distance) converges to; with HNSW candidates,
-    /// as with usearch's, it is approximately so.
+    /// ranking the other by distance) converges to. A widened record
+    /// cannot take back a pair settled before it, so then, and with HNSW
+    /// candidates, it is only approximately stable.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for dimensions that differ or a negative
